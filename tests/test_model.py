@@ -1,0 +1,100 @@
+"""The network: architecture, skip connection, serialisation."""
+
+import keras
+import numpy as np
+import pytest
+
+from vdsr_tf.model import build_vdsr, flops_per_pixel, load_model, load_pretrained
+
+
+def test_default_parameter_count():
+    # 9*64+64 + 18*(9*64*64+64) + 9*64+1, the paper's network with biases.
+    assert build_vdsr().count_params() == 665_921
+
+
+def test_architecture():
+    model = build_vdsr()
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(convs) == 20
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert [c.filters for c in convs] == [64] * 19 + [1]
+    assert all(c.activation is keras.activations.relu for c in convs[:-1])
+    assert convs[-1].activation is keras.activations.linear
+    assert not any("pool" in l.name for l in model.layers)
+    # The model's last operation is the skip add of the input.
+    assert isinstance(model.layers[-1], keras.layers.Add)
+    assert model.input_shape == (None, None, None, 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 17, 23, 1), (2, 41, 41, 1)])
+def test_zero_residual_gives_identity(shape):
+    model = build_vdsr(depth=3, filters=8)
+    last = model.get_layer("conv3")
+    last.kernel.assign(np.zeros(last.kernel.shape, "float32"))
+    last.bias.assign(np.zeros(last.bias.shape, "float32"))
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x)), x)
+
+
+def test_non_residual_variant_has_no_skip():
+    model = build_vdsr(depth=3, filters=8, residual=False)
+    assert not any(isinstance(l, keras.layers.Add) for l in model.layers)
+
+
+def test_weight_decay_is_on_kernels_only():
+    model = build_vdsr(depth=3, filters=8, weight_decay=1e-4)
+    model(np.zeros((1, 8, 8, 1), "float32"))
+    kernels = sum(float(np.sum(np.asarray(l.kernel) ** 2)) for l in model.layers
+                  if isinstance(l, keras.layers.Conv2D))
+    reg = float(sum(np.asarray(v) for v in model.losses))
+    np.testing.assert_allclose(reg, 0.5e-4 * kernels, rtol=1e-5)
+    assert build_vdsr(depth=3, filters=8, weight_decay=0).losses == []
+
+
+@pytest.mark.parametrize("kwargs", [dict(depth=1), dict(filters=0), dict(weight_decay=-1),
+                                    dict(clip_theta=-0.1)])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        build_vdsr(**kwargs)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = build_vdsr(depth=4, filters=8, clip_theta=0.05)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="mse")
+    x = np.random.default_rng(1).random((2, 12, 12, 1), dtype=np.float32)
+    model.fit(x, x, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.clip_theta == 0.05
+    assert len([l for l in loaded.layers if isinstance(l, keras.layers.Conv2D)]) == 4
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b))
+
+
+def test_load_pretrained_from_weights_file(tmp_path):
+    model = build_vdsr()
+    path = str(tmp_path / "vdsr.weights.h5")
+    model.save_weights(path)
+    loaded = load_pretrained(path)
+    x = np.random.default_rng(2).random((1, 9, 9, 1), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_load_pretrained_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_pretrained(str(tmp_path / "missing.weights.h5"))
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not an h5 file")
+    with pytest.raises(ValueError):
+        load_pretrained(str(bad))
+    other = tmp_path / "x.txt"
+    other.write_text("x")
+    with pytest.raises(ValueError):
+        load_pretrained(str(other))
+
+
+def test_flops_per_pixel():
+    assert flops_per_pixel() == 2 * (9 * 64 + 18 * 9 * 64 * 64 + 9 * 64)

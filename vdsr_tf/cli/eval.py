@@ -1,0 +1,114 @@
+"""vdsr-eval: the standard benchmark table (PSNR / SSIM on MATLAB Y).
+
+    vdsr-eval --data_dir=../shared/datasets --sets=Set5,Set14,B100 --scales=2,3,4 \
+        [--weights=PATH|bicubic] --json=results.json --compare_dir=compare/
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/).")
+flags.DEFINE_list("sets", ["Set5", "Set14", "B100"], "Sets to score.")
+flags.DEFINE_list("scales", ["2", "3", "4"], "Scales to score.")
+flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, 'bicubic' for the "
+                    "baseline alone, or empty for the bundled weights.")
+flags.DEFINE_string("json", None, "Write the numbers to this JSON file.")
+flags.DEFINE_string("compare_dir", None, "Write one bicubic | VDSR | HR PNG per set here.")
+flags.DEFINE_boolean("baseline", True, "Also score bicubic and show it beside the model.")
+
+
+def _fail(message):
+    print(f"vdsr-eval: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None, out=sys.stdout):
+    """Scores ``weights`` (or bicubic) and returns the JSON-shaped results.
+
+    Returns:
+        ``{set: {"x{s}": {"psnr", "ssim"}}}`` for the model (bicubic numbers
+        if ``weights == "bicubic"``), plus ``"bicubic"`` with the same shape
+        when ``baseline`` and a model is scored.
+    """
+    from vdsr_tf.evaluate import comparison_strip, evaluate_set, write_png
+    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.upscale import Upscaler
+
+    bicubic = Upscaler(None)
+    only_bicubic = weights == "bicubic"
+    model_upscaler = bicubic if only_bicubic else Upscaler(load_pretrained(weights or None))
+    results, base = {}, {}
+    header = f"{'set':<8}{'scale':>6}  {'bicubic PSNR/SSIM':>20}"
+    if not only_bicubic:
+        header += f"  {'VDSR PSNR/SSIM':>20}"
+    print(header, file=out)
+    for name in sets:
+        set_dir = os.path.join(data_dir, name)
+        strips = []
+        for s in scales:
+            key = f"x{s}"
+            b = evaluate_set(bicubic, set_dir, s, keep_images=True) if (baseline or only_bicubic) else None
+            m = b if only_bicubic else evaluate_set(model_upscaler, set_dir, s, keep_images=True)
+            results.setdefault(name, {})[key] = {"psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 5)}
+            line = f"{name:<8}{key:>6}  "
+            if b is not None:
+                base.setdefault(name, {})[key] = {"psnr": round(b["psnr"], 4), "ssim": round(b["ssim"], 5)}
+                line += f"{b['psnr']:>12.2f} / {b['ssim']:.4f}"
+            else:
+                line += f"{'-':>20}"
+            if not only_bicubic:
+                line += f"  {m['psnr']:>12.2f} / {m['ssim']:.4f}"
+            print(line, file=out, flush=True)
+            if compare_dir and b is not None:
+                _, bic, hr = b["images"][0]
+                strips.append(comparison_strip(bic, m["images"][0][1], hr))
+        if compare_dir and strips:
+            import numpy as np
+
+            os.makedirs(compare_dir, exist_ok=True)
+            width = max(s.shape[1] for s in strips)
+            rows = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255)
+                    for s in strips]
+            write_png(np.concatenate(rows, axis=0), os.path.join(compare_dir, f"{name}.png"))
+    if base and not only_bicubic:
+        results["bicubic"] = base
+    return results
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.data_dir:
+        raise app.UsageError("--data_dir is required")
+    try:
+        scales = [int(s) for s in FLAGS.scales]
+    except ValueError:
+        raise app.UsageError(f"--scales must be integers, got {FLAGS.scales}")
+    if any(s < 2 for s in scales):
+        raise app.UsageError("--scales must be integers >= 2")
+    for name in FLAGS.sets:
+        if not os.path.isdir(os.path.join(FLAGS.data_dir, name)):
+            return _fail(f"set {name!r} not found in {FLAGS.data_dir}")
+    try:
+        results = run_eval(FLAGS.data_dir, FLAGS.sets, scales, FLAGS.weights,
+                           FLAGS.baseline, FLAGS.compare_dir)
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    if FLAGS.json:
+        tmp = FLAGS.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, FLAGS.json)
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,386 @@
+"""Training data: MATLAB-bicubic-degraded patch pairs, as tf.data or numpy.
+
+The maths of one sample lives in ``sample_image_patches`` (numpy only): from
+one HR Y plane it draws a down-size factor and a scale, degrades the image with
+MATLAB-exact bicubic down then up (``vdsr_tf.imresize``), and cuts aligned
+random patch pairs with random flips and 90-degree rotations. Two samplers
+call it:
+
+* ``make_dataset``: a ``tf.data`` pipeline over a folder of images, a packed
+  ``.npz`` of Y planes, or a TFDS dataset (``"tfds:NAME[:SPLIT]"`` with a local
+  ``data_dir``): Y channel, cache, shuffle images, sample patches (seeded per
+  visit), shuffle patches, batch, prefetch.
+* ``PatchSampler``: the same samples without TensorFlow, for the JAX-only GPU
+  machine.
+
+Both are deterministic for a given seed.
+"""
+
+import os
+
+import numpy as np
+
+from vdsr_tf.imresize import imresize, modcrop, rgb2y
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# -- sources ----------------------------------------------------------------
+def list_images(folder):
+    """Sorted paths of the image files directly inside ``folder``.
+
+    Raises:
+        FileNotFoundError: if ``folder`` is not a directory or holds no images.
+    """
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Not a directory: {folder}")
+    paths = sorted(
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not paths:
+        raise FileNotFoundError(
+            f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
+        )
+    return paths
+
+
+def to_y(image):
+    """The uint8 Y plane of an image: MATLAB ``rgb2ycbcr`` luma, or grey as is.
+
+    Args:
+        image: uint8, (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (alpha ignored).
+
+    Returns:
+        uint8 (H, W) in [0, 255].
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"Expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[-1] == 1:
+        return image[..., 0]
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        return rgb2y(image[..., :3])
+    raise ValueError(f"Unsupported image shape {image.shape}")
+
+
+def read_y(path):
+    """Reads an image file and returns its uint8 (H, W) Y plane."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+        return to_y(np.asarray(im))
+
+
+def _expand_sources(sources):
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    return [os.fspath(s) for s in sources]
+
+
+def load_y_planes(sources):
+    """Loads the Y planes of every image in folders or packed ``.npz`` files.
+
+    Args:
+        sources: a path or a list of paths; each a folder of images or an
+            ``.npz`` written by ``pack_y_planes``.
+
+    Returns:
+        A list of uint8 (H, W) arrays.
+    """
+    planes = []
+    for source in _expand_sources(sources):
+        if source.endswith(".npz"):
+            with np.load(source) as packed:
+                planes.extend(packed[k] for k in sorted(packed.files))
+        else:
+            planes.extend(read_y(p) for p in list_images(source))
+    return planes
+
+
+def pack_y_planes(sources, path):
+    """Writes the Y planes of ``sources`` to a compressed ``.npz`` at ``path``.
+
+    The 291 training images pack to about 27 MB, small enough to carry to the
+    GPU machine. The file is written to a temporary name and renamed, so an
+    interrupted pack leaves no partial file.
+
+    Returns:
+        The number of planes written.
+    """
+    planes = load_y_planes(sources)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **{f"y{i:05d}": p for i, p in enumerate(planes)})
+    os.replace(tmp, path)
+    return len(planes)
+
+
+# -- the sample maths (numpy) -----------------------------------------------
+def degrade(hr_y, scale):
+    """MATLAB bicubic down by ``scale`` then up: the VDSR input and target.
+
+    Args:
+        hr_y: uint8 (H, W) Y plane; it is modcropped to a multiple of scale.
+        scale: integer scale >= 2.
+
+    Returns:
+        ``(x, y)``, float32 (H', W') each, H' = H - H % scale: ``x`` the
+        bicubic-upscaled LR (about [0, 1], overshoot kept), ``y`` the HR in
+        [0, 1]. The LR is quantised to uint8 like the benchmarks' LR files,
+        then upscaled in float.
+    """
+    hr = modcrop(hr_y, scale)
+    lr = imresize(hr, scale=1.0 / scale)
+    x = imresize(lr.astype(np.float32) / 255.0, output_shape=hr.shape)
+    return x, hr.astype(np.float32) / 255.0
+
+
+def dihedral(patch, k):
+    """One of the 8 flips/rotations of a (..., H, W, C) array; k in [0, 8)."""
+    out = np.rot90(patch, k % 4, axes=(-3, -2))
+    return np.flip(out, axis=-2) if k >= 4 else out
+
+
+def sample_image_patches(hr_y, seed, patch_size, scales, downsize, augment, count):
+    """Aligned random patch pairs from one HR Y plane.
+
+    Steps: draw a down-size factor from ``downsize`` (ignored if the image
+    would become smaller than a patch) and shrink the image with MATLAB
+    bicubic; draw a scale from ``scales``; ``degrade``; cut ``count`` patches
+    at uniform random positions, the same window in input and target; apply
+    one random flip/rotation per pair.
+
+    Args:
+        hr_y: uint8 (H, W).
+        seed: int; the same seed gives the same patches.
+        patch_size: patch side P.
+        scales: sequence of integer scales.
+        downsize: sequence of factors in (0, 1].
+        augment: apply random flips/rotations.
+        count: patches to cut.
+
+    Returns:
+        ``(x, y, s)``: float32 (count, P, P, 1) inputs and targets, and int32
+        (count,) scales. Zero patches when the image is smaller than P.
+    """
+    rng = np.random.default_rng(seed)
+    factor = float(downsize[rng.integers(len(downsize))])
+    scale = int(scales[rng.integers(len(scales))])
+    if factor != 1.0 and min(hr_y.shape) * factor >= patch_size + scale:
+        hr_y = imresize(hr_y, scale=factor)
+    h, w = hr_y.shape[0] - hr_y.shape[0] % scale, hr_y.shape[1] - hr_y.shape[1] % scale
+    p = patch_size
+    if h < p or w < p:
+        empty = np.zeros((0, p, p, 1), np.float32)
+        return empty, empty, np.zeros((0,), np.int32)
+    x, y = degrade(hr_y, scale)
+    tops = rng.integers(0, h - p + 1, size=count)
+    lefts = rng.integers(0, w - p + 1, size=count)
+    ks = rng.integers(0, 8, size=count) if augment else np.zeros(count, int)
+    xs = np.empty((count, p, p, 1), np.float32)
+    ys = np.empty((count, p, p, 1), np.float32)
+    for i, (t, l, k) in enumerate(zip(tops, lefts, ks)):
+        xs[i] = dihedral(x[t : t + p, l : l + p, None], k)
+        ys[i] = dihedral(y[t : t + p, l : l + p, None], k)
+    return xs, ys, np.full((count,), scale, np.int32)
+
+
+def _visit_args(data_config):
+    c = data_config
+    return dict(
+        patch_size=c.patch_size,
+        scales=tuple(c.scales),
+        downsize=tuple(c.downsize),
+        augment=c.augment,
+        count=c.patches_per_image,
+    )
+
+
+# -- the TF-free sampler --------------------------------------------------------
+class PatchSampler:
+    """Batches of training patch pairs in numpy, with no TensorFlow.
+
+    Same semantics as ``make_dataset``: each visit of an image (in a shuffled
+    order, reshuffled every pass) yields ``patches_per_image`` pairs, which
+    go through a shuffle pool of ``shuffle_buffer`` pairs before batching.
+
+    Args:
+        planes: list of uint8 (H, W) HR Y planes (``load_y_planes``).
+        data_config: a ``vdsr_tf.config.DataConfig``.
+        seed: int seed; the same seed gives the same batches.
+    """
+
+    def __init__(self, planes, data_config, seed=0):
+        if not planes:
+            raise ValueError("PatchSampler needs at least one image")
+        self.planes = planes
+        self.config = data_config
+        self._rng = np.random.default_rng(seed)
+
+    def pairs(self):
+        """Yields ``(x, y)`` pairs of float32 (P, P, 1) arrays forever."""
+        args = _visit_args(self.config)
+        pool_x, pool_y = [], []
+        while True:
+            for i in self._rng.permutation(len(self.planes)):
+                x, y, _ = sample_image_patches(
+                    self.planes[i], int(self._rng.integers(2**31)), **args
+                )
+                pool_x.extend(x)
+                pool_y.extend(y)
+                while len(pool_x) >= self.config.shuffle_buffer:
+                    j = int(self._rng.integers(len(pool_x)))
+                    pool_x[j], pool_x[-1] = pool_x[-1], pool_x[j]
+                    pool_y[j], pool_y[-1] = pool_y[-1], pool_y[j]
+                    yield pool_x.pop(), pool_y.pop()
+
+    def batches(self, batch_size=None):
+        """Yields ``(x, y)`` float32 batches (B, P, P, 1) forever."""
+        batch_size = batch_size or self.config.batch_size
+        pairs = self.pairs()
+        while True:
+            xs, ys = zip(*(next(pairs) for _ in range(batch_size)))
+            yield np.stack(xs), np.stack(ys)
+
+
+# -- the tf.data pipeline ----------------------------------------------------
+def _tfds_images(spec, data_dir):
+    """uint8 images of a TFDS dataset named by ``tfds:NAME[:SPLIT]``."""
+    import tensorflow_datasets as tfds
+
+    parts = spec.split(":")
+    name = parts[1]
+    split = parts[2] if len(parts) > 2 else "train"
+    ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
+    key = None
+    for candidate in ("hr", "image"):
+        if candidate in ds.element_spec:
+            key = candidate
+    if key is None:
+        raise ValueError(
+            f"TFDS dataset {name!r} has no 'hr' or 'image' feature "
+            f"(features: {sorted(ds.element_spec)})"
+        )
+    return ds.map(lambda ex: ex[key])
+
+
+def _y_plane_dataset(sources, data_dir=None):
+    """A tf.data dataset of uint8 (H, W) Y planes from mixed sources."""
+    import tensorflow as tf
+
+    def from_files(paths):
+        ds = tf.data.Dataset.from_tensor_slices(paths)
+        return ds.map(
+            lambda p: tf.io.decode_image(tf.io.read_file(p), expand_animations=False),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    parts = []
+    for source in _expand_sources(sources):
+        if source.startswith("tfds:"):
+            parts.append(_tfds_images(source, data_dir))
+        elif source.endswith(".npz"):
+            planes = load_y_planes(source)
+            parts.append(
+                tf.data.Dataset.from_generator(
+                    lambda planes=planes: iter(planes),
+                    output_signature=tf.TensorSpec((None, None), tf.uint8),
+                ).map(lambda y: y[..., None])
+            )
+        else:
+            parts.append(from_files(list_images(source)))
+    ds = parts[0]
+    for part in parts[1:]:
+        ds = ds.concatenate(part)
+
+    def y_plane(image):
+        y = tf.numpy_function(to_y, [image], tf.uint8, stateful=False)
+        return tf.ensure_shape(y, (None, None))
+
+    return ds.map(y_plane, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False):
+    """The training ``tf.data`` pipeline.
+
+    Steps, in order: Y channel; cache in memory; repeat and shuffle the images;
+    per image visit, ``sample_image_patches`` (down-size augmentation, a random
+    scale, modcrop, MATLAB bicubic down then up, aligned random patches,
+    flips/rotations); shuffle the patches; batch; prefetch.
+
+    Args:
+        sources: folder(s) of images, packed ``.npz`` file(s), or
+            ``"tfds:NAME[:SPLIT]"`` specs (TFDS datasets prepared under
+            ``data_dir``; nothing is downloaded).
+        data_config: a ``vdsr_tf.config.DataConfig``.
+        seed: int; the same seed gives the same batches.
+        data_dir: TFDS data directory for ``tfds:`` sources.
+        with_scale: also yield each pair's scale (int32 (B,)), as ``(x, y, s)``.
+
+    Returns:
+        An infinite ``tf.data.Dataset`` of ``(x, y)`` float32 batches, both
+        (B, P, P, 1): ``x`` the bicubic-upscaled input (about [0, 1]), ``y`` the
+        HR target in [0, 1].
+    """
+    import tensorflow as tf
+
+    args = _visit_args(data_config)
+    p = data_config.patch_size
+    planes = _y_plane_dataset(sources, data_dir).cache()
+    planes = planes.repeat().shuffle(512, seed=seed)
+    visit_seeds = tf.data.Dataset.random(seed=seed).map(
+        lambda s: tf.math.floormod(s, 2**31)
+    )
+
+    def sample(plane, visit_seed):
+        x, y, s = tf.numpy_function(
+            lambda im, sd: sample_image_patches(im, int(sd), **args),
+            [plane, visit_seed],
+            (tf.float32, tf.float32, tf.int32),
+            stateful=False,
+        )
+        shape = (None, p, p, 1)
+        return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape), tf.ensure_shape(s, (None,))
+
+    ds = tf.data.Dataset.zip((planes, visit_seeds))
+    ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.unbatch().shuffle(data_config.shuffle_buffer, seed=seed)
+    if not with_scale:
+        ds = ds.map(lambda x, y, s: (x, y))
+    ds = ds.batch(data_config.batch_size, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def patch_dataset(sources, patch_size=41, scales=(2, 3, 4), batch_size=64,
+                  downsize=(1.0, 0.7, 0.5), augment=True, seed=0, data_dir=None):
+    """Keras-friendly shortcut for ``make_dataset``: ``model.fit(patch_dataset(...))``.
+
+    Args:
+        sources: folder(s) of HR images, ``.npz`` packs or ``tfds:NAME`` specs.
+        patch_size, scales, batch_size, downsize, augment: see ``DataConfig``.
+        seed: the sampling seed.
+        data_dir: TFDS data directory for ``tfds:`` sources.
+
+    Returns:
+        An infinite ``tf.data.Dataset`` of ``(x, y)`` float32 (B, P, P, 1)
+        batches: bicubic-upscaled input and HR target, in [0, 1].
+    """
+    from vdsr_tf.config import DataConfig
+
+    cfg = DataConfig(patch_size=patch_size, scales=tuple(scales), batch_size=batch_size,
+                     downsize=tuple(downsize), augment=augment)
+    return make_dataset(sources, cfg, seed=seed, data_dir=data_dir)
+
+
+def sample_images_dir():
+    """The bundled sample set: a folder with ``HR/`` and ``LR_bicubic/X{2,3,4}/``.
+
+    Two Set5 images (bird, butterfly), so demos and tests run without any
+    download.
+    """
+    return os.path.join(os.path.dirname(__file__), "weights", "samples")

@@ -1,0 +1,103 @@
+"""The benchmark protocol: score an upscaler on Set5 / Set14 / B100-style sets.
+
+A set folder holds ``HR/*.png`` and ``LR_bicubic/X{s}/*.png`` (MATLAB-made LR).
+For each image the LR file goes through the ``Upscaler`` to a uint8 image and
+is scored against ``HR[:s*h, :s*w]`` on MATLAB Y with ``s`` pixels shaved
+(``vdsr_tf.metrics``).
+"""
+
+import os
+
+import numpy as np
+
+from vdsr_tf.data import list_images
+from vdsr_tf.metrics import psnr, ssim
+
+
+def read_image(path):
+    """uint8 (H, W) for grayscale files, (H, W, 3) otherwise."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode != "L":
+            im = im.convert("RGB")
+        return np.asarray(im)
+
+
+def benchmark_pairs(set_dir, scale):
+    """Yields ``(name, lr, hr)`` uint8 images of one set at one scale.
+
+    ``hr`` is cropped to ``scale`` x the LR size. Only names present in both
+    ``HR`` and ``LR_bicubic/X{scale}`` are used.
+
+    Raises:
+        FileNotFoundError: if the set or the scale's LR folder is missing.
+    """
+    lr_dir = os.path.join(set_dir, "LR_bicubic", f"X{scale}")
+    hr_paths = list_images(os.path.join(set_dir, "HR"))
+    if not os.path.isdir(lr_dir):
+        raise FileNotFoundError(f"No LR images for x{scale}: {lr_dir} is missing")
+    found = False
+    for hr_path in hr_paths:
+        name = os.path.basename(hr_path)
+        lr_path = os.path.join(lr_dir, name)
+        if not os.path.exists(lr_path):
+            continue
+        found = True
+        lr = read_image(lr_path)
+        hr = read_image(hr_path)
+        h, w = lr.shape[0] * scale, lr.shape[1] * scale
+        yield name, lr, hr[:h, :w]
+    if not found:
+        raise FileNotFoundError(f"No LR files in {lr_dir} match {set_dir}/HR")
+
+
+def evaluate_set(upscaler, set_dir, scale, keep_images=False):
+    """Mean PSNR / SSIM of ``upscaler`` on one set at one scale.
+
+    Returns:
+        ``{"psnr": float, "ssim": float, "n": int}``, plus ``"images"``: a list
+        of ``(name, sr, hr)`` uint8 arrays when ``keep_images``.
+    """
+    psnrs, ssims, images = [], [], []
+    for name, lr, hr in benchmark_pairs(set_dir, scale):
+        sr = upscaler.upscale(lr, size=hr.shape[:2])
+        psnrs.append(psnr(sr, hr, crop_border=scale))
+        ssims.append(ssim(sr, hr, crop_border=scale))
+        if keep_images:
+            images.append((name, sr, hr))
+    result = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n": len(psnrs)}
+    if keep_images:
+        result["images"] = images
+    return result
+
+
+def comparison_strip(bicubic, sr, hr, crop=96, zoom=2):
+    """A uint8 RGB strip ``bicubic | sr | hr`` of one centre crop, zoomed.
+
+    Args:
+        bicubic, sr, hr: uint8 images of the same shape ((H, W) or (H, W, 3)).
+        crop: side of the centre crop (clamped to the image).
+        zoom: nearest-neighbour zoom of the crop.
+    """
+    def prepare(im):
+        im = im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=-1)
+        h, w = im.shape[:2]
+        c = min(crop, h, w)
+        t, l = (h - c) // 2, (w - c) // 2
+        patch = im[t : t + c, l : l + c]
+        return patch.repeat(zoom, axis=0).repeat(zoom, axis=1)
+
+    gap = np.full((prepare(hr).shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate(
+        [prepare(bicubic), gap, prepare(sr), gap, prepare(hr)], axis=1
+    )
+
+
+def write_png(array, path):
+    """Writes a uint8 image atomically (temporary file, then rename)."""
+    from PIL import Image
+
+    tmp = path + ".tmp"
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -1,0 +1,244 @@
+"""The VDSR network and its Keras model class with the adaptive-clipping step.
+
+``build_vdsr`` returns a functional model: ``depth`` 3x3 convolutions with no
+pooling, ``depth - 1`` of them with ``filters`` channels and ReLU, the last one
+to 1 channel with no activation, and a final ``Add`` of the input (the skip
+connection). The model maps a bicubic-upscaled Y image to the super-resolved Y
+image. Its ``train_step`` clips every gradient value to ``theta / lr`` before
+the optimizer update (``vdsr_tf.clipping``), on the TensorFlow and on the JAX
+backend.
+
+This module imports without TensorFlow (it is used on a JAX-only GPU machine).
+"""
+
+import keras
+from keras import ops
+
+from vdsr_tf.clipping import clip_by_lr
+
+_PACKAGE = "vdsr_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class VDSR(keras.Model):
+    """A functional Keras model whose ``train_step`` applies the theta/lr clip.
+
+    Build it with ``build_vdsr``. ``clip_theta=None`` (or 0) disables the
+    clip, which gives Keras's own train step.
+
+    Args:
+        clip_theta: the clip parameter theta (> 0), or None for no clipping.
+        *args, **kwargs: the functional ``keras.Model`` arguments
+            (``inputs``, ``outputs``, ``name``).
+    """
+
+    def __init__(self, *args, clip_theta=0.01, **kwargs):
+        super().__init__(*args, **kwargs)
+        if clip_theta is not None and clip_theta < 0:
+            raise ValueError(f"clip_theta must be >= 0 or None, got {clip_theta}")
+        self.clip_theta = float(clip_theta) if clip_theta else None
+
+    def get_config(self):
+        config = super().get_config()
+        config["clip_theta"] = self.clip_theta
+        return config
+
+    # -- the adaptive clip --------------------------------------------------
+    def _clip(self, grads, lr):
+        """Applies ``clip_by_lr`` with this model's theta (no-op without one)."""
+        if not self.clip_theta:
+            return grads
+        scale = 1.0
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            scale = self.optimizer.scale_loss(1.0)
+        return clip_by_lr(grads, lr, self.clip_theta, loss_scale=scale)
+
+    def train_step(self, *args):
+        """One optimisation step: loss, theta/lr clip of every gradient, update.
+
+        On the JAX backend the signature is Keras's stateless
+        ``train_step(state, data) -> (logs, state)``; on TensorFlow it is
+        ``train_step(data) -> logs``.
+        """
+        if keras.backend.backend() == "jax":
+            return self._jax_train_step(*args)
+        if keras.backend.backend() == "tensorflow":
+            return self._tf_train_step(*args)
+        raise NotImplementedError(
+            "VDSR.train_step supports the tensorflow and jax backends, not "
+            f"{keras.backend.backend()!r}."
+        )
+
+    def _tf_train_step(self, data):
+        import tensorflow as tf
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            scaled_loss = self.optimizer.scale_loss(loss)
+        weights = self.trainable_weights
+        grads = tape.gradient(scaled_loss, weights)
+        grads = self._clip(grads, self.optimizer.learning_rate)
+        self.optimizer.apply(grads, weights)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=ops.shape(x)[0])
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, opt_vars, metric_vars = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
+        (_, aux), grads = grad_fn(
+            trainable,
+            non_trainable,
+            metric_vars,
+            x,
+            y,
+            sample_weight,
+            training=True,
+            optimizer_variables=opt_vars,
+        )
+        loss, y_pred, non_trainable, metric_vars = aux
+        # The learning rate (and loss scale) are functions of optimizer state,
+        # which must be read from the values passed in, not the variables.
+        mapping = list(zip(self.optimizer.variables, opt_vars))
+        with keras.StatelessScope(state_mapping=mapping):
+            grads = self._clip(grads, self.optimizer.learning_rate)
+        trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
+        logs, metric_vars = self._update_metrics_variables(
+            metric_vars, loss, x, y, y_pred, sample_weight
+        )
+        return logs, (trainable, non_trainable, opt_vars, metric_vars)
+
+
+def build_vdsr(
+    depth=20,
+    filters=64,
+    clip_theta=0.01,
+    weight_decay=1e-4,
+    residual=True,
+    kernel_initializer="he_normal",
+    name="vdsr",
+):
+    """Builds the VDSR network (Kim, Lee, Lee, CVPR 2016).
+
+    Args:
+        depth: number of 3x3 convolution layers (>= 2). The paper uses 20.
+        filters: channels of the hidden layers. The paper uses 64.
+        clip_theta: theta of the adaptive gradient clip (gradient values are
+            clipped to ``[-theta/lr, theta/lr]``); None disables it.
+        weight_decay: L2 weight decay on the conv kernels, as in the paper
+            (1e-4): the kernels' loss term is ``weight_decay / 2 * sum(w**2)``
+            so that its gradient is ``weight_decay * w``, Caffe's convention.
+            0 disables it.
+        residual: True (the paper) adds the input to the last layer's output,
+            so the convolutions predict the residual. False makes the network
+            predict the image itself (for the paper's residual-learning study).
+        kernel_initializer: initializer of the conv kernels; the paper uses
+            He et al.'s ("he_normal"). Biases start at zero.
+        name: model name.
+
+    Returns:
+        A ``VDSR`` model mapping ``x: float32 (B, H, W, 1)``, the
+        bicubic-upscaled Y channel in [0, 1], to the super-resolved Y channel
+        of the same shape (not clipped; clip to [0, 1] before quantising).
+        ``H`` and ``W`` are free.
+    """
+    if depth < 2:
+        raise ValueError(f"depth must be >= 2, got {depth}")
+    if filters < 1:
+        raise ValueError(f"filters must be >= 1, got {filters}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+
+    def conv(channels, activation, index):
+        return keras.layers.Conv2D(
+            channels,
+            3,
+            padding="same",
+            activation=activation,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=regularizer,
+            name=f"conv{index}",
+        )
+
+    inputs = keras.Input(shape=(None, None, 1), name="y_bicubic")
+    h = inputs
+    for i in range(1, depth):
+        h = conv(filters, "relu", i)(h)
+    h = conv(1, None, depth)(h)
+    if residual:
+        # The add is kept in float32 under mixed precision: the residual is a
+        # small correction to values in [0, 1].
+        h = keras.layers.Add(name="skip", dtype="float32")([inputs, h])
+    else:
+        h = keras.layers.Activation("linear", name="image", dtype="float32")(h)
+    return VDSR(inputs=inputs, outputs=h, clip_theta=clip_theta, name=name)
+
+
+def load_model(path):
+    """Loads a ``.keras`` file saved from a ``VDSR`` model (optimizer included)."""
+    return keras.saving.load_model(path, custom_objects={"VDSR": VDSR})
+
+
+def flops_per_pixel(depth=20, filters=64):
+    """Multiply-adds x 2 per output pixel of the network (1.33 MFLOP default)."""
+    return 2 * 9 * (filters + (depth - 2) * filters * filters + filters)
+
+
+
+
+def bundled_weights_path():
+    """Path of the pretrained weights shipped in the package (may not exist)."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "weights", "vdsr.weights.h5")
+
+
+def load_pretrained(path=None):
+    """A VDSR model with trained weights.
+
+    Args:
+        path: a ``.keras`` model file, a ``.weights.h5`` file (the architecture
+            is read from a ``config.json`` beside it, as ``vdsr-train``
+            writes, else the default 20x64 network), or None for the bundled
+            weights.
+
+    Raises:
+        FileNotFoundError: if the file (or the bundled weights) is missing.
+        ValueError: if the file is not a model or weights file of this network.
+    """
+    import json
+    import os
+
+    if path is None:
+        path = bundled_weights_path()
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                "This install has no bundled weights yet; pass a weights file "
+                "(a .keras or .weights.h5 written by vdsr-train).")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such weights file: {path}")
+    if path.endswith(".keras"):
+        return load_model(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"Expected a .keras or .weights.h5 file, got {path}")
+    kwargs = {}
+    config_path = os.path.join(os.path.dirname(path), "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            model_cfg = json.load(f).get("model", {})
+        kwargs = {k: model_cfg[k] for k in ("depth", "filters", "residual") if k in model_cfg}
+    model = build_vdsr(**kwargs)
+    try:
+        model.load_weights(path)
+    except Exception as e:  # h5py/keras raise several types for a bad file
+        raise ValueError(f"{path} does not hold weights of this network: {e}") from e
+    return model
