@@ -20,6 +20,7 @@ setup(
         "numpy",
         "pillow",
         "absl-py",
+        "tensorboard",
         "h5py",
     ],
     extras_require={

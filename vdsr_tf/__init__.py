@@ -8,7 +8,6 @@ JAX-only machine. TensorFlow is imported lazily where it is needed.
 from vdsr_tf.clipping import clip_by_lr
 from vdsr_tf.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, get_preset
 from vdsr_tf.data import PatchSampler, make_dataset, patch_dataset, sample_images_dir
-from vdsr_tf.imresize import imresize, rgb2ycbcr, ycbcr2rgb
 from vdsr_tf.metrics import PSNRMetric, psnr, ssim
 from vdsr_tf.model import VDSR, build_vdsr, load_model, load_pretrained
 from vdsr_tf.upscale import Upscaler

@@ -20,6 +20,7 @@ class ModelConfig:
     clip_theta: Optional[float] = 0.01
     weight_decay: float = 1e-4
     residual: bool = True
+    zero_init_residual: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

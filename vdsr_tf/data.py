@@ -220,24 +220,29 @@ class PatchSampler:
             raise ValueError("PatchSampler needs at least one image")
         self.planes = planes
         self.config = data_config
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed
+
+    def visits(self):
+        """Yields ``(image_index, visit_seed)`` forever: shuffled passes."""
+        rng = np.random.default_rng([self.seed, 0])
+        while True:
+            for i in rng.permutation(len(self.planes)):
+                yield int(i), int(rng.integers(2**31))
 
     def pairs(self):
         """Yields ``(x, y)`` pairs of float32 (P, P, 1) arrays forever."""
         args = _visit_args(self.config)
+        rng = np.random.default_rng([self.seed, 1])
         pool_x, pool_y = [], []
-        while True:
-            for i in self._rng.permutation(len(self.planes)):
-                x, y, _ = sample_image_patches(
-                    self.planes[i], int(self._rng.integers(2**31)), **args
-                )
-                pool_x.extend(x)
-                pool_y.extend(y)
-                while len(pool_x) >= self.config.shuffle_buffer:
-                    j = int(self._rng.integers(len(pool_x)))
-                    pool_x[j], pool_x[-1] = pool_x[-1], pool_x[j]
-                    pool_y[j], pool_y[-1] = pool_y[-1], pool_y[j]
-                    yield pool_x.pop(), pool_y.pop()
+        for i, visit_seed in self.visits():
+            x, y, _ = sample_image_patches(self.planes[i], visit_seed, **args)
+            pool_x.extend(x)
+            pool_y.extend(y)
+            while len(pool_x) >= self.config.shuffle_buffer:
+                j = int(rng.integers(len(pool_x)))
+                pool_x[j], pool_x[-1] = pool_x[-1], pool_x[j]
+                pool_y[j], pool_y[-1] = pool_y[-1], pool_y[j]
+                yield pool_x.pop(), pool_y.pop()
 
     def batches(self, batch_size=None):
         """Yields ``(x, y)`` float32 batches (B, P, P, 1) forever."""

@@ -124,6 +124,7 @@ def build_vdsr(
     weight_decay=1e-4,
     residual=True,
     kernel_initializer="he_normal",
+    zero_init_residual=False,
     name="vdsr",
 ):
     """Builds the VDSR network (Kim, Lee, Lee, CVPR 2016).
@@ -142,6 +143,9 @@ def build_vdsr(
             predict the image itself (for the paper's residual-learning study).
         kernel_initializer: initializer of the conv kernels; the paper uses
             He et al.'s ("he_normal"). Biases start at zero.
+        zero_init_residual: start the last layer at zero, so that the
+            untrained network is exactly bicubic (output == input) instead of
+            bicubic plus a random residual.
         name: model name.
 
     Returns:
@@ -158,13 +162,13 @@ def build_vdsr(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
-    def conv(channels, activation, index):
+    def conv(channels, activation, index, initializer=kernel_initializer):
         return keras.layers.Conv2D(
             channels,
             3,
             padding="same",
             activation=activation,
-            kernel_initializer=kernel_initializer,
+            kernel_initializer=initializer,
             kernel_regularizer=regularizer,
             name=f"conv{index}",
         )
@@ -173,7 +177,7 @@ def build_vdsr(
     h = inputs
     for i in range(1, depth):
         h = conv(filters, "relu", i)(h)
-    h = conv(1, None, depth)(h)
+    h = conv(1, None, depth, "zeros" if zero_init_residual else kernel_initializer)(h)
     if residual:
         # The add is kept in float32 under mixed precision: the residual is a
         # small correction to values in [0, 1].

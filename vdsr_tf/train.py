@@ -108,7 +108,8 @@ def build_model(config):
     """A compiled VDSR model for a ``TrainConfig`` (MSE loss, PSNR metric)."""
     m = config.model
     model = build_vdsr(depth=m.depth, filters=m.filters, clip_theta=m.clip_theta,
-                       weight_decay=m.weight_decay, residual=m.residual)
+                       weight_decay=m.weight_decay, residual=m.residual,
+                       zero_init_residual=m.zero_init_residual)
     model.compile(optimizer=make_optimizer(config.optim, config.steps), loss="mse",
                   metrics=[PSNRMetric()])
     return model
@@ -279,7 +280,8 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
         callbacks.append(TimeBudget(time_budget_s))
     callbacks += list(extra_callbacks)
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+                        initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)
     with open(os.path.join(output_dir, CHECKPOINT_STATE)) as f:
         done = json.load(f)["epoch"]
     if done >= epochs:

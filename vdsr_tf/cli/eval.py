@@ -19,6 +19,7 @@ flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, 'bicubic' fo
 flags.DEFINE_string("json", None, "Write the numbers to this JSON file.")
 flags.DEFINE_string("compare_dir", None, "Write one bicubic | VDSR | HR PNG per set here.")
 flags.DEFINE_boolean("baseline", True, "Also score bicubic and show it beside the model.")
+flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --data_dir needed).")
 
 
 def _fail(message):
@@ -82,20 +83,30 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS.data_dir:
-        raise app.UsageError("--data_dir is required")
+    data_dir, sets, weights = FLAGS.data_dir, FLAGS.sets, FLAGS.weights
+    if FLAGS.demo:
+        from vdsr_tf.data import sample_images_dir
+        from vdsr_tf.model import bundled_weights_path
+
+        data_dir, sets = os.path.split(sample_images_dir())
+        sets = [sets]
+        if not weights and not os.path.exists(bundled_weights_path()):
+            print("vdsr-eval: this build has no bundled weights yet; scoring the bicubic "
+                  "baseline on the bundled samples. Pass --weights=FILE to score a model.")
+            weights = "bicubic"
+    if not data_dir:
+        raise app.UsageError("--data_dir is required (or --demo)")
     try:
         scales = [int(s) for s in FLAGS.scales]
     except ValueError:
         raise app.UsageError(f"--scales must be integers, got {FLAGS.scales}")
     if any(s < 2 for s in scales):
         raise app.UsageError("--scales must be integers >= 2")
-    for name in FLAGS.sets:
-        if not os.path.isdir(os.path.join(FLAGS.data_dir, name)):
-            return _fail(f"set {name!r} not found in {FLAGS.data_dir}")
+    for name in sets:
+        if not os.path.isdir(os.path.join(data_dir, name)):
+            return _fail(f"set {name!r} not found in {data_dir}")
     try:
-        results = run_eval(FLAGS.data_dir, FLAGS.sets, scales, FLAGS.weights,
-                           FLAGS.baseline, FLAGS.compare_dir)
+        results = run_eval(data_dir, sets, scales, weights, FLAGS.baseline, FLAGS.compare_dir)
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     if FLAGS.json:

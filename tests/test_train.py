@@ -1,0 +1,145 @@
+"""Training with fit: a tiny run learns, checkpoints resume, schedules behave."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from vdsr_tf import config as C
+from vdsr_tf import data
+from vdsr_tf.train import VDSRSchedule, make_schedule, train
+
+SAMPLES = data.sample_images_dir()
+HR = os.path.join(SAMPLES, "HR")
+
+
+def tiny_config(**updates):
+    base = {"model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 8,
+            "data.patches_per_image": 8, "data.shuffle_buffer": 32, "steps": 6,
+            "steps_per_epoch": 2, "optim.optimizer": "adam", "optim.learning_rate": 1e-3,
+            "optim.schedule": "constant", "optim.warmup_fraction": 0.0}
+    base.update(updates)
+    return C.override(C.get_preset("paper"), **base)
+
+
+def _data_mse(model, batch):
+    x, y = batch
+    return float(np.mean((np.asarray(model(x)) - y) ** 2))
+
+
+def test_tiny_training_run_lowers_the_loss(tmp_path):
+    cfg = tiny_config(steps=60, steps_per_epoch=60)
+    held_out = next(iter(data.make_dataset(HR, cfg.data, seed=123)))
+    held_out = (held_out[0].numpy(), held_out[1].numpy())
+    keras.utils.set_random_seed(cfg.seed)
+    from vdsr_tf.train import build_model
+
+    before = _data_mse(build_model(cfg), held_out)
+    model, history = train(cfg, HR, str(tmp_path), verbose=0)
+    after = _data_mse(model, held_out)
+    assert after < 0.7 * before, (before, after)
+    assert history.history["loss"][-1] < history.history["loss"][0] or len(history.history["loss"]) == 1
+    for name in ("config.json", "checkpoint.keras", "vdsr.weights.h5", "history.csv"):
+        assert os.path.exists(tmp_path / name), name
+    assert C.from_json((tmp_path / "config.json").read_text()) == cfg
+    assert any(p.startswith("events") for p in os.listdir(tmp_path / "logs" / "train"))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Simulates a crash at an epoch end, after the checkpoint was written."""
+
+    def __init__(self, epochs, record):
+        super().__init__()
+        self.epochs, self.record = epochs, record
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            self.record["iterations"] = int(np.asarray(self.model.optimizer.iterations))
+            self.record["opt"] = [np.array(v) for v in self.model.optimizer.variables]
+            self.record["weights"] = [np.array(w) for w in self.model.get_weights()]
+            raise _Interrupt()
+
+
+class _Record(keras.callbacks.Callback):
+    def __init__(self, record):
+        super().__init__()
+        self.record = record
+
+    def on_train_begin(self, logs=None):
+        self.record["iterations"] = int(np.asarray(self.model.optimizer.iterations))
+        self.record["opt"] = [np.array(v) for v in self.model.optimizer.variables]
+        self.record["weights"] = [np.array(w) for w in self.model.get_weights()]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.record.setdefault("epochs", []).append(epoch)
+
+
+def test_resume_after_interruption(tmp_path):
+    cfg = tiny_config()
+    out = str(tmp_path / "run")
+    at_crash, at_resume = {}, {}
+    with pytest.raises(_Interrupt):
+        train(cfg, HR, out, verbose=0, extra_callbacks=[_StopAfter(2, at_crash)])
+    assert json.loads(open(os.path.join(out, "checkpoint.json")).read()) == {"epoch": 2, "step": 4}
+    assert not os.path.exists(os.path.join(out, "vdsr.weights.h5"))
+    model, _ = train(cfg, HR, out, verbose=0, extra_callbacks=[_Record(at_resume)])
+    # The same command continues at the right step with the optimizer state.
+    assert at_resume["iterations"] == at_crash["iterations"] == 4
+    assert at_resume["epochs"] == [2]
+    for a, b in zip(at_resume["opt"], at_crash["opt"]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(at_resume["weights"], at_crash["weights"]):
+        np.testing.assert_array_equal(a, b)
+    assert int(np.asarray(model.optimizer.iterations)) == 6
+    assert os.path.exists(os.path.join(out, "vdsr.weights.h5"))
+    # Running it again once complete does nothing.
+    assert train(cfg, HR, out, verbose=0)[1] is None
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    out = str(tmp_path / "run")
+    train(tiny_config(steps=2), HR, out, verbose=0)
+    with pytest.raises(ValueError, match="different config"):
+        train(tiny_config(steps=2, seed=1), HR, out, verbose=0)
+
+
+def test_validation_logs_per_scale_psnr(tmp_path):
+    cfg = tiny_config(steps=2, **{"data.scales": "2,3"})
+    _, history = train(cfg, HR, str(tmp_path), val_dir=SAMPLES, verbose=0)
+    for s in (2, 3):
+        assert 15 < history.history[f"val_psnr_x{s}"][-1] < 60
+    assert os.listdir(tmp_path / "logs" / "validation")
+
+
+def test_time_budget_stops_resumably(tmp_path):
+    cfg = tiny_config(steps=8)
+    _, history = train(cfg, HR, str(tmp_path), verbose=0, time_budget_s=1e-3)
+    assert len(history.history["loss"]) == 1
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 1
+
+
+def test_step_schedule_with_warmup():
+    optim = C.get_preset("paper").optim
+    sched = make_schedule(C.OptimConfig(**{**optim.__dict__, "warmup_fraction": 0.1}), 100)
+    lr = [float(sched(s)) for s in range(100)]
+    assert lr[0] == pytest.approx(0.001)
+    assert lr[5] == pytest.approx(0.001 + 0.099 * 0.5)
+    assert lr[10] == pytest.approx(0.1)
+    assert lr[24] == pytest.approx(0.1) and lr[25] == pytest.approx(0.01)
+    assert lr[50] == pytest.approx(0.001) and lr[75] == pytest.approx(0.0001)
+
+
+def test_cosine_schedule_and_serialisation():
+    sched = VDSRSchedule(1.0, 100, kind="cosine", warmup_steps=10, warmup_start=0.0)
+    assert float(sched(0)) == pytest.approx(0.0)
+    assert float(sched(10)) == pytest.approx(1.0)
+    assert float(sched(55)) == pytest.approx(0.5, abs=1e-6)
+    assert float(sched(100)) == pytest.approx(0.0, abs=1e-6)
+    again = VDSRSchedule.from_config(sched.get_config())
+    assert float(again(55)) == pytest.approx(float(sched(55)))
