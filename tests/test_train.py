@@ -110,10 +110,11 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 
 def test_validation_logs_per_scale_psnr(tmp_path):
-    cfg = tiny_config(steps=2, **{"data.scales": "2,3"})
+    cfg = tiny_config(steps=2, **{"data.scales": "2,3", "model.zero_init_residual": True})
     _, history = train(cfg, HR, str(tmp_path), val_dir=SAMPLES, verbose=0)
     for s in (2, 3):
-        assert 15 < history.history[f"val_psnr_x{s}"][-1] < 60
+        # Two steps from a zero-initialised residual: near bicubic (~30 dB).
+        assert 25 < history.history[f"val_psnr_x{s}"][-1] < 40
     assert os.listdir(tmp_path / "logs" / "validation")
 
 

@@ -226,6 +226,7 @@ def ssim(
     return float(np.mean(values))
 
 
+@keras.saving.register_keras_serializable(package="vdsr_tf")
 class PSNRMetric(keras.metrics.Metric):
     """Mean per-image PSNR (peak 1.0) for training on float images.
 
