@@ -30,6 +30,7 @@ setup(
         "console_scripts": [
             "vdsr-train=vdsr_tf.cli.train:run",
             "vdsr-eval=vdsr_tf.cli.eval:run",
+            "vdsr-upscale=vdsr_tf.cli.upscale:run_cli",
         ],
     },
 )

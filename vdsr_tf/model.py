@@ -234,7 +234,7 @@ def load_pretrained(path=None):
         return load_model(path)
     if not path.endswith(".weights.h5"):
         raise ValueError(f"Expected a .keras or .weights.h5 file, got {path}")
-    kwargs = {}
+    kwargs, model_cfg = {}, {}
     config_path = os.path.join(os.path.dirname(path), "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
@@ -244,5 +244,8 @@ def load_pretrained(path=None):
     try:
         model.load_weights(path)
     except Exception as e:  # h5py/keras raise several types for a bad file
-        raise ValueError(f"{path} does not hold weights of this network: {e}") from e
+        arch = f"depth {model_cfg.get('depth', 20)}, {model_cfg.get('filters', 64)} filters" if kwargs else (
+            "the default 20 x 64 network (no config.json beside it)")
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} does not hold weights of {arch}: {first}") from None
     return model

@@ -138,10 +138,10 @@ class ValidationCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from vdsr_tf.evaluate import benchmark_pairs, comparison_strip, evaluate_set
-        from vdsr_tf.upscale import Upscaler
+        from vdsr_tf.upscaler import Upscaler
 
         logs = logs if logs is not None else {}
-        upscaler, bicubic = Upscaler(self.model), Upscaler(None)
+        upscaler, bicubic = Upscaler(model=self.model), Upscaler("bicubic")
         strips = []
         for s in self.scales:
             r = evaluate_set(upscaler, self.set_dir, s, keep_images=True)

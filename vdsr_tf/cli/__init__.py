@@ -1,6 +1,17 @@
-"""Thin absl entry points. TensorFlow's C++ start-up chatter is hidden unless
-the user asks for it (TF_CPP_MIN_LOG_LEVEL set in the environment)."""
+"""Thin absl entry points: flags in, a config or arguments out, library calls.
 
-import os
+Errors a user can fix are reported as one line, ``<prog>: error: <message>``,
+with exit status 2, never a traceback.
+"""
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import sys
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def report(prog, error):
+    """Prints ``error`` as one line for command ``prog`` and returns 2."""
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 2

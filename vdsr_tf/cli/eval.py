@@ -10,6 +10,8 @@ import sys
 
 from absl import app, flags
 
+from vdsr_tf.cli import CliError, report
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/).")
 flags.DEFINE_list("sets", ["Set5", "Set14", "B100"], "Sets to score.")
@@ -19,15 +21,12 @@ flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, 'bicubic' fo
 flags.DEFINE_string("json", None, "Write the numbers to this JSON file.")
 flags.DEFINE_string("compare_dir", None, "Write one bicubic | VDSR | HR PNG per set here.")
 flags.DEFINE_boolean("baseline", True, "Also score bicubic and show it beside the model.")
+flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (self-ensemble).")
 flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --data_dir needed).")
 
 
-def _fail(message):
-    print(f"vdsr-eval: error: {message}", file=sys.stderr)
-    return 2
-
-
-def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None, out=sys.stdout):
+def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None,
+             ensemble=False, out=sys.stdout):
     """Scores ``weights`` (or bicubic) and returns the JSON-shaped results.
 
     Returns:
@@ -36,12 +35,11 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
         when ``baseline`` and a model is scored.
     """
     from vdsr_tf.evaluate import comparison_strip, evaluate_set, write_png
-    from vdsr_tf.model import load_pretrained
-    from vdsr_tf.upscale import Upscaler
+    from vdsr_tf.upscaler import Upscaler
 
-    bicubic = Upscaler(None)
+    bicubic = Upscaler("bicubic")
     only_bicubic = weights == "bicubic"
-    model_upscaler = bicubic if only_bicubic else Upscaler(load_pretrained(weights or None))
+    model_upscaler = bicubic if only_bicubic else Upscaler(weights or None, ensemble=ensemble)
     results, base = {}, {}
     header = f"{'set':<8}{'scale':>6}  {'bicubic PSNR/SSIM':>20}"
     if not only_bicubic:
@@ -81,8 +79,15 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
 
 
 def main(argv):
+    try:
+        return _main(argv)
+    except CliError as e:
+        return report('vdsr-eval', e)
+
+
+def _main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise CliError(f"Unexpected arguments: {argv[1:]}")
     data_dir, sets, weights = FLAGS.data_dir, FLAGS.sets, FLAGS.weights
     if FLAGS.demo:
         from vdsr_tf.data import sample_images_dir
@@ -95,20 +100,21 @@ def main(argv):
                   "baseline on the bundled samples. Pass --weights=FILE to score a model.")
             weights = "bicubic"
     if not data_dir:
-        raise app.UsageError("--data_dir is required (or --demo)")
+        raise CliError("--data_dir is required (or --demo)")
     try:
         scales = [int(s) for s in FLAGS.scales]
     except ValueError:
-        raise app.UsageError(f"--scales must be integers, got {FLAGS.scales}")
+        raise CliError(f"--scales must be integers, got {FLAGS.scales}")
     if any(s < 2 for s in scales):
-        raise app.UsageError("--scales must be integers >= 2")
+        raise CliError("--scales must be integers >= 2")
     for name in sets:
         if not os.path.isdir(os.path.join(data_dir, name)):
-            return _fail(f"set {name!r} not found in {data_dir}")
+            raise CliError(f"set {name!r} not found in {data_dir}")
     try:
-        results = run_eval(data_dir, sets, scales, weights, FLAGS.baseline, FLAGS.compare_dir)
+        results = run_eval(data_dir, sets, scales, weights, FLAGS.baseline, FLAGS.compare_dir,
+                           FLAGS.ensemble)
     except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+        raise CliError(str(e))
     if FLAGS.json:
         tmp = FLAGS.json + ".tmp"
         with open(tmp, "w") as f:

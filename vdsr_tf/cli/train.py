@@ -7,9 +7,9 @@
 Running the same command again resumes from ``output_dir``'s checkpoint.
 """
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
+from vdsr_tf.cli import CliError, report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("data", None, "Training sources: image folders, packed .npz files "
@@ -61,19 +61,26 @@ def resolve_config(flag_values):
 
 
 def main(argv):
+    try:
+        return _main(argv)
+    except CliError as e:
+        return report('vdsr-train', e)
+
+
+def _main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise CliError(f"Unexpected arguments: {argv[1:]}")
     try:
         cfg = resolve_config(FLAGS)
     except ValueError as e:
-        raise app.UsageError(str(e))
+        raise CliError(str(e)) from None
     if FLAGS.print_config:
         from vdsr_tf import config as config_lib
 
         print(config_lib.to_json(cfg))
         return 0
     if not FLAGS.data:
-        raise app.UsageError("--data is required")
+        raise CliError("--data is required")
     if FLAGS.pack_to:
         from vdsr_tf.data import pack_y_planes
 
@@ -81,16 +88,14 @@ def main(argv):
         print(f"Packed {n} Y planes into {FLAGS.pack_to}")
         return 0
     if not FLAGS.output_dir:
-        raise app.UsageError("--output_dir is required")
+        raise CliError("--output_dir is required")
     from vdsr_tf.train import train
 
     try:
         train(cfg, FLAGS.data, FLAGS.output_dir, val_dir=FLAGS.val_dir,
               data_dir=FLAGS.data_dir, time_budget_s=FLAGS.time_budget_s)
     except (FileNotFoundError, ValueError) as e:
-        logging.error("%s", e)
-        print(f"vdsr-train: error: {e}", file=sys.stderr)
-        return 2
+        raise CliError(str(e))
     return 0
 
 
