@@ -26,7 +26,7 @@ flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "tif", "tiff"],
                   "Output format for every file (default: keep each input's extension).")
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
                     "the bundled weights.")
-flags.DEFINE_integer("tile", 256, "Tile side in output pixels (bounds memory); 0 = whole image.")
+flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
 flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
