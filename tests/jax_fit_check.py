@@ -15,7 +15,9 @@ sys.modules["tensorflow"] = None  # any TF import now raises ImportError
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vdsr_tf import config, data, metrics, train  # noqa: E402,F401
+from vdsr_tf import config, data, train  # noqa: E402
+from vdsr_tf.evaluate import evaluate_set  # noqa: E402
+from vdsr_tf.upscaler import Upscaler  # noqa: E402
 
 if __name__ == "__main__":
     cfg = config.override(config.get_preset("paper"), **{
@@ -33,6 +35,11 @@ if __name__ == "__main__":
     before = mse()
     history = model.fit(data.PatchSampler(planes, cfg.data, seed=0).batches(),
                         steps_per_epoch=60, epochs=1, verbose=0)
+    # Evaluation runs TF-free too (the GPU machine scores its own runs).
+    tiled = Upscaler(model=model, tile=48).predict_y(held[0][0, :, :, 0])
+    whole = np.asarray(model(held[0][:1]))[0, :, :, 0]
+    score = evaluate_set(Upscaler(model=model), data.sample_images_dir(), 2)["psnr"]
     print(json.dumps({"backend": keras.backend.backend(), "before": before, "after": mse(),
+                      "tile_diff": float(np.abs(tiled - whole).max()), "val_psnr_x2": score,
                       "psnr": history.history["psnr"][-1],
                       "tf_loaded": sys.modules.get("tensorflow") is not None}))

@@ -20,3 +20,5 @@ def test_fit_on_jax_without_tensorflow_lowers_the_loss():
     assert result["backend"] == "jax"
     assert result["tf_loaded"] is False
     assert result["after"] < 0.7 * result["before"], result
+    assert result["tile_diff"] < 1e-5
+    assert 10 < result["val_psnr_x2"] < 60

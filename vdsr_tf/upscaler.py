@@ -43,12 +43,12 @@ def _compile_forward(model):
         import jax
 
         @jax.jit
-        def fn(trainable, non_trainable, x):
+        def jitted(trainable, non_trainable, x):
             y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
             return y
 
         return lambda x: np.asarray(
-            fn(
+            jitted(
                 [v.value for v in model.trainable_variables],
                 [v.value for v in model.non_trainable_variables],
                 x,

@@ -11,7 +11,17 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def report(prog, error):
-    """Prints ``error`` as one line for command ``prog`` and returns 2."""
-    print(f"{prog}: error: {error}", file=sys.stderr)
-    return 2
+def entry_point(prog):
+    """Decorates an absl ``main``: a ``CliError`` becomes one stderr line, exit 2."""
+
+    def wrap(main):
+        def wrapped(argv):
+            try:
+                return main(argv)
+            except CliError as e:
+                print(f"{prog}: error: {e}", file=sys.stderr)
+                return 2
+
+        return wrapped
+
+    return wrap

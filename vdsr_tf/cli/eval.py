@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags
 
-from vdsr_tf.cli import CliError, report
+from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/).")
@@ -78,14 +78,8 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
     return results
 
 
+@entry_point("vdsr-eval")
 def main(argv):
-    try:
-        return _main(argv)
-    except CliError as e:
-        return report('vdsr-eval', e)
-
-
-def _main(argv):
     if len(argv) > 1:
         raise CliError(f"Unexpected arguments: {argv[1:]}")
     data_dir, sets, weights = FLAGS.data_dir, FLAGS.sets, FLAGS.weights

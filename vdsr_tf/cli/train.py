@@ -9,7 +9,7 @@ Running the same command again resumes from ``output_dir``'s checkpoint.
 
 from absl import app, flags
 
-from vdsr_tf.cli import CliError, report
+from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("data", None, "Training sources: image folders, packed .npz files "
@@ -60,14 +60,8 @@ def resolve_config(flag_values):
     return config_lib.override(cfg, **updates)
 
 
+@entry_point("vdsr-train")
 def main(argv):
-    try:
-        return _main(argv)
-    except CliError as e:
-        return report('vdsr-train', e)
-
-
-def _main(argv):
     if len(argv) > 1:
         raise CliError(f"Unexpected arguments: {argv[1:]}")
     try:

@@ -16,7 +16,7 @@ import time
 
 from absl import app, flags
 
-from vdsr_tf.cli import CliError, report
+from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
@@ -111,14 +111,8 @@ class Progress:
             sys.stderr.flush()
 
 
+@entry_point("vdsr-upscale")
 def main(argv):
-    try:
-        return _main(argv)
-    except CliError as e:
-        return report('vdsr-upscale', e)
-
-
-def _main(argv):
     inputs = argv[1:]
     if FLAGS.demo:
         from vdsr_tf.data import sample_images_dir
