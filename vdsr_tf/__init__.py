@@ -1,21 +1,48 @@
 """vdsr-tf: VDSR single-image super-resolution (Kim et al., CVPR 2016) in Keras 3.
 
-The modules on the training path (model, clipping, config, imresize, metrics,
-the numpy sampler in data) import without TensorFlow, so they also run on a
-JAX-only machine. TensorFlow is imported lazily where it is needed.
+Names are imported lazily (PEP 562): ``import vdsr_tf`` loads nothing heavy,
+so numpy-only parts (``vdsr_tf.imresize``, ``vdsr_tf.upscaler`` with a
+non-Keras predictor, ``vdsr_tf.imageio``) work where neither TensorFlow nor
+Keras is installed, and the training path (model, clipping, config, data's
+numpy sampler, metrics) runs on a JAX-only machine.
 """
 
-from vdsr_tf.clipping import clip_by_lr
-from vdsr_tf.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, get_preset
-from vdsr_tf.data import PatchSampler, make_dataset, patch_dataset, sample_images_dir
-from vdsr_tf.metrics import PSNRMetric, psnr, ssim
-from vdsr_tf.model import VDSR, build_vdsr, load_model, load_pretrained
-from vdsr_tf.upscaler import Upscaler, upscale
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "get_preset", "PatchSampler",
-    "make_dataset", "patch_dataset", "sample_images_dir", "PSNRMetric", "psnr", "ssim", "VDSR",
-    "build_vdsr", "load_model", "load_pretrained", "Upscaler", "upscale", "clip_by_lr",
-]
+_EXPORTS = {
+    "clip_by_lr": "vdsr_tf.clipping",
+    "DataConfig": "vdsr_tf.config",
+    "ModelConfig": "vdsr_tf.config",
+    "OptimConfig": "vdsr_tf.config",
+    "TrainConfig": "vdsr_tf.config",
+    "get_preset": "vdsr_tf.config",
+    "PatchSampler": "vdsr_tf.data",
+    "make_dataset": "vdsr_tf.data",
+    "patch_dataset": "vdsr_tf.data",
+    "sample_images_dir": "vdsr_tf.data",
+    "PSNRMetric": "vdsr_tf.metrics",
+    "psnr": "vdsr_tf.metrics",
+    "ssim": "vdsr_tf.metrics",
+    "VDSR": "vdsr_tf.model",
+    "build_vdsr": "vdsr_tf.model",
+    "load_model": "vdsr_tf.model",
+    "load_pretrained": "vdsr_tf.model",
+    "Upscaler": "vdsr_tf.upscaler",
+    "upscale": "vdsr_tf.upscaler",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vdsr_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -125,14 +125,20 @@ class Upscaler:
         ensemble: average the 8 flips/rotations (about 8x slower, sharper).
         max_pixels: refuse outputs larger than this many pixels.
         progress: a callable ``progress(done_tiles, total_tiles)`` or None.
+        predictor: instead of a Keras model, any callable mapping float32
+            (1, h, w, 1) to (1, h, w, 1) with a ``context`` attribute (its
+            receptive-field radius in pixels), e.g. a LiteRT interpreter
+            wrapper (``vdsr_tf.litert``). Then Keras is never imported.
 
     Raises:
         FileNotFoundError: if the weights file (or bundled weights) is missing.
     """
 
     def __init__(self, weights=None, model=None, tile=DEFAULT_TILE, ensemble=False,
-                 max_pixels=DEFAULT_MAX_PIXELS, progress=None):
-        if model is None and weights != "bicubic":
+                 max_pixels=DEFAULT_MAX_PIXELS, progress=None, predictor=None):
+        if predictor is not None and model is not None:
+            raise ValueError("Give a model or a predictor, not both")
+        if model is None and predictor is None and weights != "bicubic":
             from vdsr_tf.model import load_pretrained
 
             model = load_pretrained(weights)
@@ -143,11 +149,14 @@ class Upscaler:
         self.ensemble = bool(ensemble)
         self.max_pixels = max_pixels
         self.progress = progress
-        self._forward = _compile_forward(model) if model is not None else None
+        self.predictor = predictor
+        self._forward = predictor or (_compile_forward(model) if model is not None else None)
 
     @property
     def context(self):
         """Pixels of context per tile side: the receptive-field radius."""
+        if self.predictor is not None:
+            return int(self.predictor.context)
         convs = [l for l in self.model.layers if hasattr(l, "kernel_size")]
         return sum((l.kernel_size[0] - 1) // 2 for l in convs)
 
