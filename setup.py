@@ -24,13 +24,16 @@ setup(
         "h5py",
     ],
     extras_require={
-        "test": ["pytest", "jax[cpu]"],
+        "test": ["pytest", "jax[cpu]", "tensorflow-serving-api", "ai-edge-litert"],
+        "serving": ["tensorflow-serving-api"],
+        "litert": ["ai-edge-litert"],
     },
     entry_points={
         "console_scripts": [
             "vdsr-train=vdsr_tf.cli.train:run",
             "vdsr-eval=vdsr_tf.cli.eval:run",
             "vdsr-upscale=vdsr_tf.cli.upscale:run_cli",
+            "vdsr-export=vdsr_tf.cli.export:run",
         ],
     },
 )

@@ -91,23 +91,26 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x + 0.5), 0.0, 255.0).astype(np.uint8)
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
+def _cubic(x, xp=np):
     """Keys cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``).
 
     Args:
-        x: float64 array of any shape, distances in input samples.
+        x: float array of any shape, distances in input samples.
+        xp: the array namespace (numpy, or ``tf.experimental.numpy`` when
+            the matrix is built inside a TensorFlow graph).
 
     Returns:
         float64 array of the same shape, values in about [-0.074, 1]; zero
         for |x| >= 2.
     """
     a = _CUBIC_A
-    ax = np.abs(x)
+    ax = xp.abs(x)
     ax2 = ax * ax
     ax3 = ax2 * ax
     inner = (a + 2.0) * ax3 - (a + 3.0) * ax2 + 1.0
     outer = a * ax3 - 5.0 * a * ax2 + 8.0 * a * ax - 4.0 * a
-    return inner * (ax <= 1.0) + outer * ((ax > 1.0) & (ax <= 2.0))
+    zero = xp.zeros_like(ax)
+    return xp.where(ax <= 1.0, inner, xp.where(ax <= 2.0, outer, zero))
 
 
 def scaled_size(size: int, scale: float) -> int:
@@ -181,21 +184,58 @@ def bicubic_weights(
         kernel_width = _CUBIC_SUPPORT
         kernel = _cubic
 
-    # Output pixel u (1-based) sits at input coordinate x (1-based).
-    u = np.arange(1, out_size + 1, dtype=np.float64)
-    x = u / scale + 0.5 * (1.0 - 1.0 / scale)
-    left = np.floor(x - kernel_width / 2.0)
-    taps = int(math.ceil(kernel_width)) + 2
-    positions = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
-    weights = kernel(x[:, None] - positions)
-    weights /= np.sum(weights, axis=1, keepdims=True)
-
-    columns = np.clip(positions.astype(np.int64) - 1, 0, in_size - 1)
+    weights, columns = _taps(in_size, out_size, scale, kernel, kernel_width)
     rows = np.broadcast_to(np.arange(out_size)[:, None], columns.shape)
     matrix = np.zeros((out_size, in_size), dtype=np.float64)
     # Clamped taps land on the same edge column, so weights must accumulate.
-    np.add.at(matrix, (rows, columns), weights)
+    np.add.at(matrix, (rows, columns.astype(np.int64)), weights)
     return matrix
+
+
+def _taps(in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64"):
+    """Weights and (clamped, 0-based) input columns of every output pixel.
+
+    The one implementation of MATLAB's sampling rule, written against an
+    array namespace so that ``enlarge_matrix`` can build the same weights
+    inside a TensorFlow graph for sizes known only at run time.
+
+    Returns:
+        ``(weights, columns)``, both float (out_size, taps): rows of weights
+        summing to 1 and the input index each weight applies to.
+    """
+    def f(v):
+        return xp.asarray(v, dtype=dtype)
+
+    # Output pixel u (1-based) sits at input coordinate x (1-based).
+    u = f(xp.arange(1, out_size + 1))
+    x = u / scale + 0.5 * (1.0 - 1.0 / scale)
+    left = xp.floor(x - kernel_width / 2.0)
+    taps = int(math.ceil(kernel_width)) + 2
+    positions = left[:, None] + f(xp.arange(taps))[None, :]
+    weights = kernel(x[:, None] - positions)
+    weights = weights / xp.sum(weights, axis=1, keepdims=True)
+    columns = xp.clip(positions - 1.0, 0.0, f(in_size) - 1.0)
+    return weights, columns
+
+
+def enlarge_matrix(in_size, out_size, xp, dtype="float32"):
+    """``bicubic_weights(in_size, out_size)`` for ``out_size >= in_size``,
+    built with array namespace ``xp`` (e.g. ``tf.experimental.numpy``) from
+    sizes that may be graph tensors. Used by the SavedModel exporter so that
+    the served model resizes with exactly this module's rule.
+
+    Returns:
+        (out_size, in_size) float matrix of ``dtype``.
+    """
+    def f(v):
+        return xp.asarray(v, dtype=dtype)
+
+    scale = f(out_size) / f(in_size)
+    weights, columns = _taps(in_size, out_size, scale, lambda d: _cubic(d, xp),
+                             _CUBIC_SUPPORT, xp, dtype)
+    # Dense matrix as a sum of one-hot rows (no scatter-add needed).
+    onehot = f(columns[:, :, None] == f(xp.arange(in_size))[None, None, :])
+    return xp.sum(weights[:, :, None] * onehot, axis=1)
 
 
 def _band(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

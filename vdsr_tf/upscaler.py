@@ -231,7 +231,8 @@ class Upscaler:
                 f"output {out_hw[1]}x{out_hw[0]} exceeds the pixel limit of {self.max_pixels:,}")
         if image.ndim == 3 and image.shape[-1] in (2, 4):
             colour = self.upscale_array(image[..., :-1], size=out_hw)
-            alpha = imresize(image[..., -1], output_shape=out_hw)
+            # Alpha in float, rounded once (as the SavedModel's graph does).
+            alpha = _quantise(imresize(image[..., -1] / np.float32(255), output_shape=out_hw))
             colour = colour if colour.ndim == 3 else colour[..., None]
             return np.concatenate([colour, alpha[..., None]], axis=-1)
         if self._forward is None:

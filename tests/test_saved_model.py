@@ -1,0 +1,301 @@
+"""The TF Serving SavedModel: every signature, from a freshly exported model,
+called directly, through PredictRequest protos and through REST JSON bodies."""
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from vdsr_tf import config as C
+from vdsr_tf.data import sample_images_dir
+from vdsr_tf.model import build_vdsr
+from vdsr_tf.upscaler import Upscaler
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = sample_images_dir()
+RNG = np.random.default_rng(0)
+
+
+def _client(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "export", "serving",
+                                                                     f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(weights path, loaded SavedModel, version dir) via the vdsr-export CLI."""
+    folder = tmp_path_factory.mktemp("export")
+    cfg = C.override(C.get_preset("paper"), **{"model.depth": 3, "model.filters": 8})
+    (folder / "config.json").write_text(C.to_json(cfg))
+    weights = str(folder / "vdsr.weights.h5")
+    build_vdsr(depth=3, filters=8).save_weights(weights)
+    out = folder / "models"
+    proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.export", "--format=saved_model",
+                           f"--output={out}", f"--weights={weights}", "--version=3"],
+                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version_dir = out / "vdsr" / "3"
+    return weights, tf.saved_model.load(str(version_dir), tags=["serve"]), str(version_dir)
+
+
+@pytest.fixture(scope="module")
+def upscaler(exported):
+    return Upscaler(exported[0], tile=0)
+
+
+def _png(array, fmt="PNG"):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return buf.getvalue()
+
+
+def _decode(png):
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_layout_tag_and_signatures(exported):
+    _, loaded, path = exported
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(path, "variables"))
+    assert set(loaded.signatures) == {"serving_default", "upscale_image", "upscale_rgb"}
+    sig = loaded.signatures["upscale_image"]
+    assert set(sig.structured_input_signature[1]) == {"image_bytes", "scale"}
+    assert all(n.endswith("_bytes") for n in sig.structured_input_signature[1] if n != "scale")
+
+
+def test_serving_default_is_the_network(exported, upscaler):
+    y = RNG.random((2, 19, 23, 1)).astype(np.float32)
+    out = exported[1].signatures["serving_default"](y=tf.constant(y))["sr_y"].numpy()
+    assert out.shape == y.shape
+    for i in range(2):
+        np.testing.assert_allclose(out[i, :, :, 0], upscaler.predict_y(y[i, :, :, 0]), atol=1e-5)
+
+
+def test_upscale_image_mixed_batch_matches_the_upscaler(exported, upscaler):
+    images = [RNG.integers(0, 256, (17, 23, 3)).astype(np.uint8),   # RGB
+              RNG.integers(0, 256, (11, 9)).astype(np.uint8),       # grey
+              RNG.integers(0, 256, (10, 12, 4)).astype(np.uint8),   # RGBA
+              RNG.integers(0, 256, (9, 14, 2)).astype(np.uint8)]    # grey + alpha
+    data = [_png(images[0]), _png(images[1]), _png(images[2]), _png(images[3])]
+    data.append(_png(images[0], "WEBP"))
+    scales = [2.0, 3.0, 2.5, 3.7, 2.0]
+    out = exported[1].signatures["upscale_image"](image_bytes=tf.constant(data),
+                                                  scale=tf.constant(scales))["png_bytes"].numpy()
+    assert len(out) == 5
+    for png, image, scale in zip(out, images + [images[0]], scales):
+        got = _decode(png)
+        want = upscaler.upscale(image, scale=scale)
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_upscale_image_reads_jpeg(exported, upscaler):
+    jpeg = _png(RNG.integers(0, 256, (16, 16, 3)).astype(np.uint8), "JPEG")
+    out = exported[1].signatures["upscale_image"](image_bytes=tf.constant([jpeg]),
+                                                  scale=tf.constant([2.0]))["png_bytes"].numpy()
+    # JPEG decoders differ by a few levels (TF's vs Pillow's IDCT): compare on TF's decode.
+    want = upscaler.upscale(tf.io.decode_jpeg(jpeg).numpy(), scale=2)
+    assert np.abs(_decode(out[0]).astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("data,scale", [([b"not an image"], [2.0]), ([b""], [2.0]),
+                                        (["PNG"], [1.0]), (["PNG", "PNG"], [2.0])])
+def test_bad_input_is_invalid_argument(exported, data, scale):
+    png = _png(np.zeros((8, 8, 3), np.uint8))
+    data = [png if d == "PNG" else d for d in data]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        exported[1].signatures["upscale_image"](image_bytes=tf.constant(data),
+                                                scale=tf.constant(scale))
+
+
+def test_upscale_rgb(exported, upscaler):
+    rgb = RNG.integers(0, 256, (1, 13, 21, 3)).astype(np.uint8)
+    out = exported[1].signatures["upscale_rgb"](rgb=tf.constant(rgb), scale=tf.constant(2.5))
+    got = out["sr_rgb"].numpy()
+    assert got.dtype == np.uint8 and got.shape == (1, 33, 53, 3)
+    assert np.abs(got[0].astype(int) - upscaler.upscale(rgb[0], scale=2.5)).max() <= 1
+
+
+# -- TF Serving's request formats, run through the signatures ------------------------
+def _serve_proto(loaded, request):
+    """What TF Serving does with a PredictRequest: tensors in, signature, tensors out."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+    sig = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    response = predict_pb2.PredictResponse()
+    for k, v in sig(**inputs).items():
+        response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+    return predict_pb2.PredictResponse.FromString(response.SerializeToString())
+
+
+def test_predict_request_protos(exported, upscaler):
+    from tensorflow_serving.apis import predict_pb2
+
+    lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X4", "bird.png")))
+    request = _client("grpc_client").build_request(_png(lr), 4.0)
+    response = _serve_proto(exported[1], request)
+    got = _decode(response.outputs["png_bytes"].string_val[0])
+    assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=4)).max() <= 1
+
+    y = RNG.random((1, 9, 9, 1)).astype(np.float32)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "vdsr"
+    request.inputs["y"].CopyFrom(tf.make_tensor_proto(y))
+    out = tf.make_ndarray(_serve_proto(exported[1], request).outputs["sr_y"])
+    np.testing.assert_allclose(out[0, :, :, 0], upscaler.predict_y(y[0, :, :, 0]), atol=1e-5)
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = "upscale_rgb"
+    request.inputs["rgb"].CopyFrom(tf.make_tensor_proto(lr[None]))
+    request.inputs["scale"].CopyFrom(tf.make_tensor_proto(2.0, dtype=tf.float32))
+    out = tf.make_ndarray(_serve_proto(exported[1], request).outputs["sr_rgb"])
+    assert out.shape == (1, 144, 144, 3)
+
+
+def _json_value(value):
+    """TF Serving's JSON decoding of one value: {"b64": ...} is binary."""
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _serve_rest(loaded, body_text):
+    """TF Serving's REST predict semantics (row and columnar formats), in-process."""
+    body = json.loads(body_text)
+    sig = loaded.signatures[body.get("signature_name", "serving_default")]
+    names = list(sig.structured_input_signature[1])
+    specs = sig.structured_input_signature[1]
+    if "instances" in body:
+        rows = body["instances"]
+        if len(names) == 1 and not isinstance(rows[0], dict):
+            rows = [{names[0]: r} for r in rows]
+        inputs = {n: [_json_value(r[n]) for r in rows] for n in names}
+        row_format = True
+    else:
+        cols = body["inputs"]
+        cols = cols if isinstance(cols, dict) else {names[0]: cols}
+        inputs = {n: _json_value(cols[n]) for n in names}
+        row_format = False
+    tensors = {n: tf.constant(inputs[n], dtype=specs[n].dtype) for n in names}
+    outputs = sig(**tensors)
+
+    def encode(name, value):
+        if value.dtype == tf.string:
+            return [{"b64": base64.b64encode(v).decode()} for v in value.numpy()]
+        return value.numpy().tolist()
+
+    if row_format:
+        cols = {k: encode(k, v) for k, v in outputs.items()}
+        n = len(next(iter(cols.values())))
+        if len(cols) == 1:
+            preds = next(iter(cols.values()))
+        else:
+            preds = [{k: v[i] for k, v in cols.items()} for i in range(n)]
+        return json.dumps({"predictions": preds})
+    return json.dumps({"outputs": {k: encode(k, v) for k, v in outputs.items()}})
+
+
+def test_rest_bodies(exported, upscaler):
+    rest = _client("rest_client")
+    lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X3", "butterfly.png")))
+    want = upscaler.upscale(lr, scale=3)
+    # Row format with b64, exactly what rest_client.py sends.
+    body = json.dumps(rest.request_body(_png(lr), 3.0))
+    got = _decode(rest.decode_response(json.loads(_serve_rest(exported[1], body))))
+    assert np.abs(got.astype(int) - want).max() <= 1
+    # Columnar format, two images of different sizes in one call.
+    small = lr[:20, :30]
+    body = json.dumps({"signature_name": "upscale_image", "inputs": {
+        "image_bytes": [{"b64": base64.b64encode(_png(lr)).decode()},
+                        {"b64": base64.b64encode(_png(small)).decode()}],
+        "scale": [3.0, 2.0]}})
+    outputs = json.loads(_serve_rest(exported[1], body))["outputs"]["png_bytes"]
+    assert _decode(base64.b64decode(outputs[1]["b64"])).shape == (40, 60, 3)
+    # serving_default with "instances" of nested lists.
+    y = RNG.random((2, 6, 7, 1)).astype(np.float32)
+    preds = json.loads(_serve_rest(exported[1], json.dumps({"instances": y.tolist()})))["predictions"]
+    np.testing.assert_allclose(np.array(preds)[1, :, :, 0], upscaler.predict_y(y[1, :, :, 0]),
+                               atol=1e-5)
+
+
+def test_acceptance_set5_files_match_vdsr_upscale(exported, tmp_path, datasets_dir):
+    """upscale_image on Set5 LR files decodes within 1 grey level of vdsr-upscale."""
+    weights, loaded, _ = exported
+    for scale in (2, 3, 4):
+        lr_dir = os.path.join(datasets_dir, "Set5", "LR_bicubic", f"X{scale}")
+        out = tmp_path / f"x{scale}"
+        proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.upscale", lr_dir,
+                               f"--scale={scale}", f"--output={out}", f"--weights={weights}"],
+                              env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        names = sorted(os.listdir(out))
+        data = [open(os.path.join(lr_dir, n), "rb").read() for n in names]
+        pngs = loaded.signatures["upscale_image"](
+            image_bytes=tf.constant(data), scale=tf.constant([float(scale)] * len(data)))
+        for name, png in zip(names, pngs["png_bytes"].numpy()):
+            want = np.asarray(Image.open(out / name))
+            assert np.abs(_decode(png).astype(int) - want).max() <= 1, name
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
+                    reason="tensorflow_model_server is not on PATH (TF Serving's binary cannot "
+                           "be installed on this machine); see export/serving/")
+def test_real_tensorflow_model_server(exported, upscaler):
+    _, _, path = exported
+    grpc_port, rest_port = _free_port(), _free_port()
+    server = subprocess.Popen(["tensorflow_model_server", f"--port={grpc_port}",
+                               f"--rest_api_port={rest_port}", "--model_name=vdsr",
+                               f"--model_base_path={os.path.dirname(path)}"])
+    try:
+        url = f"http://127.0.0.1:{rest_port}/v1/models/vdsr"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X2", "bird.png")))
+        rest = _client("rest_client")
+        req = urllib.request.Request(url + ":predict", data=json.dumps(
+            rest.request_body(_png(lr), 2.0)).encode())
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            got = _decode(rest.decode_response(json.load(resp)))
+        assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=2)).max() <= 1
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+        response = stub.Predict(_client("grpc_client").build_request(_png(lr), 2.0), timeout=120)
+        got = _decode(response.outputs["png_bytes"].string_val[0])
+        assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=2)).max() <= 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

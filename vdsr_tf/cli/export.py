@@ -1,0 +1,79 @@
+"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite).
+
+    vdsr-export --format=saved_model --output=models [--model_name=vdsr --version=1]
+    vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8 --output=vdsr.tflite \
+        [--calibration_data=../shared/datasets/train/T91]
+
+--weights picks the weights (default: the bundled ones).
+"""
+
+import os
+
+from absl import app, flags
+
+from vdsr_tf.cli import CliError, entry_point
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
+flags.DEFINE_string("output", None, "saved_model: the base folder; tflite: the .tflite file.")
+flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file; default: the bundled weights.")
+flags.DEFINE_string("model_name", "vdsr", "saved_model: model folder name.")
+flags.DEFINE_integer("version", 1, "saved_model: version folder (a positive integer).")
+flags.DEFINE_enum("quantization", "fp32", ["fp32", "fp16", "dynamic", "int8"],
+                  "tflite: weight/activation precision.")
+flags.DEFINE_list("calibration_data", None, "tflite int8: HR image folders or .npz packs for "
+                  "the representative dataset of training patches (default: the bundled samples).")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
+
+
+@entry_point("vdsr-export")
+def main(argv):
+    if len(argv) > 1:
+        raise CliError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.format:
+        raise CliError("--format is required (saved_model or tflite)")
+    if not FLAGS.output:
+        raise CliError("--output is required")
+    from vdsr_tf.model import load_pretrained
+
+    try:
+        model = load_pretrained(FLAGS.weights)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e))
+    if FLAGS.format == "saved_model":
+        from vdsr_tf.export.saved_model import export_saved_model
+
+        if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
+            raise CliError(f"--output {FLAGS.output} is a file; give a folder")
+        try:
+            path = export_saved_model(model, FLAGS.output, FLAGS.model_name, FLAGS.version,
+                                      overwrite=FLAGS.overwrite)
+        except (FileExistsError, ValueError) as e:
+            raise CliError(str(e))
+        print(f"SavedModel written to {path}")
+        return 0
+    if not FLAGS.output.endswith(".tflite"):
+        raise CliError(f"--output {FLAGS.output} should end in .tflite")
+    if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
+        raise CliError(f"{FLAGS.output} exists (use --overwrite)")
+    from vdsr_tf.data import load_y_planes
+    from vdsr_tf.export.tflite import export_tflite
+
+    planes = None
+    if FLAGS.quantization == "int8" and FLAGS.calibration_data:
+        try:
+            planes = load_y_planes(FLAGS.calibration_data)
+        except FileNotFoundError as e:
+            raise CliError(str(e))
+    info = export_tflite(model, FLAGS.output, quantization=FLAGS.quantization,
+                         representative_planes=planes)
+    print(f"TFLite ({info['quantization']}) written to {info['path']} ({info['bytes']:,} bytes)")
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

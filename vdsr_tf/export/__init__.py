@@ -1,0 +1,1 @@
+"""Exporters of a trained VDSR model to deployment formats (TFLite, SavedModel)."""
