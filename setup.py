@@ -24,9 +24,9 @@ setup(
         "h5py",
     ],
     extras_require={
-        "test": ["pytest", "jax[cpu]", "tensorflow-serving-api", "ai-edge-litert"],
+        "test": ["pytest", "jax[cpu]", "tensorflow-serving-api", "ai-edge-litert>=2.3"],
         "serving": ["tensorflow-serving-api"],
-        "litert": ["ai-edge-litert"],
+        "litert": ["ai-edge-litert>=2.3"],
     },
     entry_points={
         "console_scripts": [

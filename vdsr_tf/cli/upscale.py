@@ -26,6 +26,9 @@ flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "tif", "tiff"],
                   "Output format for every file (default: keep each input's extension).")
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
                     "the bundled weights.")
+flags.DEFINE_enum("backend", "keras", ["keras", "tflite"],
+                  "Run the network with Keras (--weights) or LiteRT (--model=FILE.tflite).")
+flags.DEFINE_string("model", None, "A .tflite file (vdsr_tf.export.tflite); needs --backend=tflite.")
 flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
@@ -124,10 +127,17 @@ def main(argv):
         FLAGS.scale = FLAGS.scale if FLAGS.scale or FLAGS.size else 3.0
         FLAGS.output = FLAGS.output or "vdsr_demo_butterfly_x3.png"
         FLAGS.overwrite = True
-        if FLAGS.weights is None and not os.path.exists(bundled_weights_path()):
+        if (FLAGS.backend == "keras" and FLAGS.weights is None
+                and not os.path.exists(bundled_weights_path())):
             print("vdsr-upscale: this build has no bundled weights yet; the demo uses "
                   "bicubic. Pass --weights=FILE for a trained model.", file=sys.stderr)
             FLAGS.weights = "bicubic"
+    if FLAGS.backend == "tflite" and not FLAGS.model:
+        raise CliError("--backend=tflite needs --model=FILE.tflite")
+    if FLAGS.backend == "keras" and FLAGS.model:
+        raise CliError("--model is for --backend=tflite (Keras weights go in --weights)")
+    if FLAGS.backend == "tflite" and FLAGS.weights:
+        raise CliError("--weights is for --backend=keras; --backend=tflite runs --model")
     if not inputs:
         raise CliError("give at least one input file or folder (or --demo)")
     if (FLAGS.scale is None) == (FLAGS.size is None):
@@ -169,9 +179,16 @@ def run(files, destinations, scale, size):
     enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
     progress = Progress(len(files), enabled)
     try:
-        upscaler = Upscaler(FLAGS.weights, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
-                            max_pixels=FLAGS.max_pixels, progress=progress.tiles)
-    except (FileNotFoundError, ValueError) as e:
+        if FLAGS.backend == "tflite":
+            from vdsr_tf.litert import LiteRTPredictor
+
+            upscaler = Upscaler(predictor=LiteRTPredictor(FLAGS.model), tile=FLAGS.tile,
+                                ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
+                                progress=progress.tiles)
+        else:
+            upscaler = Upscaler(FLAGS.weights, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
+                                max_pixels=FLAGS.max_pixels, progress=progress.tiles)
+    except (FileNotFoundError, ValueError, ImportError) as e:
         raise CliError(str(e))
     failures, written = [], 0
     start = time.monotonic()
