@@ -254,14 +254,25 @@ class PatchSampler:
 
 
 # -- the tf.data pipeline ----------------------------------------------------
-def _tfds_images(spec, data_dir):
-    """uint8 images of a TFDS dataset named by ``tfds:NAME[:SPLIT]``."""
-    import tensorflow_datasets as tfds
-
+def parse_tfds_spec(spec):
+    """``"tfds:NAME[:SPLIT]"`` -> ``(name, split or None)``; ValueError otherwise."""
     parts = spec.split(":")
-    name = parts[1]
-    split = parts[2] if len(parts) > 2 else "train"
-    ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
+    if parts[0] != "tfds" or len(parts) not in (2, 3) or not parts[1]:
+        raise ValueError(f"Expected tfds:NAME[:SPLIT], got {spec!r}")
+    return parts[1], (parts[2] if len(parts) == 3 else None)
+
+
+def _tfds_images(spec, data_dir, manual_dir=None):
+    """uint8 images of a TFDS dataset named by ``tfds:NAME[:SPLIT]``.
+
+    The package's own builders (``vdsr_tf.tfds_builders``: set5, set14, b100,
+    urban100, sr291) are registered first; with ``manual_dir`` a dataset not
+    yet prepared under ``data_dir`` is prepared from local files.
+    """
+    import vdsr_tf.tfds_builders as builders
+
+    name, split = parse_tfds_spec(spec)
+    ds = builders.load(name, split=split or "train", data_dir=data_dir, manual_dir=manual_dir)
     key = None
     for candidate in ("hr", "image"):
         if candidate in ds.element_spec:
@@ -274,7 +285,7 @@ def _tfds_images(spec, data_dir):
     return ds.map(lambda ex: ex[key])
 
 
-def _y_plane_dataset(sources, data_dir=None):
+def _y_plane_dataset(sources, data_dir=None, manual_dir=None):
     """A tf.data dataset of uint8 (H, W) Y planes from mixed sources."""
     import tensorflow as tf
 
@@ -288,7 +299,7 @@ def _y_plane_dataset(sources, data_dir=None):
     parts = []
     for source in _expand_sources(sources):
         if source.startswith("tfds:"):
-            parts.append(_tfds_images(source, data_dir))
+            parts.append(_tfds_images(source, data_dir, manual_dir))
         elif source.endswith(".npz"):
             planes = load_y_planes(source)
             parts.append(
@@ -310,7 +321,8 @@ def _y_plane_dataset(sources, data_dir=None):
     return ds.map(y_plane, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False):
+def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
+                 manual_dir=None):
     """The training ``tf.data`` pipeline.
 
     Steps, in order: Y channel; cache in memory; repeat and shuffle the images;
@@ -326,6 +338,7 @@ def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False):
         seed: int; the same seed gives the same batches.
         data_dir: TFDS data directory for ``tfds:`` sources.
         with_scale: also yield each pair's scale (int32 (B,)), as ``(x, y, s)``.
+        manual_dir: local files to prepare ``tfds:`` sources from on first use.
 
     Returns:
         An infinite ``tf.data.Dataset`` of ``(x, y)`` float32 batches, both
@@ -336,7 +349,7 @@ def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False):
 
     args = _visit_args(data_config)
     p = data_config.patch_size
-    planes = _y_plane_dataset(sources, data_dir).cache()
+    planes = _y_plane_dataset(sources, data_dir, manual_dir).cache()
     planes = planes.repeat().shuffle(512, seed=seed)
     visit_seeds = tf.data.Dataset.random(seed=seed).map(
         lambda s: tf.math.floormod(s, 2**31)

@@ -24,15 +24,25 @@ def read_image(path):
         return np.asarray(im)
 
 
-def benchmark_pairs(set_dir, scale):
+def benchmark_pairs(set_dir, scale, data_dir=None, manual_dir=None):
     """Yields ``(name, lr, hr)`` uint8 images of one set at one scale.
 
-    ``hr`` is cropped to ``scale`` x the LR size. Only names present in both
-    ``HR`` and ``LR_bicubic/X{scale}`` are used.
+    Args:
+        set_dir: a folder with ``HR/`` and ``LR_bicubic/X{scale}/``, or
+            ``"tfds:NAME"`` for a ``vdsr_tf.tfds_builders`` benchmark prepared
+            under ``data_dir`` (from ``manual_dir`` on first use).
+        scale: 2, 3 or 4.
+
+    ``hr`` is cropped to ``scale`` x the LR size. For folders, only names
+    present in both ``HR`` and ``LR_bicubic/X{scale}`` are used. Grayscale
+    images are (H, W), colour (H, W, 3).
 
     Raises:
         FileNotFoundError: if the set or the scale's LR folder is missing.
     """
+    if str(set_dir).startswith("tfds:"):
+        yield from _tfds_pairs(set_dir, scale, data_dir, manual_dir)
+        return
     lr_dir = os.path.join(set_dir, "LR_bicubic", f"X{scale}")
     hr_paths = list_images(os.path.join(set_dir, "HR"))
     if not os.path.isdir(lr_dir):
@@ -52,7 +62,28 @@ def benchmark_pairs(set_dir, scale):
         raise FileNotFoundError(f"No LR files in {lr_dir} match {set_dir}/HR")
 
 
-def evaluate_set(upscaler, set_dir, scale, keep_images=False):
+def _squeeze_grey(image):
+    return image[..., 0] if image.shape[-1] == 1 else image[..., :3]
+
+
+def _tfds_pairs(spec, scale, data_dir, manual_dir):
+    import tensorflow_datasets as tfds
+
+    import vdsr_tf.tfds_builders as builders
+    from vdsr_tf.data import parse_tfds_spec
+
+    name, split = parse_tfds_spec(spec)
+    ds = builders.load(name, split=split or "test", data_dir=data_dir, manual_dir=manual_dir)
+    key = f"lr_x{scale}"
+    if key not in ds.element_spec:
+        raise FileNotFoundError(f"TFDS dataset {name!r} has no {key} feature")
+    for ex in tfds.as_numpy(ds):
+        lr, hr = _squeeze_grey(ex[key]), _squeeze_grey(ex["hr"])
+        h, w = lr.shape[0] * scale, lr.shape[1] * scale
+        yield ex["name"].decode(), lr, hr[:h, :w]
+
+
+def evaluate_set(upscaler, set_dir, scale, keep_images=False, data_dir=None, manual_dir=None):
     """Mean PSNR / SSIM of ``upscaler`` on one set at one scale.
 
     Returns:
@@ -60,7 +91,7 @@ def evaluate_set(upscaler, set_dir, scale, keep_images=False):
         of ``(name, sr, hr)`` uint8 arrays when ``keep_images``.
     """
     psnrs, ssims, images = [], [], []
-    for name, lr, hr in benchmark_pairs(set_dir, scale):
+    for name, lr, hr in benchmark_pairs(set_dir, scale, data_dir, manual_dir):
         sr = upscaler.upscale(lr, size=hr.shape[:2])
         psnrs.append(psnr(sr, hr, crop_border=scale))
         ssims.append(ssim(sr, hr, crop_border=scale))

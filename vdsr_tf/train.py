@@ -215,7 +215,7 @@ def _write_json(path, obj):
 
 
 def train(config, sources, output_dir, val_dir=None, data_dir=None,
-          time_budget_s=None, verbose="auto", extra_callbacks=()):
+          time_budget_s=None, verbose="auto", extra_callbacks=(), manual_dir=None):
     """Trains (or resumes) a VDSR model with ``fit``.
 
     Args:
@@ -229,6 +229,7 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
             would exceed this many seconds (checkpoint kept, resumable).
         verbose: ``fit``'s verbosity.
         extra_callbacks: more Keras callbacks.
+        manual_dir: local files to prepare ``tfds:`` sources from on first use.
 
     Returns:
         ``(model, history)``; ``history`` is the ``fit`` History, or None
@@ -266,7 +267,7 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
 
     # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
     dataset = make_dataset(sources, config.data, seed=config.seed + 7919 * initial_epoch,
-                           data_dir=data_dir)
+                           data_dir=data_dir, manual_dir=manual_dir)
     log_dir = os.path.join(output_dir, "logs")
     callbacks = []
     if val_dir:

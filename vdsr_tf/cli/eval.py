@@ -21,12 +21,15 @@ flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, 'bicubic' fo
 flags.DEFINE_string("json", None, "Write the numbers to this JSON file.")
 flags.DEFINE_string("compare_dir", None, "Write one bicubic | VDSR | HR PNG per set here.")
 flags.DEFINE_boolean("baseline", True, "Also score bicubic and show it beside the model.")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory for tfds:NAME sets.")
+flags.DEFINE_string("manual_dir", None, "Local files (the ../shared/datasets layout) to prepare "
+                    "tfds:NAME sets from on first use.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (self-ensemble).")
 flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --data_dir needed).")
 
 
 def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None,
-             ensemble=False, out=sys.stdout):
+             ensemble=False, out=sys.stdout, tfds_data_dir=None, manual_dir=None):
     """Scores ``weights`` (or bicubic) and returns the JSON-shaped results.
 
     Returns:
@@ -46,16 +49,21 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
         header += f"  {'VDSR PSNR/SSIM':>20}"
     print(header, file=out)
     for name in sets:
-        set_dir = os.path.join(data_dir, name)
+        set_dir = name if name.startswith("tfds:") else os.path.join(data_dir, name)
+        key_name = name.split(":")[1] if name.startswith("tfds:") else name
+        tfds_args = dict(data_dir=tfds_data_dir, manual_dir=manual_dir)
         strips = []
         for s in scales:
             key = f"x{s}"
-            b = evaluate_set(bicubic, set_dir, s, keep_images=True) if (baseline or only_bicubic) else None
-            m = b if only_bicubic else evaluate_set(model_upscaler, set_dir, s, keep_images=True)
-            results.setdefault(name, {})[key] = {"psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 5)}
+            b = (evaluate_set(bicubic, set_dir, s, keep_images=True, **tfds_args)
+                 if (baseline or only_bicubic) else None)
+            m = b if only_bicubic else evaluate_set(model_upscaler, set_dir, s, keep_images=True,
+                                                    **tfds_args)
+            results.setdefault(key_name, {})[key] = {"psnr": round(m["psnr"], 4),
+                                                     "ssim": round(m["ssim"], 5)}
             line = f"{name:<8}{key:>6}  "
             if b is not None:
-                base.setdefault(name, {})[key] = {"psnr": round(b["psnr"], 4), "ssim": round(b["ssim"], 5)}
+                base.setdefault(key_name, {})[key] = {"psnr": round(b["psnr"], 4), "ssim": round(b["ssim"], 5)}
                 line += f"{b['psnr']:>12.2f} / {b['ssim']:.4f}"
             else:
                 line += f"{'-':>20}"
@@ -72,7 +80,7 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
             width = max(s.shape[1] for s in strips)
             rows = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255)
                     for s in strips]
-            write_png(np.concatenate(rows, axis=0), os.path.join(compare_dir, f"{name}.png"))
+            write_png(np.concatenate(rows, axis=0), os.path.join(compare_dir, f"{key_name}.png"))
     if base and not only_bicubic:
         results["bicubic"] = base
     return results
@@ -93,8 +101,8 @@ def main(argv):
             print("vdsr-eval: this build has no bundled weights yet; scoring the bicubic "
                   "baseline on the bundled samples. Pass --weights=FILE to score a model.")
             weights = "bicubic"
-    if not data_dir:
-        raise CliError("--data_dir is required (or --demo)")
+    if not data_dir and not all(n.startswith("tfds:") for n in sets):
+        raise CliError("--data_dir is required (or --demo, or tfds:NAME sets)")
     try:
         scales = [int(s) for s in FLAGS.scales]
     except ValueError:
@@ -102,11 +110,12 @@ def main(argv):
     if any(s < 2 for s in scales):
         raise CliError("--scales must be integers >= 2")
     for name in sets:
-        if not os.path.isdir(os.path.join(data_dir, name)):
+        if not name.startswith("tfds:") and not os.path.isdir(os.path.join(data_dir, name)):
             raise CliError(f"set {name!r} not found in {data_dir}")
     try:
         results = run_eval(data_dir, sets, scales, weights, FLAGS.baseline, FLAGS.compare_dir,
-                           FLAGS.ensemble)
+                           FLAGS.ensemble, tfds_data_dir=FLAGS.tfds_data_dir,
+                           manual_dir=FLAGS.manual_dir)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     if FLAGS.json:

@@ -18,6 +18,8 @@ flags.DEFINE_string("output_dir", None, "Run directory (config, checkpoint, logs
 flags.DEFINE_string("preset", "paper", "Named recipe: paper or modern.")
 flags.DEFINE_string("val_dir", None, "Benchmark set scored each epoch (HR/ and LR_bicubic/X{s}/).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory for tfds: sources.")
+flags.DEFINE_string("manual_dir", None, "Local files (the ../shared/datasets layout) to prepare "
+                    "tfds: sources from on first use.")
 flags.DEFINE_integer("steps", None, "Total training steps (the schedule spans them).")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps between validations and checkpoints.")
 flags.DEFINE_integer("batch_size", None, "Patches per step.")
@@ -87,7 +89,8 @@ def main(argv):
 
     try:
         train(cfg, FLAGS.data, FLAGS.output_dir, val_dir=FLAGS.val_dir,
-              data_dir=FLAGS.data_dir, time_budget_s=FLAGS.time_budget_s)
+              data_dir=FLAGS.data_dir, time_budget_s=FLAGS.time_budget_s,
+              manual_dir=FLAGS.manual_dir)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     return 0
