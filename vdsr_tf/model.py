@@ -73,6 +73,7 @@ class VDSR(keras.Model):
         import tensorflow as tf
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(
@@ -81,11 +82,21 @@ class VDSR(keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         grads = tape.gradient(scaled_loss, weights)
-        grads = self._clip(grads, self.optimizer.learning_rate)
+        if replicas > 1:
+            # Clip the global gradient, not each replica's share: sum over
+            # replicas first, then hand the optimizer 1/N of the clipped sum
+            # (its own all-reduce adds the N shares back up).
+            ctx = tf.distribute.get_replica_context()
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            grads = [g / replicas for g in self._clip(grads, self.optimizer.learning_rate)]
+        else:
+            grads = self._clip(grads, self.optimizer.learning_rate)
         self.optimizer.apply(grads, weights)
         for metric in self.metrics:
             if metric.name == "loss":
-                metric.update_state(loss, sample_weight=ops.shape(x)[0])
+                # Under a strategy Keras divides each replica's loss by the
+                # replica count; the logged loss is the undivided one.
+                metric.update_state(loss * replicas, sample_weight=ops.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _jax_train_step(self, state, data):

@@ -14,6 +14,7 @@ trains it with ``model.fit`` on ``vdsr_tf.data.make_dataset``, and writes into
 Running the same command again resumes from the checkpoint at the right step.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -207,6 +208,54 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+DISTRIBUTIONS = ("none", "data_parallel", "multi_worker")
+
+
+@contextlib.contextmanager
+def distribution_scope(kind="none"):
+    """Data-parallel training with the backend's own engine.
+
+    * ``"none"``: one device.
+    * ``"data_parallel"``: every local accelerator (or every logical CPU
+      device when there is none): ``tf.distribute.MirroredStrategy`` on the
+      TensorFlow backend, ``keras.distribution.DataParallel`` on JAX.
+    * ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy``
+      (TensorFlow; the cluster comes from ``TF_CONFIG``).
+
+    Build, compile and ``fit`` the model inside the scope. The batch size is
+    the global batch; the adaptive clip applies to the global gradient.
+
+    Yields:
+        The number of devices (replicas).
+    """
+    if kind not in DISTRIBUTIONS:
+        raise ValueError(f"Unknown distribution {kind!r}; valid: {list(DISTRIBUTIONS)}")
+    if kind == "none":
+        yield 1
+        return
+    backend = keras.backend.backend()
+    if backend == "jax":
+        if kind != "data_parallel":
+            raise ValueError("On the JAX backend use data_parallel (multi-host JAX is "
+                             "configured by keras.distribution.initialize)")
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(None)
+        return
+    import tensorflow as tf
+
+    if kind == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    with strategy.scope():
+        yield strategy.num_replicas_in_sync
+
+
 def _write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -215,7 +264,8 @@ def _write_json(path, obj):
 
 
 def train(config, sources, output_dir, val_dir=None, data_dir=None,
-          time_budget_s=None, verbose="auto", extra_callbacks=(), manual_dir=None):
+          time_budget_s=None, verbose="auto", extra_callbacks=(), manual_dir=None,
+          distribute="none"):
     """Trains (or resumes) a VDSR model with ``fit``.
 
     Args:
@@ -230,14 +280,30 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
         verbose: ``fit``'s verbosity.
         extra_callbacks: more Keras callbacks.
         manual_dir: local files to prepare ``tfds:`` sources from on first use.
+        distribute: ``distribution_scope`` kind: "none", "data_parallel" or
+            "multi_worker".
 
     Returns:
         ``(model, history)``; ``history`` is the ``fit`` History, or None
         when the run was already complete.
     """
     config_lib.validate(config)
-    os.makedirs(output_dir, exist_ok=True)
+    previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        with distribution_scope(distribute) as replicas:
+            if replicas > 1:
+                logging.info("Data-parallel training on %d devices (global batch %d).",
+                             replicas, config.data.batch_size)
+            return _train(config, sources, output_dir, val_dir, data_dir, time_budget_s,
+                          verbose, extra_callbacks, manual_dir)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbose,
+           extra_callbacks, manual_dir):
+    os.makedirs(output_dir, exist_ok=True)
     steps_per_epoch = min(config.steps_per_epoch, config.steps)
     epochs = math.ceil(config.steps / steps_per_epoch)
     config_path = os.path.join(output_dir, "config.json")

@@ -34,6 +34,10 @@ flags.DEFINE_integer("seed", None, "Seed of initialisation and sampling.")
 flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16"], "Compute dtype policy.")
 flags.DEFINE_multi_string("set", [], "Any config field by dotted name, e.g. "
                           "--set=optim.warmup_fraction=0.05 (repeatable).")
+flags.DEFINE_enum("distribute", "none", ["none", "data_parallel", "multi_worker"],
+                  "Data-parallel training: data_parallel = tf.distribute.MirroredStrategy "
+                  "(TensorFlow) or keras.distribution.DataParallel (JAX) over all local "
+                  "devices; multi_worker = MultiWorkerMirroredStrategy (TF_CONFIG).")
 flags.DEFINE_float("time_budget_s", None, "Stop (resumably) before this many seconds pass.")
 flags.DEFINE_string("pack_to", None, "Instead of training, pack --data's Y planes into this .npz.")
 flags.DEFINE_boolean("print_config", False, "Print the resolved config as JSON and exit.")
@@ -90,7 +94,7 @@ def main(argv):
     try:
         train(cfg, FLAGS.data, FLAGS.output_dir, val_dir=FLAGS.val_dir,
               data_dir=FLAGS.data_dir, time_budget_s=FLAGS.time_budget_s,
-              manual_dir=FLAGS.manual_dir)
+              manual_dir=FLAGS.manual_dir, distribute=FLAGS.distribute)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     return 0
