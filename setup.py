@@ -24,7 +24,8 @@ setup(
         "h5py",
     ],
     extras_require={
-        "test": ["pytest", "jax[cpu]", "tensorflow-serving-api", "ai-edge-litert>=2.3"],
+        "test": ["pytest", "jax[cpu]", "tensorflow-serving-api", "ai-edge-litert>=2.3",
+                 "nbclient", "nbformat", "ipykernel", "matplotlib"],
         "serving": ["tensorflow-serving-api"],
         "litert": ["ai-edge-litert>=2.3"],
     },
