@@ -208,6 +208,24 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def training_data(sources, data_config, seed, data_dir=None, manual_dir=None):
+    """The patch stream for ``fit``: tf.data where TensorFlow is installed,
+    else (the JAX-only GPU machine) the numpy ``PatchSampler`` with the same
+    per-image sampling, over folders or packed ``.npz`` files."""
+    from vdsr_tf import data
+
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        if any(str(s).startswith("tfds:") for s in data._expand_sources(sources)):
+            raise ValueError("tfds: sources need TensorFlow; pack the images with "
+                             "vdsr-train --pack_to=FILE.npz on a machine that has it") from None
+        logging.info("TensorFlow not installed: using the numpy PatchSampler.")
+        return data.PatchSampler(data.load_y_planes(sources), data_config, seed).batches()
+    return data.make_dataset(sources, data_config, seed=seed, data_dir=data_dir,
+                             manual_dir=manual_dir)
+
+
 DISTRIBUTIONS = ("none", "data_parallel", "multi_worker")
 
 
@@ -329,11 +347,9 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         logging.info("Run in %s is already complete (%d epochs).", output_dir, epochs)
         return model, None
 
-    from vdsr_tf.data import make_dataset
-
     # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
-    dataset = make_dataset(sources, config.data, seed=config.seed + 7919 * initial_epoch,
-                           data_dir=data_dir, manual_dir=manual_dir)
+    dataset = training_data(sources, config.data, config.seed + 7919 * initial_epoch,
+                            data_dir, manual_dir)
     log_dir = os.path.join(output_dir, "logs")
     callbacks = []
     if val_dir:
