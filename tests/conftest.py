@@ -24,3 +24,19 @@ def datasets_dir() -> pathlib.Path:
             "folder holding Set5/, Set14/ and B100/"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> str:
+    """A depth-3, 8-filter ``vdsr.weights.h5`` with the ``config.json`` that
+    ``vdsr-train`` would write beside it (so ``load_pretrained`` finds the
+    architecture). Untrained: for tests of plumbing, not of quality."""
+    from vdsr_tf import config as C
+    from vdsr_tf.model import build_vdsr
+
+    folder = tmp_path_factory.mktemp("tiny_weights")
+    cfg = C.override(C.get_preset("paper"), **{"model.depth": 3, "model.filters": 8})
+    (folder / "config.json").write_text(C.to_json(cfg))
+    path = str(folder / "vdsr.weights.h5")
+    build_vdsr(depth=3, filters=8).save_weights(path)
+    return path

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf import config as C
 from vdsr_tf.data import sample_images_dir
 from vdsr_tf.evaluate import benchmark_pairs
 from vdsr_tf.metrics import psnr
-from vdsr_tf.model import build_vdsr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sample_images_dir()
@@ -26,14 +24,8 @@ def run_cli(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A small trained-architecture weights file with its config.json beside it."""
-    folder = tmp_path_factory.mktemp("weights")
-    cfg = C.override(C.get_preset("paper"), **{"model.depth": 3, "model.filters": 8})
-    (folder / "config.json").write_text(C.to_json(cfg))
-    path = str(folder / "vdsr.weights.h5")
-    build_vdsr(depth=3, filters=8).save_weights(path)
-    return path
+def weights(tiny_weights):
+    return tiny_weights
 
 
 def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights):

@@ -18,9 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vdsr_tf import config as C
 from vdsr_tf.data import sample_images_dir
-from vdsr_tf.model import build_vdsr
 from vdsr_tf.upscaler import Upscaler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,14 +35,10 @@ def _client(name):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, tiny_weights):
     """(weights path, loaded SavedModel, version dir) via the vdsr-export CLI."""
-    folder = tmp_path_factory.mktemp("export")
-    cfg = C.override(C.get_preset("paper"), **{"model.depth": 3, "model.filters": 8})
-    (folder / "config.json").write_text(C.to_json(cfg))
-    weights = str(folder / "vdsr.weights.h5")
-    build_vdsr(depth=3, filters=8).save_weights(weights)
-    out = folder / "models"
+    weights = tiny_weights
+    out = tmp_path_factory.mktemp("export") / "models"
     proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.export", "--format=saved_model",
                            f"--output={out}", f"--weights={weights}", "--version=3"],
                           env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
