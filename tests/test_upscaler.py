@@ -200,6 +200,9 @@ def test_save_image_is_atomic_and_refuses_overwrite(tmp_path):
         save_image(Image.new("RGB", (4, 4)), path)
     save_image(Image.new("RGB", (5, 5)), path, overwrite=True)
     assert Image.open(path).size == (5, 5)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     with pytest.raises(ValueError, match="extension"):
         save_image(Image.new("RGB", (4, 4)), str(tmp_path / "o.xyz"))
     assert sorted(os.listdir(tmp_path)) == ["o.jpg"]
