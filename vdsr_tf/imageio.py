@@ -116,7 +116,7 @@ def open_image(path, max_pixels=None):
         raise ImageError(f"corrupt or truncated image: {e}") from None
 
 
-def _umask():
+def umask():
     """The process umask (read by setting and restoring it)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -157,7 +157,7 @@ def save_image(im, path, fmt=None, overwrite=False):
     try:
         with os.fdopen(fd, "wb") as f:
             im.save(f, format=fmt, **kwargs)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -28,6 +28,8 @@ import warnings
 import numpy as np
 from absl import logging
 
+from vdsr_tf.imageio import umask
+
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
 
@@ -100,12 +102,6 @@ def _configure(converter, quantization, patches):
         converter.inference_output_type = tf.float32
 
 
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _write_atomic(data, path):
     """Writes bytes to ``path`` through a temporary file in the same folder."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -113,7 +109,7 @@ def _write_atomic(data, path):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
