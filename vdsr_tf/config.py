@@ -186,10 +186,12 @@ def to_dict(config):
 
 
 def to_json(config):
+    """The TrainConfig as indented, key-sorted JSON text."""
     return json.dumps(to_dict(config), indent=2, sort_keys=True)
 
 
 def from_json(text):
+    """A TrainConfig from ``to_json`` text; ValueError on unknown keys."""
     return from_dict(json.loads(text))
 
 

@@ -102,11 +102,16 @@ class VDSRServing(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="y")])
     def serving_default(self, y):
+        """y: float32 [N, H, W, 1], bicubic-upscaled Y in [0, 1] -> {"sr_y": same shape}."""
         return {"sr_y": self._network(y)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.float32, name="scale")])
     def upscale_image(self, image_bytes, scale):
+        """image_bytes: string [N] encoded images; scale: float32 [N], each > 1
+        -> {"png_bytes": string [N]}, PNGs in the input's mode (grey, grey+alpha,
+        RGB, RGBA) of size round(h * scale) x round(w * scale)."""
+
         def one(args):
             data, s = args
             image = tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False)
@@ -120,6 +125,7 @@ class VDSRServing(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="rgb"),
                                   tf.TensorSpec([], tf.float32, name="scale")])
     def upscale_rgb(self, rgb, scale):
+        """rgb: uint8 [1, h, w, 3]; scale: float32 [] > 1 -> {"sr_rgb": uint8 [1, H, W, 3]}."""
         return {"sr_rgb": self._upscale(rgb[0], scale)[None]}
 
 
