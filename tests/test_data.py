@@ -56,6 +56,9 @@ def test_dihedral_covers_eight_distinct_transforms():
     a = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
     outs = {data.dihedral(a, k).tobytes() for k in range(8)}
     assert len(outs) == 8
+    rect = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
+    for k in range(8):
+        np.testing.assert_array_equal(data.undo_dihedral(data.dihedral(rect, k), k), rect)
 
 
 def test_tf_dataset_shapes_ranges_and_determinism():

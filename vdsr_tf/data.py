@@ -141,9 +141,18 @@ def degrade(hr_y, scale):
 
 
 def dihedral(patch, k):
-    """One of the 8 flips/rotations of a (..., H, W, C) array; k in [0, 8)."""
+    """One of the 8 flips/rotations of a (..., H, W, C) array; k in [0, 8).
+
+    The training augmentation and the upscaler's self-ensemble both use it.
+    """
     out = np.rot90(patch, k % 4, axes=(-3, -2))
     return np.flip(out, axis=-2) if k >= 4 else out
+
+
+def undo_dihedral(patch, k):
+    """The inverse of ``dihedral(patch, k)``."""
+    out = np.flip(patch, axis=-2) if k >= 4 else patch
+    return np.rot90(out, -(k % 4), axes=(-3, -2))
 
 
 def sample_image_patches(hr_y, seed, patch_size, scales, downsize, augment, count):

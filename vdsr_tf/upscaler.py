@@ -17,6 +17,7 @@ evaluation, the CLIs and the exporters' reference outputs all use this class.
 
 import numpy as np
 
+from vdsr_tf.data import dihedral, undo_dihedral
 from vdsr_tf.imresize import imresize, rgb2ycbcr, ycbcr2rgb
 
 DEFAULT_TILE = 384
@@ -101,17 +102,6 @@ def tiles(height, width, tile, context):
             yield (slice(top, bottom), slice(left, right)), src
 
 
-def _dihedral(x, k):
-    """k-th of the 8 flips/rotations of an (H, W) array (k in [0, 8))."""
-    x = np.rot90(x, k % 4)
-    return x[:, ::-1] if k >= 4 else x
-
-
-def _undo_dihedral(x, k):
-    x = x[:, ::-1] if k >= 4 else x
-    return np.rot90(x, -(k % 4))
-
-
 class Upscaler:
     """VDSR super-resolution of numpy arrays and PIL images.
 
@@ -167,8 +157,8 @@ class Upscaler:
             return self._forward(y[None, :, :, None])[0, :, :, 0]
         acc = np.zeros(y.shape, np.float64)
         for k in range(8):
-            t = np.ascontiguousarray(_dihedral(y, k))
-            acc += _undo_dihedral(self._forward(t[None, :, :, None])[0, :, :, 0], k)
+            t = np.ascontiguousarray(dihedral(y[:, :, None], k))
+            acc += undo_dihedral(self._forward(t[None])[0], k)[:, :, 0]
         return (acc / 8).astype(np.float32)
 
     def predict_y(self, y):

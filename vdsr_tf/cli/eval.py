@@ -28,6 +28,11 @@ flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (self-ens
 flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --data_dir needed).")
 
 
+def _rounded(result):
+    """The JSON entry of one set and scale: PSNR to 4 decimals, SSIM to 5."""
+    return {"psnr": round(result["psnr"], 4), "ssim": round(result["ssim"], 5)}
+
+
 def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None,
              ensemble=False, out=sys.stdout, tfds_data_dir=None, manual_dir=None):
     """Scores ``weights`` (or bicubic) and returns the JSON-shaped results.
@@ -59,11 +64,10 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
                  if (baseline or only_bicubic) else None)
             m = b if only_bicubic else evaluate_set(model_upscaler, set_dir, s, keep_images=True,
                                                     **tfds_args)
-            results.setdefault(key_name, {})[key] = {"psnr": round(m["psnr"], 4),
-                                                     "ssim": round(m["ssim"], 5)}
+            results.setdefault(key_name, {})[key] = _rounded(m)
             line = f"{name:<8}{key:>6}  "
             if b is not None:
-                base.setdefault(key_name, {})[key] = {"psnr": round(b["psnr"], 4), "ssim": round(b["ssim"], 5)}
+                base.setdefault(key_name, {})[key] = _rounded(b)
                 line += f"{b['psnr']:>12.2f} / {b['ssim']:.4f}"
             else:
                 line += f"{'-':>20}"
