@@ -37,6 +37,9 @@ class VDSR(keras.Model):
         if clip_theta is not None and clip_theta < 0:
             raise ValueError(f"clip_theta must be >= 0 or None, got {clip_theta}")
         self.clip_theta = float(clip_theta) if clip_theta else None
+        # Fraction of gradient values the theta/lr bound cut, averaged over
+        # the epoch's steps (0 without a clip): is the paper's clip acting?
+        self.clip_fraction_tracker = keras.metrics.Mean(name="clip_fraction")
 
     def get_config(self):
         config = super().get_config()
@@ -45,13 +48,13 @@ class VDSR(keras.Model):
 
     # -- the adaptive clip --------------------------------------------------
     def _clip(self, grads, lr):
-        """Applies ``clip_by_lr`` with this model's theta (no-op without one)."""
+        """``clip_by_lr`` with this model's theta: ``(grads, clipped_fraction)``."""
         if not self.clip_theta:
-            return grads
+            return grads, ops.convert_to_tensor(0.0, "float32")
         scale = 1.0
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             scale = self.optimizer.scale_loss(1.0)
-        return clip_by_lr(grads, lr, self.clip_theta, loss_scale=scale)
+        return clip_by_lr(grads, lr, self.clip_theta, loss_scale=scale, return_fraction=True)
 
     def train_step(self, *args):
         """One optimisation step: loss, theta/lr clip of every gradient, update.
@@ -88,10 +91,12 @@ class VDSR(keras.Model):
             # (its own all-reduce adds the N shares back up).
             ctx = tf.distribute.get_replica_context()
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            grads = [g / replicas for g in self._clip(grads, self.optimizer.learning_rate)]
+            grads, fraction = self._clip(grads, self.optimizer.learning_rate)
+            grads = [g / replicas for g in grads]
         else:
-            grads = self._clip(grads, self.optimizer.learning_rate)
+            grads, fraction = self._clip(grads, self.optimizer.learning_rate)
         self.optimizer.apply(grads, weights)
+        self.clip_fraction_tracker.update_state(fraction)
         for metric in self.metrics:
             if metric.name == "loss":
                 # Under a strategy Keras divides each replica's loss by the
@@ -120,8 +125,15 @@ class VDSR(keras.Model):
         # which must be read from the values passed in, not the variables.
         mapping = list(zip(self.optimizer.variables, opt_vars))
         with keras.StatelessScope(state_mapping=mapping):
-            grads = self._clip(grads, self.optimizer.learning_rate)
+            grads, fraction = self._clip(grads, self.optimizer.learning_rate)
         trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
+        metric_mapping = list(zip(self.metrics_variables, metric_vars))
+        with keras.StatelessScope(state_mapping=metric_mapping) as scope:
+            self.clip_fraction_tracker.update_state(fraction)
+        metric_vars = [scope.get_current_value(v) if scope.get_current_value(v) is not None
+                       else value for v, value in metric_mapping]
+        # Keras internals (pinned by tests/test_keras_internals.py):
+        # compute_loss_and_updates above, _update_metrics_variables here.
         logs, metric_vars = self._update_metrics_variables(
             metric_vars, loss, x, y, y_pred, sample_weight
         )
@@ -217,6 +229,25 @@ def bundled_weights_path():
     return os.path.join(os.path.dirname(__file__), "weights", "vdsr.weights.h5")
 
 
+def bundled_weights_info():
+    """Metadata of the bundled weights, or None when none are bundled.
+
+    Returns:
+        The dict of ``weights/vdsr.weights.json``: ``version``, ``date``,
+        ``sha256``, ``architecture``, ``recipe``, ``patches_seen``,
+        ``scores`` (``{set: {"x2": {"psnr", "ssim"}, ...}}``, from
+        ``vdsr-eval``), ``label`` and more.
+    """
+    import json
+    import os
+
+    path = bundled_weights_path()[: -len(".weights.h5")] + ".weights.json"
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def load_pretrained(path=None):
     """A VDSR model with trained weights.
 
@@ -239,6 +270,14 @@ def load_pretrained(path=None):
             raise FileNotFoundError(
                 "This install has no bundled weights yet; pass a weights file "
                 "(a .keras or .weights.h5 written by vdsr-train).")
+        info = bundled_weights_info()
+        if info and info.get("sha256"):
+            import hashlib
+
+            with open(path, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != info["sha256"]:
+                    raise ValueError(f"The bundled weights {path} do not match their sha256 "
+                                     "in vdsr.weights.json (a damaged install?); reinstall")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such weights file: {path}")
     if path.endswith(".keras"):

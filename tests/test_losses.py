@@ -1,0 +1,52 @@
+"""The paper's summed loss, and whether the theta/lr clip acts with it."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from vdsr_tf import config as C
+from vdsr_tf import data
+from vdsr_tf.losses import PatchSumMSE, get_loss
+from vdsr_tf.train import build_model
+
+HR = os.path.join(data.sample_images_dir(), "HR")
+
+
+def test_patch_sum_mse_is_half_the_per_patch_sum_averaged_over_the_batch():
+    rng = np.random.default_rng(0)
+    y, p = rng.random((3, 5, 6, 1)).astype("float32"), rng.random((3, 5, 6, 1)).astype("float32")
+    expected = np.mean(0.5 * np.sum((p - y) ** 2, axis=(1, 2, 3)))
+    assert float(PatchSumMSE()(y, p)) == pytest.approx(expected, rel=1e-6)
+    # P * P / 2 times Keras's per-pixel mean.
+    mse = float(keras.losses.MeanSquaredError()(y, p))
+    assert float(PatchSumMSE()(y, p)) == pytest.approx(mse * 30 / 2, rel=1e-5)
+    again = PatchSumMSE.from_config(PatchSumMSE().get_config())
+    assert float(again(y, p)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="valid"):
+        get_loss("l1")
+
+
+def test_paper_preset_uses_the_summed_loss():
+    cfg = C.get_preset("paper")
+    assert cfg.optim.loss == "patch_sum_mse" and cfg.model.clip_theta == 0.01
+
+
+def _first_step_clip_fraction(preset, **updates):
+    cfg = C.override(C.get_preset(preset), **{"data.batch_size": 16, "data.patch_size": 41,
+                                              **updates})
+    x, y = next(data.PatchSampler(data.load_y_planes(HR), cfg.data, seed=5).batches())
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    return logs["clip_fraction"]
+
+
+def test_clip_binds_at_step_0_for_the_paper_network_with_the_paper_loss():
+    # 20 x 64, He init, real patches, at the warm-up's first learning rate.
+    assert _first_step_clip_fraction("paper") > 0
+
+
+def test_clip_never_binds_with_mse_and_adam():
+    assert _first_step_clip_fraction("modern", **{"data.patch_size": 41}) == 0
