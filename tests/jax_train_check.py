@@ -15,6 +15,7 @@ sys.modules["tensorflow"] = None  # any TF import now raises ImportError
 
 from vdsr_tf import config  # noqa: E402
 from vdsr_tf.data import sample_images_dir  # noqa: E402
+from vdsr_tf.checkpoint import read_state  # noqa: E402
 from vdsr_tf.train import train  # noqa: E402
 
 pack, out = sys.argv[1:3]
@@ -22,8 +23,8 @@ cfg = config.override(config.get_preset("paper"), **{
     "model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 8,
     "data.shuffle_buffer": 32, "steps": 6, "steps_per_epoch": 2})
 _, first = train(cfg, pack, out, val_dir=sample_images_dir(), verbose=0, time_budget_s=1e-3)
-with open(os.path.join(out, "checkpoint.json")) as f:
-    after_first = json.load(f)
+meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
+after_first = {"epoch": meta["epoch"], "step": meta["step"]}
 model, second = train(cfg, pack, out, val_dir=sample_images_dir(), verbose=0)
 print(json.dumps({"first_epochs": len(first.history["loss"]), "after_first": after_first,
                   "second_epochs": len(second.history["loss"]),

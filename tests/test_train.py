@@ -9,6 +9,7 @@ import pytest
 
 from vdsr_tf import config as C
 from vdsr_tf import data
+from vdsr_tf.checkpoint import read_state
 from vdsr_tf.train import VDSRSchedule, make_schedule, train
 
 SAMPLES = data.sample_images_dir()
@@ -41,7 +42,7 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
     after = _data_mse(model, held_out)
     assert after < 0.7 * before, (before, after)
     assert history.history["loss"][-1] < history.history["loss"][0] or len(history.history["loss"]) == 1
-    for name in ("config.json", "checkpoint.keras", "vdsr.weights.h5", "history.csv"):
+    for name in ("config.json", "checkpoint.npz", "vdsr.weights.h5", "history.csv"):
         assert os.path.exists(tmp_path / name), name
     assert C.from_json((tmp_path / "config.json").read_text()) == cfg
     assert any(p.startswith("events") for p in os.listdir(tmp_path / "logs" / "train"))
@@ -86,7 +87,9 @@ def test_resume_after_interruption(tmp_path):
     at_crash, at_resume = {}, {}
     with pytest.raises(_Interrupt):
         train(cfg, HR, out, verbose=0, extra_callbacks=[_StopAfter(2, at_crash)])
-    assert json.loads(open(os.path.join(out, "checkpoint.json")).read()) == {"epoch": 2, "step": 4}
+    meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
+    assert (meta["epoch"], meta["step"], meta["patches_total"]) == (2, 4, 4 * 8)
+    assert meta["data"] == data.fingerprint(data.load_y_planes(HR))
     assert not os.path.exists(os.path.join(out, "vdsr.weights.h5"))
     model, _ = train(cfg, HR, out, verbose=0, extra_callbacks=[_Record(at_resume)])
     # The same command continues at the right step with the optimizer state.
@@ -105,8 +108,42 @@ def test_resume_after_interruption(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
     out = str(tmp_path / "run")
     train(tiny_config(steps=2), HR, out, verbose=0)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different config \(seed: 0 -> 1\)"):
         train(tiny_config(steps=2, seed=1), HR, out, verbose=0)
+
+
+def test_resume_refuses_different_data_but_takes_the_same_data_packed(tmp_path):
+    cfg = tiny_config(steps=4)
+    out = str(tmp_path / "run")
+    train(cfg, HR, out, verbose=0, time_budget_s=1e-3)
+    one = tmp_path / "one"
+    one.mkdir()
+    first = sorted(os.listdir(HR))[0]
+    (one / first).write_bytes(open(os.path.join(HR, first), "rb").read())
+    with pytest.raises(ValueError, match="different data"):
+        train(cfg, str(one), out, verbose=0)
+    # The same images as an .npz pack are the same data: the run resumes.
+    pack = str(tmp_path / "hr.npz")
+    data.pack_y_planes(HR, pack)
+    model, history = train(cfg, pack, out, verbose=0)
+    assert len(history.history["loss"]) == 1
+    assert int(np.asarray(model.optimizer.iterations)) == 4
+
+
+def test_init_from_starts_a_new_run_from_earlier_weights(tmp_path):
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    model_a, _ = train(tiny_config(steps=2), HR, first, verbose=0)
+    model_b, _ = train(tiny_config(steps=2), HR, second, verbose=0, time_budget_s=1e-3,
+                       init_from=os.path.join(first, "checkpoint.npz"),
+                       extra_callbacks=[_Record(rec := {})])
+    assert rec["iterations"] == 0  # a new run: fresh optimizer and schedule
+    for a, b in zip(model_a.get_weights(), rec["weights"]):
+        np.testing.assert_array_equal(a, b)
+    meta = read_state(os.path.join(second, "checkpoint.npz"))[0]
+    assert meta["patches_total"] == 2 * 8 + 2 * 8  # 2 steps before, 2 in this first epoch
+    with pytest.raises(ValueError, match="a different architecture"):
+        train(tiny_config(steps=2, **{"model.filters": 4}), HR, str(tmp_path / "c"),
+              verbose=0, init_from=os.path.join(first, "checkpoint.npz"))
 
 
 def test_validation_logs_per_scale_psnr(tmp_path):
@@ -118,11 +155,12 @@ def test_validation_logs_per_scale_psnr(tmp_path):
     assert os.listdir(tmp_path / "logs" / "validation")
 
 
-def test_time_budget_stops_resumably(tmp_path):
+def test_time_budget_stops_resumably_and_writes_weights(tmp_path):
     cfg = tiny_config(steps=8)
     _, history = train(cfg, HR, str(tmp_path), verbose=0, time_budget_s=1e-3)
     assert len(history.history["loss"]) == 1
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 1
+    assert read_state(str(tmp_path / "checkpoint.npz"))[0]["epoch"] == 1
+    assert os.path.exists(tmp_path / "vdsr.weights.h5")
 
 
 def test_step_schedule_with_warmup():

@@ -155,14 +155,40 @@ def undo_dihedral(patch, k):
     return np.rot90(out, -(k % 4), axes=(-3, -2))
 
 
+def degraded_pair(hr_y, factor, scale, patch_size):
+    """The whole-image training pair of one (down-size factor, scale) draw.
+
+    The image is shrunk by ``factor`` with MATLAB bicubic unless that would
+    leave it smaller than ``patch_size + scale`` (then the factor is
+    ignored), then ``degrade``d by ``scale``. Both samplers (``tf.data`` and
+    numpy, through ``sample_image_patches``) and the fast engine's device
+    pool (``vdsr_tf.fast``) get their pairs here.
+
+    Args:
+        hr_y: uint8 (H, W).
+        factor: down-size factor in (0, 1].
+        scale: integer scale >= 2.
+        patch_size: patch side P.
+
+    Returns:
+        ``(x, y)`` float32 (H', W') as ``degrade`` returns them, or None when
+        the (shrunk, modcropped) image is smaller than P.
+    """
+    if factor != 1.0 and min(hr_y.shape) * factor >= patch_size + scale:
+        hr_y = imresize(hr_y, scale=factor)
+    h, w = hr_y.shape[0] - hr_y.shape[0] % scale, hr_y.shape[1] - hr_y.shape[1] % scale
+    if h < patch_size or w < patch_size:
+        return None
+    return degrade(hr_y, scale)
+
+
 def sample_image_patches(hr_y, seed, patch_size, scales, downsize, augment, count):
     """Aligned random patch pairs from one HR Y plane.
 
-    Steps: draw a down-size factor from ``downsize`` (ignored if the image
-    would become smaller than a patch) and shrink the image with MATLAB
-    bicubic; draw a scale from ``scales``; ``degrade``; cut ``count`` patches
-    at uniform random positions, the same window in input and target; apply
-    one random flip/rotation per pair.
+    Steps: draw a down-size factor from ``downsize`` and a scale from
+    ``scales``; ``degraded_pair``; cut ``count`` patches at uniform random
+    positions, the same window in input and target; apply one random
+    flip/rotation per pair.
 
     Args:
         hr_y: uint8 (H, W).
@@ -180,14 +206,13 @@ def sample_image_patches(hr_y, seed, patch_size, scales, downsize, augment, coun
     rng = np.random.default_rng(seed)
     factor = float(downsize[rng.integers(len(downsize))])
     scale = int(scales[rng.integers(len(scales))])
-    if factor != 1.0 and min(hr_y.shape) * factor >= patch_size + scale:
-        hr_y = imresize(hr_y, scale=factor)
-    h, w = hr_y.shape[0] - hr_y.shape[0] % scale, hr_y.shape[1] - hr_y.shape[1] % scale
     p = patch_size
-    if h < p or w < p:
+    pair = degraded_pair(hr_y, factor, scale, p)
+    if pair is None:
         empty = np.zeros((0, p, p, 1), np.float32)
         return empty, empty, np.zeros((0,), np.int32)
-    x, y = degrade(hr_y, scale)
+    x, y = pair
+    h, w = x.shape
     tops = rng.integers(0, h - p + 1, size=count)
     lefts = rng.integers(0, w - p + 1, size=count)
     ks = rng.integers(0, 8, size=count) if augment else np.zeros(count, int)
@@ -197,6 +222,42 @@ def sample_image_patches(hr_y, seed, patch_size, scales, downsize, augment, coun
         xs[i] = dihedral(x[t : t + p, l : l + p, None], k)
         ys[i] = dihedral(y[t : t + p, l : l + p, None], k)
     return xs, ys, np.full((count,), scale, np.int32)
+
+
+def degraded_variants(plane, downsize, scales, patch_size):
+    """``degraded_pair`` for every (factor, scale) combination of one image.
+
+    Returns:
+        A list of ``(x, y)`` pairs, ``x`` float16 and ``y`` uint8 (H', W')
+        (``y`` is exactly the HR pixels, ``x`` rounded to float16), in
+        ``downsize`` x ``scales`` order, skipping pairs smaller than a patch.
+        Used by the fast engine's device pool; a top-level numpy function so
+        that worker processes can run it without importing Keras.
+    """
+    out = []
+    for factor in downsize:
+        for scale in scales:
+            pair = degraded_pair(plane, float(factor), int(scale), patch_size)
+            if pair is not None:
+                x, y = pair
+                out.append((x.astype(np.float16), np.rint(y * 255.0).astype(np.uint8)))
+    return out
+
+
+def fingerprint(planes):
+    """sha256 hex digest of a list of uint8 (H, W) Y planes, in order.
+
+    A folder and the ``.npz`` packed from it give the same digest; resuming
+    a run checks it so that a checkpoint is never continued on other data.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for plane in planes:
+        plane = np.ascontiguousarray(plane, np.uint8)
+        digest.update(np.asarray(plane.shape, np.int64).tobytes())
+        digest.update(plane.tobytes())
+    return digest.hexdigest()
 
 
 def _visit_args(data_config):

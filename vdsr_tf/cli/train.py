@@ -15,7 +15,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("data", None, "Training sources: image folders, packed .npz files "
                   "(see --pack_to) or tfds:NAME[:SPLIT].")
 flags.DEFINE_string("output_dir", None, "Run directory (config, checkpoint, logs, weights).")
-flags.DEFINE_string("preset", "paper", "Named recipe: paper or modern.")
+flags.DEFINE_string("preset", "paper", "Named recipe: paper, modern or release.")
 flags.DEFINE_string("val_dir", None, "Benchmark set scored each epoch (HR/ and LR_bicubic/X{s}/).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory for tfds: sources.")
 flags.DEFINE_string("manual_dir", None, "Local files (the ../shared/datasets layout) to prepare "
@@ -26,6 +26,8 @@ flags.DEFINE_integer("batch_size", None, "Patches per step.")
 flags.DEFINE_integer("patch_size", None, "Patch side in pixels.")
 flags.DEFINE_list("scales", None, "Training scales, e.g. 2,3,4.")
 flags.DEFINE_string("optimizer", None, "sgd, adam or adamw.")
+flags.DEFINE_enum("loss", None, ["mse", "patch_sum_mse"], "mse: Keras's per-pixel mean; "
+                  "patch_sum_mse: the paper's half sum over each patch (the clip binds).")
 flags.DEFINE_float("learning_rate", None, "Peak learning rate.")
 flags.DEFINE_float("clip_theta", None, "Adaptive clip theta (0 disables).")
 flags.DEFINE_integer("depth", None, "Convolution layers.")
@@ -38,13 +40,22 @@ flags.DEFINE_enum("distribute", "none", ["none", "data_parallel", "multi_worker"
                   "Data-parallel training: data_parallel = tf.distribute.MirroredStrategy "
                   "(TensorFlow) or keras.distribution.DataParallel (JAX) over all local "
                   "devices; multi_worker = MultiWorkerMirroredStrategy (TF_CONFIG).")
-flags.DEFINE_float("time_budget_s", None, "Stop (resumably) before this many seconds pass.")
+flags.DEFINE_float("time_budget_s", None, "Stop (resumably, weights written) before this many "
+                   "seconds pass.")
+flags.DEFINE_enum("engine", "fit", ["fit", "fast"], "fit: model.fit on a tf.data (or numpy) "
+                  "stream, any backend. fast: KERAS_BACKEND=jax only; the data degraded once "
+                  "and kept on the accelerator, --steps_per_call train steps per jitted call.")
+flags.DEFINE_integer("steps_per_call", 100, "Train steps per jitted call (--engine=fast).")
+flags.DEFINE_integer("pool_workers", None, "Processes that degrade the training images for "
+                     "--engine=fast (default: every core).")
+flags.DEFINE_string("init_from", None, "Start a new run from these weights (not a resume): a "
+                    "checkpoint.npz, a .weights.h5, or 'bundled' for the shipped weights.")
 flags.DEFINE_string("pack_to", None, "Instead of training, pack --data's Y planes into this .npz.")
 flags.DEFINE_boolean("print_config", False, "Print the resolved config as JSON and exit.")
 
 _FLAG_FIELDS = {
     "steps": "steps", "steps_per_epoch": "steps_per_epoch", "batch_size": "data.batch_size",
-    "patch_size": "data.patch_size", "scales": "data.scales", "optimizer": "optim.optimizer",
+    "patch_size": "data.patch_size", "scales": "data.scales", "optimizer": "optim.optimizer", "loss": "optim.loss",
     "learning_rate": "optim.learning_rate", "clip_theta": "model.clip_theta",
     "depth": "model.depth", "filters": "model.filters", "seed": "seed",
     "mixed_precision": "mixed_precision",
@@ -94,7 +105,9 @@ def main(argv):
     try:
         train(cfg, FLAGS.data, FLAGS.output_dir, val_dir=FLAGS.val_dir,
               data_dir=FLAGS.data_dir, time_budget_s=FLAGS.time_budget_s,
-              manual_dir=FLAGS.manual_dir, distribute=FLAGS.distribute)
+              manual_dir=FLAGS.manual_dir, distribute=FLAGS.distribute, engine=FLAGS.engine,
+              steps_per_call=FLAGS.steps_per_call, init_from=FLAGS.init_from,
+              pool_workers=FLAGS.pool_workers)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     return 0
