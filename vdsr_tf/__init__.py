@@ -22,6 +22,7 @@ _EXPORTS = {
     "make_dataset": "vdsr_tf.data",
     "patch_dataset": "vdsr_tf.data",
     "sample_images_dir": "vdsr_tf.data",
+    "PatchSumMSE": "vdsr_tf.losses",
     "PSNRMetric": "vdsr_tf.metrics",
     "psnr": "vdsr_tf.metrics",
     "ssim": "vdsr_tf.metrics",
@@ -29,6 +30,7 @@ _EXPORTS = {
     "build_vdsr": "vdsr_tf.model",
     "load_model": "vdsr_tf.model",
     "load_pretrained": "vdsr_tf.model",
+    "bundled_weights_info": "vdsr_tf.model",
     "Upscaler": "vdsr_tf.upscaler",
     "upscale": "vdsr_tf.upscaler",
 }

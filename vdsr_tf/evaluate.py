@@ -90,8 +90,19 @@ def evaluate_set(upscaler, set_dir, scale, keep_images=False, data_dir=None, man
         ``{"psnr": float, "ssim": float, "n": int}``, plus ``"images"``: a list
         of ``(name, sr, hr)`` uint8 arrays when ``keep_images``.
     """
+    return evaluate_pairs(upscaler, benchmark_pairs(set_dir, scale, data_dir, manual_dir),
+                          scale, keep_images)
+
+
+def evaluate_pairs(upscaler, pairs, scale, keep_images=False):
+    """Mean PSNR / SSIM of ``upscaler`` over ``(name, lr, hr)`` uint8 pairs.
+
+    ``hr`` is already cropped to ``scale`` x the LR size; grayscale (H, W)
+    pairs are scored as they are (e.g. Y planes), colour ones on MATLAB Y.
+    Returns what ``evaluate_set`` does.
+    """
     psnrs, ssims, images = [], [], []
-    for name, lr, hr in benchmark_pairs(set_dir, scale, data_dir, manual_dir):
+    for name, lr, hr in pairs:
         sr = upscaler.upscale(lr, size=hr.shape[:2])
         psnrs.append(psnr(sr, hr, crop_border=scale))
         ssims.append(ssim(sr, hr, crop_border=scale))
@@ -101,6 +112,43 @@ def evaluate_set(upscaler, set_dir, scale, keep_images=False, data_dir=None, man
     if keep_images:
         result["images"] = images
     return result
+
+
+def pack_benchmark_y(data_dir, sets, scales, path):
+    """Writes the Y planes of benchmark sets (HR and MATLAB LR) to one ``.npz``.
+
+    Keys are ``SET/HR/NAME`` and ``SET/X{s}/NAME`` (uint8 MATLAB Y); the GPU
+    release job scores its weights on them where the PNG files do not
+    travel. Written atomically.
+    """
+    from vdsr_tf.checkpoint import atomic_write
+    from vdsr_tf.imresize import rgb2y
+
+    def y(image):
+        return image if image.ndim == 2 else rgb2y(image)
+
+    arrays = {}
+    for name in sets:
+        folder = os.path.join(data_dir, name)
+        for s in scales:
+            for img, lr, hr in benchmark_pairs(folder, s):
+                arrays[f"{name}/X{s}/{img}"] = y(lr)
+                arrays.setdefault(f"{name}/HR/{img}", y(read_image(os.path.join(folder, "HR", img))))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    return len(arrays)
+
+
+def packed_pairs(packed, set_name, scale):
+    """``(name, lr_y, hr_y)`` uint8 pairs of one set and scale from ``pack_benchmark_y``'s file
+    (an open ``np.load`` object or a dict), ``hr_y`` cropped to ``scale`` x the LR size."""
+    prefix = f"{set_name}/X{scale}/"
+    names = sorted(k[len(prefix):] for k in packed.keys() if k.startswith(prefix))
+    if not names:
+        raise FileNotFoundError(f"No {set_name} x{scale} planes in the pack")
+    for img in names:
+        lr = packed[prefix + img]
+        hr = packed[f"{set_name}/HR/{img}"]
+        yield img, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
 
 
 def comparison_strip(bicubic, sr, hr, crop=96, zoom=2):

@@ -28,7 +28,8 @@ _STRIP = 128  # rows per colour-conversion strip
 def _compile_forward(model):
     """A compiled ``f(x: float32 (N, H, W, 1)) -> numpy (N, H, W, 1)``.
 
-    One trace serves every tile shape (the spatial dims are left unknown).
+    One trace serves every tile shape on TensorFlow (the spatial dims are left
+    unknown) and one per size bucket on JAX.
     """
     import keras
 
@@ -41,20 +42,11 @@ def _compile_forward(model):
         )
         return lambda x: fn(x).numpy()
     if keras.backend.backend() == "jax":
-        import jax
+        from vdsr_tf.fast import jax_forward
 
-        @jax.jit
-        def jitted(trainable, non_trainable, x):
-            y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-            return y
-
-        return lambda x: np.asarray(
-            jitted(
-                [v.value for v in model.trainable_variables],
-                [v.value for v in model.non_trainable_variables],
-                x,
-            )
-        )
+        # Padded to a few bucket shapes (and masked, so results are those of
+        # the unpadded network): one compile serves many image sizes.
+        return jax_forward(model)
     return lambda x: np.asarray(model(x, training=False))
 
 
