@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["vdsr_tf", "vdsr_tf.*"]),
-    package_data={"vdsr_tf": ["weights/*.h5", "weights/samples/*/*.png",
+    package_data={"vdsr_tf": ["weights/*.h5", "weights/*.json", "weights/samples/*/*.png",
                               "weights/samples/*/*/*.png"]},
     install_requires=[
         "tensorflow>=2.16",

@@ -34,6 +34,8 @@ flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slowe
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
 flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
 flags.DEFINE_boolean("demo", False, "Upscale a bundled sample image x3 (no other arguments).")
+flags.DEFINE_boolean("version", False, "Print the package version and the bundled weights' "
+                     "metadata (version, training, scores, sha256), then exit.")
 flags.DEFINE_boolean("progress", None, "Show a progress bar (default: when stderr is a terminal).")
 
 
@@ -114,9 +116,36 @@ class Progress:
             sys.stderr.flush()
 
 
+def version_text():
+    """The package version and a summary of the bundled weights' metadata."""
+    import vdsr_tf
+    from vdsr_tf.model import bundled_weights_info, bundled_weights_path
+
+    lines = [f"vdsr-tf {vdsr_tf.__version__}"]
+    info = bundled_weights_info()
+    if info is None:
+        lines.append("bundled weights: none")
+        return "\n".join(lines)
+    arch = info["architecture"]
+    lines += [f"bundled weights: {info['version']} ({info['date']}), {bundled_weights_path()}",
+              f"  {info['label']}",
+              f"  network: {arch['depth']} layers x {arch['filters']} filters; {info['recipe']}",
+              f"  patches seen: {info['patches_seen']:,}",
+              "  PSNR / SSIM on Y (vdsr-eval; the paper's PSNR in brackets):"]
+    for name, cells in info["scores"].items():
+        lines.append(f"    {name:<6}" + "  ".join(
+            f"{x} {v['psnr']:.2f} / {v['ssim']:.4f} [{info['paper'][name][x]:.2f}]"
+            for x, v in cells.items()))
+    lines.append(f"  sha256: {info['sha256']}")
+    return "\n".join(lines)
+
+
 @entry_point("vdsr-upscale")
 def main(argv):
     inputs = argv[1:]
+    if FLAGS.version:
+        print(version_text())
+        return 0
     if FLAGS.demo:
         from vdsr_tf.data import sample_images_dir
         from vdsr_tf.model import bundled_weights_path
@@ -132,6 +161,13 @@ def main(argv):
             print("vdsr-upscale: this build has no bundled weights yet; the demo uses "
                   "bicubic. Pass --weights=FILE for a trained model.", file=sys.stderr)
             FLAGS.weights = "bicubic"
+        elif FLAGS.backend == "keras" and FLAGS.weights is None:
+            from vdsr_tf.model import bundled_weights_info
+
+            info = bundled_weights_info()
+            if info:
+                print(f"vdsr-upscale: bundled weights {info['version']}: {info['label']}",
+                      file=sys.stderr)
     if FLAGS.backend == "tflite" and not FLAGS.model:
         raise CliError("--backend=tflite needs --model=FILE.tflite")
     if FLAGS.backend == "keras" and FLAGS.model:

@@ -1,0 +1,104 @@
+"""Bundles weights from a release run into the package, if they are better.
+
+    python tools/bundle_weights.py --run=DIR --eval_json=EVAL.json [--version=V] [--force]
+
+DIR is a train_release.sh output folder (vdsr.weights.h5, state.npz,
+log.json); EVAL.json is ``vdsr-eval --json`` of those weights on Set5, Set14
+and B100 at x2/x3/x4 (the reference scores). The weights are bundled when
+their mean PSNR over the nine cells beats the bundled weights' (or with
+--force): a clean 20 x 64 ``vdsr_tf/weights/vdsr.weights.h5`` (no optimizer
+state) and ``vdsr.weights.json`` beside it with the architecture, recipe,
+patches seen, scores, date, version and the file's sha256. Add the
+CHANGELOG.md entry and the BUILD.md training-history row by hand.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+
+from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "A train_release.sh output folder.")
+flags.DEFINE_string("eval_json", None, "vdsr-eval --json of the run's weights.")
+flags.DEFINE_string("version", None, "Weights version (default: the date and cycle).")
+flags.DEFINE_boolean("force", False, "Bundle even if not better than the bundled weights.")
+
+PAPER = {"Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
+         "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
+         "B100": {"x2": 31.90, "x3": 28.82, "x4": 27.29}}
+
+
+def mean_psnr(scores):
+    return sum(scores[s][x]["psnr"] for s in PAPER for x in PAPER[s]) / 9
+
+
+def main(argv):
+    del argv
+    from vdsr_tf.checkpoint import read_state
+    from vdsr_tf.model import build_vdsr, bundled_weights_info, bundled_weights_path
+
+    with open(FLAGS.eval_json) as f:
+        scores = json.load(f)
+    missing = [f"{s} {x}" for s in PAPER for x in PAPER[s] if x not in scores.get(s, {})]
+    if missing:
+        raise app.UsageError(f"{FLAGS.eval_json} lacks {', '.join(missing)}")
+    current = bundled_weights_info()
+    new_mean = mean_psnr(scores)
+    if current and not FLAGS.force and new_mean <= mean_psnr(current["scores"]):
+        print(f"Not bundled: mean PSNR {new_mean:.3f} <= bundled "
+              f"{mean_psnr(current['scores']):.3f}")
+        return 1
+    meta, weights, _ = read_state(os.path.join(FLAGS.run, "state.npz"))
+    model_cfg = meta["config"]["model"]
+    model = build_vdsr(depth=model_cfg["depth"], filters=model_cfg["filters"])
+    model.set_weights(weights)
+    path = bundled_weights_path()
+    tmp = path + ".tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+    with open(path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    with open(os.path.join(FLAGS.run, "log.json")) as f:
+        log = json.load(f)
+    runs = meta.get("runs", [])
+    below = [f"{s} {x}" for s in PAPER for x in PAPER[s]
+             if scores[s][x]["psnr"] < PAPER[s][x]]
+    info = {
+        "version": FLAGS.version or f"{datetime.date.today().isoformat()}.c{meta['cycles']}",
+        "date": datetime.date.today().isoformat(),
+        "sha256": sha,
+        "architecture": {"depth": model_cfg["depth"], "filters": model_cfg["filters"],
+                         "residual": model_cfg["residual"]},
+        "recipe": (f"release preset: {meta['config']['optim']['optimizer']}, cosine warm "
+                   f"restarts ({meta['cycles']} cycles), {meta['config']['data']['patch_size']}"
+                   f"x{meta['config']['data']['patch_size']} patches, batch "
+                   f"{meta['config']['data']['batch_size']}, {meta['config']['mixed_precision']},"
+                   " scales 2/3/4 in one model, the 291 images (T91 + BSD200)"),
+        "patches_seen": meta["patches_total"],
+        "gpu_seconds": round(sum(r.get("train_seconds", 0) for r in runs), 1),
+        "device": log.get("device"),
+        "scores": {s: {x: scores[s][x] for x in PAPER[s]} for s in PAPER},
+        "paper": PAPER,
+        "below_paper": below,
+        "label": (f"GPU-trained, {meta['cycles']} cycles, {meta['patches_total'] / 1e6:.1f} M "
+                  f"patches, Set5 x2 = {scores['Set5']['x2']['psnr']:.2f} dB"
+                  + (f"; below the paper in {len(below)} of 9 cells" if below else
+                     "; at or above the paper in all 9 cells")),
+    }
+    json_path = path[: -len(".weights.h5")] + ".weights.json"
+    with open(json_path + ".tmp", "w") as f:
+        json.dump(info, f, indent=2)
+    os.replace(json_path + ".tmp", json_path)
+    print(f"Bundled {path} ({info['label']}); sha256 {sha}")
+    return 0
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["run", "eval_json"])
+    app.run(main)

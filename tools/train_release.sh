@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The GPU release job, one command (see tools/train_release.py and BUILD.md):
+#   tools/train_release.sh --output_dir=DIR --budget_s=N [--wheelhouse=DIR]
+#                          [--python=PATH] [--dry_run] [other train_release.py flags]
+# --wheelhouse=DIR (from tools/wheelhouse.sh): installs DIR/wheels into a private
+# folder (no network) and trains on DIR/train_y.npz, scoring on DIR/bench_y.npz.
+# Everything the job prints also goes to OUTPUT_DIR/job.log.
+set -uo pipefail
+export VDSR_JOB_START="${VDSR_JOB_START:-$(date +%s.%N)}"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+py=python3 wheelhouse="" out="" args=()
+for arg in "$@"; do
+  case "$arg" in
+    --python=*) py="${arg#*=}" ;;
+    --wheelhouse=*) wheelhouse="${arg#*=}" ;;
+    --output_dir=*) out="${arg#*=}"; args+=("$arg") ;;
+    *) args+=("$arg") ;;
+  esac
+done
+if [ -z "$out" ]; then echo "train_release.sh: error: --output_dir is required" >&2; exit 2; fi
+mkdir -p "$out" || exit 2
+log="$out/job.log"
+{
+  if [ -n "$wheelhouse" ]; then
+    site="${TMPDIR:-/tmp}/vdsr_site"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$site" "$wheelhouse"/wheels/*.whl || exit 3
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    args+=("--data=$wheelhouse/train_y.npz" "--bench=$wheelhouse/bench_y.npz")
+  fi
+  export KERAS_BACKEND=jax PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+  "$py" "$here/tools/train_release.py" "${args[@]}"
+} 2>&1 | tee "$log"
+exit "${PIPESTATUS[0]}"
