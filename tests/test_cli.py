@@ -108,3 +108,4 @@ def test_readme_fit_snippet_runs_as_written():
     history = namespace["model"].history.history
     assert len(history["loss"]) == 2
     assert all(v == v for v in history["loss"])  # no NaN
+    assert min(history["clip_fraction"]) > 0  # the snippet's setting is one where the clip acts
