@@ -41,11 +41,12 @@ def test_trainer_symbolic_build_takes_a_data_batch():
 
 def test_optimizer_keeps_its_schedule_in_learning_rate_attribute():
     from vdsr_tf import config as C
-    from vdsr_tf.train import VDSRSchedule, make_optimizer
+    from vdsr_tf.train import VDSRSchedule, make_optimizer, schedule_length_variable
 
     opt = make_optimizer(C.get_preset("release").optim, 100)
     assert isinstance(opt._learning_rate, VDSRSchedule)
     assert opt._learning_rate.total_steps_variable in opt.variables
+    assert schedule_length_variable(opt) is opt._learning_rate.total_steps_variable
 
 
 def test_stateless_scope_and_stateless_apply_are_public():

@@ -131,9 +131,11 @@ def pack_benchmark_y(data_dir, sets, scales, path):
     for name in sets:
         folder = os.path.join(data_dir, name)
         for s in scales:
-            for img, lr, hr in benchmark_pairs(folder, s):
+            for img, lr, _ in benchmark_pairs(folder, s):
                 arrays[f"{name}/X{s}/{img}"] = y(lr)
-                arrays.setdefault(f"{name}/HR/{img}", y(read_image(os.path.join(folder, "HR", img))))
+                hr_key = f"{name}/HR/{img}"
+                if hr_key not in arrays:  # uncropped, once per image (not per scale)
+                    arrays[hr_key] = y(read_image(os.path.join(folder, "HR", img)))
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return len(arrays)
 

@@ -42,7 +42,7 @@ import numpy as np
 from absl import logging
 
 from vdsr_tf.data import degraded_variants, dihedral
-from vdsr_tf.train import run_length
+from vdsr_tf.train import run_length, schedule_length_variable
 
 
 def _check_backend():
@@ -275,8 +275,7 @@ class FitScheduleToDeadline(keras.callbacks.Callback):
             left = max(self.deadline - now, 0.0)
             total = step + int(self.rate * left) // self.multiple * self.multiple
             total = max(total, self.floor, step)
-            var = self.model.optimizer._learning_rate.total_steps_variable
-            var.assign(float(total))
+            schedule_length_variable(self.model.optimizer).assign(float(total))
         self._t, self._step = now, step
 
 

@@ -257,9 +257,9 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
-        ends = [now + (now - self._epoch_start)]
+        next_end = now + (now - self._epoch_start)
         limits = [self._start + self.seconds if self.seconds else None, self.deadline]
-        if any(limit is not None and ends[0] > limit for limit in limits):
+        if any(limit is not None and next_end > limit for limit in limits):
             logging.info("Time budget reached after epoch %d; stopping (run the same "
                          "command again to resume).", epoch + 1)
             self.model.stop_training = True
@@ -531,8 +531,15 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
     return model, history
 
 
+def schedule_length_variable(optimizer):
+    """The ``schedule_total_steps`` variable bound to ``optimizer``'s ``VDSRSchedule``
+    (``VDSRSchedule.bind``), or None. Reads the optimizer's ``_learning_rate``
+    (a Keras internal, pinned by tests/test_keras_internals.py)."""
+    return getattr(getattr(optimizer, "_learning_rate", None), "total_steps_variable", None)
+
+
 def run_length(model, default):
     """The run's length in steps: the schedule's bound variable (which the
     fast engine may fit to a deadline), else ``default``."""
-    var = getattr(getattr(model.optimizer, "_learning_rate", None), "total_steps_variable", None)
+    var = schedule_length_variable(model.optimizer)
     return int(round(float(ops.convert_to_numpy(var)))) if var is not None else int(default)
