@@ -23,8 +23,9 @@ flags.DEFINE_integer("crop", 120, "Centre crop side (HR pixels).")
 
 def main(argv):
     del argv
-    from vdsr_tf.data import sample_images_dir
-    from vdsr_tf.evaluate import benchmark_pairs, comparison_strip, write_png
+    from vdsr_tf.imageio import sample_images_dir
+    from vdsr_tf.evaluate import benchmark_pairs, comparison_strip
+    from vdsr_tf.imageio import save_array
     from vdsr_tf.metrics import psnr
     from vdsr_tf.upscaler import Upscaler
 
@@ -32,7 +33,7 @@ def main(argv):
     lr, hr = pairs["butterfly.png"]
     bicubic = Upscaler("bicubic").upscale(lr, size=hr.shape[:2])
     sr = Upscaler(FLAGS.weights).upscale(lr, size=hr.shape[:2])
-    write_png(comparison_strip(bicubic, sr, hr, crop=FLAGS.crop), FLAGS.output)
+    save_array(comparison_strip(bicubic, sr, hr, crop=FLAGS.crop), FLAGS.output)
     print(f"bicubic {psnr(bicubic, hr, crop_border=2):.2f} dB, VDSR "
           f"{psnr(sr, hr, crop_border=2):.2f} dB -> {FLAGS.output}")
 

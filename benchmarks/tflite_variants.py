@@ -63,11 +63,11 @@ def reference_plane():
     """float32 (H, W) bicubic-x2 Y in [0, 1] of the bundled bird image."""
     import numpy as np
 
-    from vdsr_tf.data import sample_images_dir
-    from vdsr_tf.evaluate import read_image
+    from vdsr_tf.imageio import sample_images_dir
+    from vdsr_tf.imageio import read_image
     from vdsr_tf.imresize import imresize, rgb2ycbcr
 
-    lr = read_image(os.path.join(sample_images_dir(), "LR_bicubic", "X2", "bird.png"))
+    lr = read_image(os.path.join(sample_images_dir(), "LR_bicubic", "X2", "bird.png"), alpha=False)
     y = rgb2ycbcr(lr.astype(np.float32) / np.float32(255))[..., 0]
     return imresize(y, output_shape=(2 * y.shape[0], 2 * y.shape[1])).astype(np.float32)
 
@@ -89,7 +89,8 @@ def measure(upscaler, size_mb, sizes, scales, set_dir, runs, reference):
 
 def main(argv):
     del argv
-    from vdsr_tf.data import load_y_planes, sample_images_dir
+    from vdsr_tf.data import load_y_planes
+    from vdsr_tf.imageio import sample_images_dir
     from vdsr_tf.export.tflite import QUANTIZATIONS, export_tflite
     from vdsr_tf.litert import LiteRTPredictor
     from vdsr_tf.model import build_vdsr, load_pretrained

@@ -98,10 +98,11 @@ def main(argv):
     if keras.backend.backend() != "jax":
         raise app.UsageError("run with KERAS_BACKEND=jax (both engines on the same backend)")
     from vdsr_tf import data, fast
+    from vdsr_tf.imageio import sample_images_dir
     from vdsr_tf.model import flops_per_pixel
 
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    planes = data.load_y_planes(FLAGS.data or os.path.join(data.sample_images_dir(), "HR"))
+    planes = data.load_y_planes(FLAGS.data or os.path.join(sample_images_dir(), "HR"))
     p = FLAGS.patch_size
     flop = 3 * flops_per_pixel(FLAGS.depth, FLAGS.filters) * p * p
     device = jax.devices()[0]

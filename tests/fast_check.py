@@ -21,10 +21,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vdsr_tf import config as C  # noqa: E402
-from vdsr_tf import data, fast  # noqa: E402
+from vdsr_tf import data, dihedral, fast, imageio  # noqa: E402
 from vdsr_tf.train import build_model, train  # noqa: E402
 
-HR = os.path.join(data.sample_images_dir(), "HR")
+HR = os.path.join(imageio.sample_images_dir(), "HR")
 
 
 def tiny(**updates):
@@ -142,9 +142,9 @@ def pool_check():
         for t in range(h - 15):
             for l in range(w - 15):
                 for k in range(8):
-                    cx = data.dihedral(x_full[t:t + 16, l:l + 16, None], k)[..., 0]
+                    cx = dihedral.dihedral(x_full[t:t + 16, l:l + 16, None], k)[..., 0]
                     if np.array_equal(cx.astype(np.float16).astype(np.float32), xp):
-                        cy = data.dihedral(y_full[t:t + 16, l:l + 16, None], k)[..., 0]
+                        cy = dihedral.dihedral(y_full[t:t + 16, l:l + 16, None], k)[..., 0]
                         if np.array_equal(cy, yp):
                             hit = True
                             ks.add(k)

@@ -15,7 +15,7 @@ sys.modules["tensorflow"] = None  # any TF import now raises ImportError
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vdsr_tf import config, data, train  # noqa: E402
+from vdsr_tf import config, data, imageio, train  # noqa: E402
 from vdsr_tf.evaluate import evaluate_set  # noqa: E402
 from vdsr_tf.upscaler import Upscaler  # noqa: E402
 
@@ -24,7 +24,7 @@ if __name__ == "__main__":
         "model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 8,
         "data.shuffle_buffer": 32, "optim.optimizer": "adam", "optim.learning_rate": 1e-3,
         "optim.schedule": "constant", "optim.warmup_fraction": 0.0, "steps": 60})
-    planes = data.load_y_planes(os.path.join(data.sample_images_dir(), "HR"))
+    planes = data.load_y_planes(os.path.join(imageio.sample_images_dir(), "HR"))
     held = next(data.PatchSampler(planes, cfg.data, seed=99).batches())
     keras.utils.set_random_seed(0)
     model = train.build_model(cfg)
@@ -38,7 +38,7 @@ if __name__ == "__main__":
     # Evaluation runs TF-free too (the GPU machine scores its own runs).
     tiled = Upscaler(model=model, tile=48).predict_y(held[0][0, :, :, 0])
     whole = np.asarray(model(held[0][:1]))[0, :, :, 0]
-    score = evaluate_set(Upscaler(model=model), data.sample_images_dir(), 2)["psnr"]
+    score = evaluate_set(Upscaler(model=model), imageio.sample_images_dir(), 2)["psnr"]
     print(json.dumps({"backend": keras.backend.backend(), "before": before, "after": mse(),
                       "tile_diff": float(np.abs(tiled - whole).max()), "val_psnr_x2": score,
                       "psnr": history.history["psnr"][-1],

@@ -14,7 +14,7 @@ if os.environ.get("KERAS_BACKEND") != "jax":
 sys.modules["tensorflow"] = None  # any TF import now raises ImportError
 
 from vdsr_tf import config  # noqa: E402
-from vdsr_tf.data import sample_images_dir  # noqa: E402
+from vdsr_tf.imageio import sample_images_dir  # noqa: E402
 from vdsr_tf.checkpoint import read_state  # noqa: E402
 from vdsr_tf.train import train  # noqa: E402
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from vdsr_tf import data
+from vdsr_tf import imageio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES = data.sample_images_dir()
+SAMPLES = imageio.sample_images_dir()
 
 
 def run_cli(module, *args, timeout=600):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf.data import sample_images_dir
+from vdsr_tf.imageio import sample_images_dir
 from vdsr_tf.evaluate import benchmark_pairs
 from vdsr_tf.metrics import psnr
 

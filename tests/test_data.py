@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from vdsr_tf import data
+from vdsr_tf import data, dihedral, imageio
 from vdsr_tf.config import DataConfig
 from vdsr_tf.imresize import imresize
 
-SAMPLES_HR = os.path.join(data.sample_images_dir(), "HR")
+SAMPLES_HR = os.path.join(imageio.sample_images_dir(), "HR")
 CFG = DataConfig(patch_size=24, batch_size=8, patches_per_image=4, shuffle_buffer=16)
 
 
@@ -54,11 +54,11 @@ def test_small_images_yield_no_patches():
 
 def test_dihedral_covers_eight_distinct_transforms():
     a = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
-    outs = {data.dihedral(a, k).tobytes() for k in range(8)}
+    outs = {dihedral.dihedral(a, k).tobytes() for k in range(8)}
     assert len(outs) == 8
     rect = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
     for k in range(8):
-        np.testing.assert_array_equal(data.undo_dihedral(data.dihedral(rect, k), k), rect)
+        np.testing.assert_array_equal(dihedral.undo_dihedral(dihedral.dihedral(rect, k), k), rect)
 
 
 def test_tf_dataset_shapes_ranges_and_determinism():
@@ -123,19 +123,19 @@ def test_pack_and_load_round_trip(tmp_path):
 
 def test_missing_or_empty_sources(tmp_path):
     with pytest.raises(FileNotFoundError):
-        data.list_images(str(tmp_path / "nope"))
+        imageio.list_images(str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError):
-        data.list_images(str(tmp_path))
+        imageio.list_images(str(tmp_path))
 
 
 def test_to_y_modes():
     rgb = np.full((2, 2, 3), 255, np.uint8)
-    assert data.to_y(rgb)[0, 0] == 235
-    assert data.to_y(np.full((2, 2, 4), 255, np.uint8))[0, 0] == 235
+    assert imageio.to_y(rgb)[0, 0] == 235
+    assert imageio.to_y(np.full((2, 2, 4), 255, np.uint8))[0, 0] == 235
     grey = np.full((2, 2), 7, np.uint8)
-    assert data.to_y(grey)[0, 0] == 7
+    assert imageio.to_y(grey)[0, 0] == 7
     with pytest.raises(ValueError):
-        data.to_y(np.zeros((2, 2), np.float32))
+        imageio.to_y(np.zeros((2, 2), np.float32))
 
 
 def test_tfds_source_offline(tmp_path):
@@ -154,7 +154,7 @@ def test_tfds_source_offline(tmp_path):
             return {"train": self._generate_examples()}
 
         def _generate_examples(self):
-            for path in data.list_images(SAMPLES_HR):
+            for path in imageio.list_images(SAMPLES_HR):
                 yield os.path.basename(path), {"hr": path}
 
     data_dir = str(tmp_path / "tfds")

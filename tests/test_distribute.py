@@ -39,7 +39,7 @@ def test_mixed_bfloat16_trains_with_float32_output(tmp_path):
     import keras
 
     from vdsr_tf import config as C
-    from vdsr_tf.data import sample_images_dir
+    from vdsr_tf.imageio import sample_images_dir
     from vdsr_tf.train import train
 
     cfg = C.override(C.get_preset("modern"), **{

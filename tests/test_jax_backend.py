@@ -27,7 +27,8 @@ def test_fit_on_jax_without_tensorflow_lowers_the_loss():
 def test_train_resume_on_jax_without_tensorflow(tmp_path):
     """The GPU machine's path: packed data, time budget, resume, no TensorFlow."""
     pytest.importorskip("jax")
-    from vdsr_tf.data import pack_y_planes, sample_images_dir
+    from vdsr_tf.data import pack_y_planes
+    from vdsr_tf.imageio import sample_images_dir
 
     pack = str(tmp_path / "train_y.npz")
     pack_y_planes(os.path.join(sample_images_dir(), "HR"), pack)

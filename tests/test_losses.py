@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from vdsr_tf import config as C
-from vdsr_tf import data
+from vdsr_tf import data, imageio
 from vdsr_tf.losses import PatchSumMSE, get_loss
 from vdsr_tf.train import build_model
 
-HR = os.path.join(data.sample_images_dir(), "HR")
+HR = os.path.join(imageio.sample_images_dir(), "HR")
 
 
 def test_patch_sum_mse_is_half_the_per_patch_sum_averaged_over_the_batch():

@@ -11,7 +11,8 @@ from PIL import Image
 
 pytest.importorskip("ai_edge_litert")
 
-from vdsr_tf.data import degrade, load_y_planes, sample_images_dir  # noqa: E402
+from vdsr_tf.data import degrade, load_y_planes
+from vdsr_tf.imageio import sample_images_dir  # noqa: E402
 from vdsr_tf.export.tflite import QUANTIZATIONS, calibration_patches, export_tflite  # noqa: E402
 from vdsr_tf.litert import LiteRTPredictor  # noqa: E402
 from vdsr_tf.model import build_vdsr  # noqa: E402

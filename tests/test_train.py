@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from vdsr_tf import config as C
-from vdsr_tf import data
+from vdsr_tf import data, imageio
 from vdsr_tf.checkpoint import read_state
 from vdsr_tf.train import VDSRSchedule, make_schedule, train
 
-SAMPLES = data.sample_images_dir()
+SAMPLES = imageio.sample_images_dir()
 HR = os.path.join(SAMPLES, "HR")
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import vdsr_tf
-from vdsr_tf.data import sample_images_dir
+from vdsr_tf.imageio import sample_images_dir
 from vdsr_tf.imageio import ImageError, open_image, save_image, to_supported
 from vdsr_tf.imresize import imresize
 from vdsr_tf.model import build_vdsr

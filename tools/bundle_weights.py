@@ -41,6 +41,7 @@ def mean_psnr(scores):
 def main(argv):
     del argv
     from vdsr_tf.checkpoint import read_state
+    from vdsr_tf.files import atomic_path, atomic_write_text
     from vdsr_tf.model import build_vdsr, bundled_weights_info, bundled_weights_path
 
     with open(FLAGS.eval_json) as f:
@@ -59,9 +60,8 @@ def main(argv):
     model = build_vdsr(depth=model_cfg["depth"], filters=model_cfg["filters"])
     model.set_weights(weights)
     path = bundled_weights_path()
-    tmp = path + ".tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
     with open(path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     with open(os.path.join(FLAGS.run, "log.json")) as f:
@@ -92,9 +92,7 @@ def main(argv):
                      "; at or above the paper in all 9 cells")),
     }
     json_path = path[: -len(".weights.h5")] + ".weights.json"
-    with open(json_path + ".tmp", "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(json_path + ".tmp", json_path)
+    atomic_write_text(json_path, json.dumps(info, indent=2))
     print(f"Bundled {path} ({info['label']}); sha256 {sha}")
     return 0
 

@@ -78,7 +78,7 @@ def _release_config(cycle, steps, dry_run):
 def _scores(model, bench, dry_run):
     import numpy as np
 
-    from vdsr_tf.data import sample_images_dir
+    from vdsr_tf.imageio import sample_images_dir
     from vdsr_tf.evaluate import evaluate_pairs, evaluate_set, packed_pairs
     from vdsr_tf.upscaler import Upscaler
 
@@ -106,8 +106,10 @@ def main(argv):
     import numpy as np
 
     from vdsr_tf import checkpoint, data, fast
+    from vdsr_tf.files import atomic_write_text
     from vdsr_tf import config as config_lib
     from vdsr_tf.model import build_vdsr, flops_per_pixel
+    from vdsr_tf.imageio import sample_images_dir
     from vdsr_tf.train import TimeBudget, train
 
     if keras.backend.backend() != "jax":
@@ -126,7 +128,7 @@ def main(argv):
         raise app.UsageError(f"--state: no such file: {state_path}")
     cycle = int(prior.get("cycles", 0)) + 1
 
-    sources = FLAGS.data or (os.path.join(data.sample_images_dir(), "HR") if dry else None)
+    sources = FLAGS.data or (os.path.join(sample_images_dir(), "HR") if dry else None)
     if not sources:
         raise app.UsageError("--data is required (the wheelhouse's train_y.npz)")
     bench = FLAGS.bench
@@ -193,8 +195,7 @@ def main(argv):
     eval_s = time.time() - t_eval
     results = {k2: {"psnr": round(v["psnr"], 4), "ssim": round(v["ssim"], 5), "n": v["n"]}
                for k2, v in scores.items()}
-    checkpoint.atomic_write(os.path.join(out, "scores.json"),
-                            lambda f: f.write(json.dumps(results, indent=2).encode()))
+    atomic_write_text(os.path.join(out, "scores.json"), json.dumps(results, indent=2))
 
     log = {
         "device": run["device"], "backend": jax.default_backend(), "cycle": cycle,
@@ -211,8 +212,7 @@ def main(argv):
         "wall_seconds": round(time.time() - start, 1), "budget_s": FLAGS.budget_s,
         "peak_lr": cfg.optim.learning_rate, "scores_psnr": {k2: v["psnr"] for k2, v in results.items()},
     }
-    checkpoint.atomic_write(os.path.join(out, "log.json"),
-                            lambda f: f.write(json.dumps(log, indent=2).encode()))
+    atomic_write_text(os.path.join(out, "log.json"), json.dumps(log, indent=2))
     print(json.dumps(log))
     return 0
 

@@ -21,7 +21,7 @@ _EXPORTS = {
     "PatchSampler": "vdsr_tf.data",
     "make_dataset": "vdsr_tf.data",
     "patch_dataset": "vdsr_tf.data",
-    "sample_images_dir": "vdsr_tf.data",
+    "sample_images_dir": "vdsr_tf.imageio",
     "PatchSumMSE": "vdsr_tf.losses",
     "PSNRMetric": "vdsr_tf.metrics",
     "psnr": "vdsr_tf.metrics",

@@ -20,28 +20,10 @@ import os
 
 import numpy as np
 
+from vdsr_tf.files import atomic_write
+
 _WEIGHT = "weight_{:03d}"
 _OPTIMIZER = "optimizer_{:03d}"
-
-
-def atomic_write(path, write):
-    """Calls ``write(file_object)`` on a temporary file, then renames it to ``path``.
-
-    The file is fsync'ed before the rename; on any error the temporary file
-    is removed and ``path`` is left as it was.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_state(path, model, meta, include_optimizer=True):

@@ -20,62 +20,9 @@ import os
 
 import numpy as np
 
-from vdsr_tf.imresize import imresize, modcrop, rgb2y
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-# -- sources ----------------------------------------------------------------
-def list_images(folder):
-    """Sorted paths of the image files directly inside ``folder``.
-
-    Raises:
-        FileNotFoundError: if ``folder`` is not a directory or holds no images.
-    """
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Not a directory: {folder}")
-    paths = sorted(
-        os.path.join(folder, name)
-        for name in os.listdir(folder)
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not paths:
-        raise FileNotFoundError(
-            f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
-        )
-    return paths
-
-
-def to_y(image):
-    """The uint8 Y plane of an image: MATLAB ``rgb2ycbcr`` luma, or grey as is.
-
-    Args:
-        image: uint8, (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (alpha ignored).
-
-    Returns:
-        uint8 (H, W) in [0, 255].
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"Expected a uint8 image, got {image.dtype}")
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[-1] == 1:
-        return image[..., 0]
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        return rgb2y(image[..., :3])
-    raise ValueError(f"Unsupported image shape {image.shape}")
-
-
-def read_y(path):
-    """Reads an image file and returns its uint8 (H, W) Y plane."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
-        return to_y(np.asarray(im))
-
+from vdsr_tf.dihedral import dihedral
+from vdsr_tf.imageio import list_images, read_y, to_y
+from vdsr_tf.imresize import imresize, modcrop, to_uint8
 
 def _expand_sources(sources):
     if isinstance(sources, (str, os.PathLike)):
@@ -114,9 +61,9 @@ def pack_y_planes(sources, path):
         The number of planes written.
     """
     planes = load_y_planes(sources)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **{f"y{i:05d}": p for i, p in enumerate(planes)})
-    os.replace(tmp, path)
+    from vdsr_tf.files import atomic_write
+
+    atomic_write(path, lambda f: np.savez_compressed(f, **{f"y{i:05d}": p for i, p in enumerate(planes)}))
     return len(planes)
 
 
@@ -138,21 +85,6 @@ def degrade(hr_y, scale):
     lr = imresize(hr, scale=1.0 / scale)
     x = imresize(lr.astype(np.float32) / 255.0, output_shape=hr.shape)
     return x, hr.astype(np.float32) / 255.0
-
-
-def dihedral(patch, k):
-    """One of the 8 flips/rotations of a (..., H, W, C) array; k in [0, 8).
-
-    The training augmentation and the upscaler's self-ensemble both use it.
-    """
-    out = np.rot90(patch, k % 4, axes=(-3, -2))
-    return np.flip(out, axis=-2) if k >= 4 else out
-
-
-def undo_dihedral(patch, k):
-    """The inverse of ``dihedral(patch, k)``."""
-    out = np.flip(patch, axis=-2) if k >= 4 else patch
-    return np.rot90(out, -(k % 4), axes=(-3, -2))
 
 
 def degraded_pair(hr_y, factor, scale, patch_size):
@@ -240,7 +172,7 @@ def degraded_variants(plane, downsize, scales, patch_size):
             pair = degraded_pair(plane, float(factor), int(scale), patch_size)
             if pair is not None:
                 x, y = pair
-                out.append((x.astype(np.float16), np.rint(y * 255.0).astype(np.uint8)))
+                out.append((x.astype(np.float16), to_uint8(y * 255.0)))
     return out
 
 
@@ -360,11 +292,13 @@ def _y_plane_dataset(sources, data_dir=None, manual_dir=None):
     import tensorflow as tf
 
     def from_files(paths):
+        # The package's one decoder (``vdsr_tf.imageio``), in parallel.
+        def read(path):
+            y = tf.numpy_function(lambda p: read_y(p.decode()), [path], tf.uint8, stateful=False)
+            return tf.ensure_shape(y, (None, None))[..., None]
+
         ds = tf.data.Dataset.from_tensor_slices(paths)
-        return ds.map(
-            lambda p: tf.io.decode_image(tf.io.read_file(p), expand_animations=False),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
 
     parts = []
     for source in _expand_sources(sources):
@@ -463,12 +397,3 @@ def patch_dataset(sources, patch_size=41, scales=(2, 3, 4), batch_size=64,
     cfg = DataConfig(patch_size=patch_size, scales=tuple(scales), batch_size=batch_size,
                      downsize=tuple(downsize), augment=augment)
     return make_dataset(sources, cfg, seed=seed, data_dir=data_dir)
-
-
-def sample_images_dir():
-    """The bundled sample set: a folder with ``HR/`` and ``LR_bicubic/X{2,3,4}/``.
-
-    Two Set5 images (bird, butterfly), so demos and tests run without any
-    download.
-    """
-    return os.path.join(os.path.dirname(__file__), "weights", "samples")

@@ -10,18 +10,8 @@ import os
 
 import numpy as np
 
-from vdsr_tf.data import list_images
+from vdsr_tf.imageio import list_images, read_image, to_y
 from vdsr_tf.metrics import psnr, ssim
-
-
-def read_image(path):
-    """uint8 (H, W) for grayscale files, (H, W, 3) otherwise."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode != "L":
-            im = im.convert("RGB")
-        return np.asarray(im)
 
 
 def benchmark_pairs(set_dir, scale, data_dir=None, manual_dir=None):
@@ -54,8 +44,8 @@ def benchmark_pairs(set_dir, scale, data_dir=None, manual_dir=None):
         if not os.path.exists(lr_path):
             continue
         found = True
-        lr = read_image(lr_path)
-        hr = read_image(hr_path)
+        lr = read_image(lr_path, alpha=False)
+        hr = read_image(hr_path, alpha=False)
         h, w = lr.shape[0] * scale, lr.shape[1] * scale
         yield name, lr, hr[:h, :w]
     if not found:
@@ -121,21 +111,16 @@ def pack_benchmark_y(data_dir, sets, scales, path):
     release job scores its weights on them where the PNG files do not
     travel. Written atomically.
     """
-    from vdsr_tf.checkpoint import atomic_write
-    from vdsr_tf.imresize import rgb2y
-
-    def y(image):
-        return image if image.ndim == 2 else rgb2y(image)
-
+    from vdsr_tf.files import atomic_write
     arrays = {}
     for name in sets:
         folder = os.path.join(data_dir, name)
         for s in scales:
             for img, lr, _ in benchmark_pairs(folder, s):
-                arrays[f"{name}/X{s}/{img}"] = y(lr)
+                arrays[f"{name}/X{s}/{img}"] = to_y(lr)
                 hr_key = f"{name}/HR/{img}"
                 if hr_key not in arrays:  # uncropped, once per image (not per scale)
-                    arrays[hr_key] = y(read_image(os.path.join(folder, "HR", img)))
+                    arrays[hr_key] = to_y(read_image(os.path.join(folder, "HR", img), alpha=False))
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return len(arrays)
 
@@ -173,12 +158,3 @@ def comparison_strip(bicubic, sr, hr, crop=96, zoom=2):
     return np.concatenate(
         [prepare(bicubic), gap, prepare(sr), gap, prepare(hr)], axis=1
     )
-
-
-def write_png(array, path):
-    """Writes a uint8 image atomically (temporary file, then rename)."""
-    from PIL import Image
-
-    tmp = path + ".tmp"
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)

@@ -41,7 +41,8 @@ import keras
 import numpy as np
 from absl import logging
 
-from vdsr_tf.data import degraded_variants, dihedral
+from vdsr_tf.data import degraded_variants
+from vdsr_tf.dihedral import dihedral
 from vdsr_tf.train import run_length, schedule_length_variable
 
 
@@ -88,7 +89,7 @@ def dihedral_tables(patch_size):
 
     Returns:
         int32 (8, P, P) arrays ``rows``, ``cols`` with
-        ``data.dihedral(patch, k)[i, j] == patch[rows[k, i, j], cols[k, i, j]]``.
+        ``dihedral(patch, k)[i, j] == patch[rows[k, i, j], cols[k, i, j]]``.
     """
     grid = np.indices((patch_size, patch_size)).astype(np.int32)
     rows = np.stack([dihedral(grid[0][..., None], k)[..., 0] for k in range(8)])

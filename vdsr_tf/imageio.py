@@ -1,18 +1,27 @@
-"""Reading and writing real-world image files for the upscaler (Pillow).
+"""Image files in and out: the package's one image reader and writer (Pillow).
 
-``open_image`` applies the EXIF orientation, checks a pixel limit before
-decoding, and converts every mode to one the upscaler handles (L, LA, RGB,
-RGBA), returning notes on what it converted. ``save_image`` writes atomically
-(temporary file in the same folder, then rename) in the format named by the
-extension, keeping the ICC profile.
+``open_image`` is the one decoder: every consumer (the training data, both
+samplers, the TFDS builders, the evaluation, the upscaler and its CLI) reads
+files through it or through ``read_image`` / ``read_y`` built on it. It
+applies the EXIF orientation, checks a pixel limit before decoding, keeps the
+ICC profile, and converts every mode to L, LA, RGB or RGBA with one policy
+(``to_supported``): palettes to RGB(A), 16-bit grey to 8-bit grey over the
+full range, CMYK and others to RGB. Grey stays grey, so its Y is the grey
+value. ``save_image`` writes atomically (``vdsr_tf.files``) in the format
+named by the extension, keeping the ICC profile. Nothing outside this module
+calls ``Image.open`` or ``tf.io.decode_*``, except the SavedModel's graph,
+which decodes the bytes TF Serving receives.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
+from vdsr_tf.files import atomic_write
+from vdsr_tf.imresize import rgb2y, to_uint8
+
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -58,7 +67,7 @@ def to_supported(im):
         if mode == "F":
             top = 1.0 if a.max() <= 1.0 else float(a.max())
         notes.append(f"{mode} grayscale reduced to 8 bits (0..{top:g} -> 0..255)")
-        a = np.clip(np.floor(a / top * 255.0 + 0.5), 0, 255).astype(np.uint8)
+        a = to_uint8(a / top * 255.0)
         return Image.fromarray(a, "L"), notes
     if mode in ("RGBa", "La"):
         target = "RGBA" if mode == "RGBa" else "LA"
@@ -116,11 +125,82 @@ def open_image(path, max_pixels=None):
         raise ImageError(f"corrupt or truncated image: {e}") from None
 
 
-def umask():
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def read_image(path, alpha=True, max_pixels=None):
+    """Reads an image file as a uint8 array (``open_image``'s decoding).
+
+    Args:
+        path: file path.
+        alpha: keep an alpha channel; False drops it.
+        max_pixels: refuse (before decoding) images with more pixels.
+
+    Returns:
+        uint8 (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or
+        (H, W, 4) RGBA, in [0, 255].
+
+    Raises:
+        ImageError: as ``open_image``.
+    """
+    image = np.asarray(open_image(path, max_pixels)[0])
+    if not alpha and image.ndim == 3 and image.shape[-1] in (2, 4):
+        image = image[..., :-1]
+        image = image[..., 0] if image.shape[-1] == 1 else image
+    return np.ascontiguousarray(image)
+
+
+def to_y(image):
+    """The uint8 Y plane of an image: MATLAB ``rgb2ycbcr`` luma, or grey as is.
+
+    Args:
+        image: uint8, (H, W), (H, W, 1|2) grey (+ alpha), (H, W, 3|4) RGB
+            (+ alpha); alpha is ignored.
+
+    Returns:
+        uint8 (H, W) in [0, 255].
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"Expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[-1] in (1, 2):
+        return image[..., 0]
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        return rgb2y(image[..., :3])
+    raise ValueError(f"Unsupported image shape {image.shape}")
+
+
+def read_y(path):
+    """Reads an image file and returns its uint8 (H, W) Y plane (``to_y``)."""
+    return to_y(read_image(path, alpha=False))
+
+
+def list_images(folder):
+    """Sorted paths of the image files directly inside ``folder``.
+
+    Raises:
+        FileNotFoundError: if ``folder`` is not a directory or holds no images.
+    """
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Not a directory: {folder}")
+    paths = sorted(
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not paths:
+        raise FileNotFoundError(
+            f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
+        )
+    return paths
+
+
+def sample_images_dir():
+    """The bundled sample set: a folder with ``HR/`` and ``LR_bicubic/X{2,3,4}/``.
+
+    Two Set5 images (bird, butterfly), so demos and tests run without any
+    download.
+    """
+    return os.path.join(os.path.dirname(__file__), "weights", "samples")
 
 
 def save_image(im, path, fmt=None, overwrite=False):
@@ -152,15 +232,12 @@ def save_image(im, path, fmt=None, overwrite=False):
         kwargs["quality"] = 95
     elif fmt == "WEBP":
         kwargs["lossless"] = True
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".vdsr-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **kwargs)
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: im.save(f, format=fmt, **kwargs))
     return notes
+
+
+def save_array(array, path, overwrite=True):
+    """Writes a uint8 (H, W) or (H, W, 3|4) array as an image (format by extension)."""
+    from PIL import Image
+
+    return save_image(Image.fromarray(np.asarray(array)), path, overwrite=overwrite)

@@ -82,13 +82,25 @@ def _check_image_dtype(image: np.ndarray, what: str) -> None:
         )
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """float -> uint8 as MATLAB casts: round half away from zero, saturate.
+def to_uint8(x, xp=np):
+    """float on the [0, 255] scale -> uint8: the package's one rounding rule.
 
-    ``floor(x + 0.5)`` is round-half-away for x >= 0, and every x < 0
-    saturates to 0 either way.
+    Round half away from zero and saturate, as MATLAB casts: ``floor(x +
+    0.5)`` is round-half-away for x >= 0, and every x < 0 saturates to 0
+    either way. Every 8-bit output of the package (resize passes, colour
+    conversion, the upscaler, the SavedModel graph, 16-bit file reduction)
+    is rounded here.
+
+    Args:
+        x: float array or tensor, any shape.
+        xp: the array namespace (numpy, or ``tf.experimental.numpy``).
     """
-    return np.clip(np.floor(x + 0.5), 0.0, 255.0).astype(np.uint8)
+    return xp.asarray(xp.clip(xp.floor(x + 0.5), 0.0, 255.0), dtype="uint8")
+
+
+def quantise(x, xp=np):
+    """float in [0, 1] -> uint8 in [0, 255] with :func:`to_uint8`."""
+    return to_uint8(x * 255.0, xp)
 
 
 def _cubic(x, xp=np):
@@ -192,22 +204,28 @@ def bicubic_weights(
     return matrix
 
 
-def _taps(in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64"):
+def _taps(in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64", first=0,
+          count=None):
     """Weights and (clamped, 0-based) input columns of every output pixel.
 
     The one implementation of MATLAB's sampling rule, written against an
-    array namespace so that ``enlarge_matrix`` can build the same weights
+    array namespace so that ``enlarge_window`` can build the same weights
     inside a TensorFlow graph for sizes known only at run time.
 
+    Args:
+        first, count: compute only output pixels ``first .. first + count - 1``
+            (0-based; default all), for resizing one window of an image.
+
     Returns:
-        ``(weights, columns)``, both float (out_size, taps): rows of weights
+        ``(weights, columns)``, both float (count, taps): rows of weights
         summing to 1 and the input index each weight applies to.
     """
     def f(v):
         return xp.asarray(v, dtype=dtype)
 
     # Output pixel u (1-based) sits at input coordinate x (1-based).
-    u = f(xp.arange(1, out_size + 1))
+    count = out_size if count is None else count
+    u = f(xp.arange(first + 1, first + count + 1))
     x = u / scale + 0.5 * (1.0 - 1.0 / scale)
     left = xp.floor(x - kernel_width / 2.0)
     taps = int(math.ceil(kernel_width)) + 2
@@ -218,24 +236,62 @@ def _taps(in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64"
     return weights, columns
 
 
-def enlarge_matrix(in_size, out_size, xp, dtype="float32"):
-    """``bicubic_weights(in_size, out_size)`` for ``out_size >= in_size``,
-    built with array namespace ``xp`` (e.g. ``tf.experimental.numpy``) from
-    sizes that may be graph tensors. Used by the SavedModel exporter so that
-    the served model resizes with exactly this module's rule.
+def _enlarge_axis(x, axis, in_size, out_size, first, count, xp):
+    """Rows ``first .. first + count`` of the MATLAB bicubic enlargement of
+    ``x`` along ``axis`` (0 or 1): a gather of the 6 taps of each output
+    pixel, accumulated left to right in float64, cast to float32."""
+    scale = xp.asarray(out_size, dtype="float64") / xp.asarray(in_size, dtype="float64")
+    weights, columns = _taps(in_size, out_size, scale, lambda d: _cubic(d, xp),
+                             _CUBIC_SUPPORT, xp, "float64", first, count)
+    columns = xp.asarray(columns, dtype="int32")
+    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
+    acc = None
+    for k in range(int(math.ceil(_CUBIC_SUPPORT)) + 2):
+        term = (xp.reshape(weights[:, k], shape)
+                * xp.asarray(xp.take(x, columns[:, k], axis=axis), dtype="float64"))
+        acc = term if acc is None else acc + term
+    return xp.asarray(acc, dtype="float32")
+
+
+def enlarge_window(x, out_hw, rows, cols, xp=np, cond=None):
+    """One window of the MATLAB bicubic enlargement of a float image.
+
+    ``enlarge_window(x, (H, W), (0, H), (0, W))`` is ``imresize(x,
+    output_shape=(H, W))`` for float input, up to float rounding (taps are
+    gathered rather than read from a dense matrix). Computing only a window
+    keeps memory bounded by the window, not the output: the upscaler and the
+    SavedModel graph enlarge tile by tile. Works on numpy arrays and, with
+    ``xp = tf.experimental.numpy``-like namespace and ``cond = tf.cond``, on
+    tensors whose sizes are known only at run time.
+
+    Args:
+        x: float32 (h, w, c), values in any range (typically [0, 1]).
+        out_hw: (H, W) >= (h, w), the full output size.
+        rows, cols: ``(first, count)`` of the window in output pixels.
+        xp: the array namespace.
+        cond: ``cond(pred, true_fn, false_fn)`` for a tensor ``pred``; None
+            for Python booleans.
 
     Returns:
-        (out_size, in_size) float matrix of ``dtype``.
+        float32 (rows count, cols count, c).
     """
-    def f(v):
-        return xp.asarray(v, dtype=dtype)
+    in_h, in_w = xp.shape(x)[0], xp.shape(x)[1]
+    out_h, out_w = out_hw
 
-    scale = f(out_size) / f(in_size)
-    weights, columns = _taps(in_size, out_size, scale, lambda d: _cubic(d, xp),
-                             _CUBIC_SUPPORT, xp, dtype)
-    # Dense matrix as a sum of one-hot rows (no scatter-add needed).
-    onehot = f(columns[:, :, None] == f(xp.arange(in_size))[None, None, :])
-    return xp.sum(weights[:, :, None] * onehot, axis=1)
+    def vertical_first():
+        tall = _enlarge_axis(x, 0, in_h, out_h, rows[0], rows[1], xp)
+        return _enlarge_axis(tall, 1, in_w, out_w, cols[0], cols[1], xp)
+
+    def horizontal_first():
+        wide = _enlarge_axis(x, 1, in_w, out_w, cols[0], cols[1], xp)
+        return _enlarge_axis(wide, 0, in_h, out_h, rows[0], rows[1], xp)
+
+    # MATLAB's order: the axis with the smaller factor first, H on ties.
+    pred = (xp.asarray(out_h, dtype="float64") / xp.asarray(in_h, dtype="float64")
+            <= xp.asarray(out_w, dtype="float64") / xp.asarray(in_w, dtype="float64"))
+    if cond is None:
+        return vertical_first() if pred else horizontal_first()
+    return cond(pred, vertical_first, horizontal_first)
 
 
 def _band(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -292,7 +348,7 @@ def _resize_axis(
             np.multiply(band[r0:r1, k : k + 1], flat[start[r0:r1] + k], out=t)
             a += t
         if image.dtype == np.uint8:
-            # _to_uint8, in place.
+            # to_uint8, in place (no temporaries on the hot path).
             a += 0.5
             np.floor(a, out=a)
             np.clip(a, 0.0, 255.0, out=a)
@@ -386,9 +442,7 @@ def _check_colour_input(image, what: str) -> np.ndarray:
     return image
 
 
-def _combine(
-    image: np.ndarray, coeffs: np.ndarray, constants: np.ndarray
-) -> np.ndarray:
+def _combine(image, coeffs, constants, xp=np):
     """Per-pixel affine colour map, evaluated like MATLAB's ``imlincomb``.
 
     ``out[..., p] = c[p, 0] x0 + c[p, 1] x1 + c[p, 2] x2 + k[p]``, summed left
@@ -396,26 +450,41 @@ def _combine(
     some colours land exactly on .5 before uint8 rounding.
 
     Args:
-        image: (..., 3) real array.
-        coeffs: float64 (P, 3).
-        constants: float64 (P,).
+        image: (..., 3) real array (or tensor, with ``xp``).
+        coeffs: float64 (P, 3) numpy.
+        constants: float64 (P,) numpy.
+        xp: the array namespace.
 
     Returns:
         float64 (..., P).
     """
-    x = image.astype(np.float64)
+    x = xp.asarray(image, dtype="float64")
     channels = [
-        c[0] * x[..., 0] + c[1] * x[..., 1] + c[2] * x[..., 2] + k
+        float(c[0]) * x[..., 0] + float(c[1]) * x[..., 1] + float(c[2]) * x[..., 2] + float(k)
         for c, k in zip(coeffs, constants)
     ]
-    return np.stack(channels, axis=-1)
+    return xp.stack(channels, axis=-1)
+
+
+def ycbcr_from_float_rgb(rgb, xp=np):
+    """Float MATLAB ``rgb2ycbcr``: (..., 3) RGB in [0, 1] -> float32 YCbCr on
+    the [0, 1] scale. Works on numpy arrays and graph tensors (``xp``)."""
+    return xp.asarray(_combine(rgb, _RGB2YCBCR / 255.0, _YCBCR_OFFSET / 255.0, xp),
+                      dtype="float32")
+
+
+def rgb_from_float_ycbcr(ycbcr, xp=np):
+    """Float MATLAB ``ycbcr2rgb``: the inverse of :func:`ycbcr_from_float_rgb`,
+    float32, not clipped."""
+    return xp.asarray(_combine(ycbcr, 255.0 * _YCBCR2RGB, -(_YCBCR2RGB @ _YCBCR_OFFSET), xp),
+                      dtype="float32")
 
 
 def _rgb2ycbcr_rows(rgb: np.ndarray, rows: slice) -> np.ndarray:
     """The ``rows`` channels of MATLAB's rgb2ycbcr, same dtype as ``rgb``."""
     coeffs = _RGB2YCBCR[rows] / 255.0
     if rgb.dtype == np.uint8:
-        return _to_uint8(_combine(rgb, coeffs, _YCBCR_OFFSET[rows]))
+        return to_uint8(_combine(rgb, coeffs, _YCBCR_OFFSET[rows]))
     out = _combine(rgb, coeffs, _YCBCR_OFFSET[rows] / 255.0)
     return out.astype(rgb.dtype, copy=False)
 
@@ -468,7 +537,7 @@ def ycbcr2rgb(ycbcr: np.ndarray) -> np.ndarray:
     coeffs = 255.0 * _YCBCR2RGB
     offsets = _YCBCR2RGB @ _YCBCR_OFFSET
     if ycbcr.dtype == np.uint8:
-        return _to_uint8(_combine(ycbcr, coeffs, -255.0 * offsets))
+        return to_uint8(_combine(ycbcr, coeffs, -255.0 * offsets))
     return _combine(ycbcr, coeffs, -offsets).astype(ycbcr.dtype, copy=False)
 
 

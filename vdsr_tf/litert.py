@@ -16,11 +16,8 @@ Keras is imported.
 import os
 
 import numpy as np
-from absl import logging
 
-DEFAULT_CONTEXT = 20  # the receptive-field radius of the 20-layer VDSR
 _TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
-_CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def _check_file(path):
@@ -33,33 +30,34 @@ def _check_file(path):
         raise ValueError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
 
 
-def receptive_radius(interpreter):
-    """Receptive-field radius in pixels of a plain stack of stride-1 convs.
+def conv_kernel_sizes(path):
+    """Kernel heights of a ``.tflite`` model's convolutions, in file order.
 
-    Sums ``(kernel_height - 1) // 2`` over the model's convolution ops (VDSR:
-    one pixel per 3x3 conv), as ``Upscaler.context`` does for Keras models.
-
-    Args:
-        interpreter: an ``ai_edge_litert`` Interpreter.
+    Read from the flatbuffer with LiteRT's public schema module
+    (``ai_edge_litert.schema_py_generated``): each CONV_2D or
+    DEPTHWISE_CONV_2D operator's filter tensor, layout [out, kh, kw, in].
 
     Returns:
-        int radius, or None if no convolution op could be read.
+        A list of ints (empty when the model has no convolution).
     """
-    try:
-        ops = interpreter._get_ops_details()  # no public op listing in LiteRT 2.3
-        shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    radius, found = 0, False
-    for op in ops:
-        if op.get("op_name") not in _CONV_OPS or len(op.get("inputs", ())) < 2:
-            continue
-        shape = shapes.get(int(op["inputs"][1]))
-        if shape is None or len(shape) != 4:
-            return None
-        radius += (int(shape[1]) - 1) // 2  # filter layout [out, kh, kw, in]
-        found = True
-    return radius if found else None
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(path, "rb") as f:
+        model = schema.Model.GetRootAs(f.read(), 0)
+    convs = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Newer files keep the code in BuiltinCode; old ones in the deprecated byte.
+        codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+    sizes = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            if codes[op.OpcodeIndex()] in convs and op.InputsLength() >= 2:
+                sizes.append(int(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1]))
+    return sizes
 
 
 class LiteRTPredictor:
@@ -72,8 +70,8 @@ class LiteRTPredictor:
         path: a ``.tflite`` file written by ``vdsr_tf.export.tflite``, with a
             float32 (1, H, W, 1) input and output (any quantization variant).
         num_threads: CPU threads of the interpreter.
-        context: receptive-field radius in pixels; None reads it from the
-            model's convolutions (falls back to 20 with a warning).
+        context: receptive-field radius in pixels; None computes it from the
+            model's convolutions (``vdsr_tf.tiling.receptive_radius``).
 
     Attributes:
         context: int, receptive-field radius in pixels (20 for 20-layer VDSR).
@@ -112,11 +110,9 @@ class LiteRTPredictor:
         self._shape = None  # the shape tensors are allocated for
         self.path = path
         if context is None:
-            context = receptive_radius(self._interpreter)
-            if context is None:
-                logging.warning("%s: cannot read the convolutions; assuming context %d",
-                                path, DEFAULT_CONTEXT)
-                context = DEFAULT_CONTEXT
+            from vdsr_tf.tiling import receptive_radius
+
+            context = receptive_radius(conv_kernel_sizes(path))
         self.context = int(context)
 
     def __call__(self, x):

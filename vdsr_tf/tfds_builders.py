@@ -26,11 +26,18 @@ import os
 
 import tensorflow_datasets as tfds
 
-from vdsr_tf.data import list_images
+from vdsr_tf.imageio import list_images, read_image
 
 _SCALES = (2, 3, 4)
 _IMAGE = dict(shape=(None, None, None))
 _CITATION = "Cite the dataset's own paper (see ../shared/datasets/README.md)."
+
+
+def _pixels(path):
+    """uint8 (H, W, C) through the package's one decoder (``vdsr_tf.imageio``),
+    so a dataset holds the pixels every other consumer reads from the file."""
+    image = read_image(path, alpha=False)
+    return image[..., None] if image.ndim == 2 else image
 
 
 def _manual_folder(dl_manager, *parts):
@@ -45,7 +52,8 @@ def _manual_folder(dl_manager, *parts):
 class _Benchmark(tfds.core.GeneratorBasedBuilder):
     """A benchmark set: HR images and MATLAB-bicubic LR images at x2, x3, x4."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.imageio (orientation, mode policy)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point DownloadConfig(manual_dir=...) at a folder holding {folder}/HR and "
         "{folder}/LR_bicubic/X{{2,3,4}} (the layout of ../shared/datasets).")
@@ -67,12 +75,12 @@ class _Benchmark(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, folder):
         for hr_path in list_images(os.path.join(folder, "HR")):
             name = os.path.basename(hr_path)
-            example = {"name": name, "hr": hr_path}
+            example = {"name": name, "hr": _pixels(hr_path)}
             for s in _SCALES:
                 lr_path = os.path.join(folder, "LR_bicubic", f"X{s}", name)
                 if not os.path.exists(lr_path):
                     raise FileNotFoundError(f"{lr_path} is missing (LR for {hr_path})")
-                example[f"lr_x{s}"] = lr_path
+                example[f"lr_x{s}"] = _pixels(lr_path)
             yield name, example
 
 
@@ -103,7 +111,8 @@ class Urban100(_Benchmark):
 class Sr291(tfds.core.GeneratorBasedBuilder):
     """The 291 training images of VDSR: T91 (Yang et al.) + BSD200."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.imageio (orientation, mode policy)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point DownloadConfig(manual_dir=...) at a folder holding train/T91 and "
         "train/BSD200 (the layout of ../shared/datasets).")
@@ -125,7 +134,7 @@ class Sr291(tfds.core.GeneratorBasedBuilder):
         for folder in folders:
             for path in list_images(folder):
                 key = f"{os.path.basename(folder)}/{os.path.basename(path)}"
-                yield key, {"name": key, "hr": path}
+                yield key, {"name": key, "hr": _pixels(path)}
 
 
 def load(name, split=None, data_dir=None, manual_dir=None):

@@ -36,7 +36,8 @@ from absl import logging
 from keras import ops
 
 from vdsr_tf import config as config_lib
-from vdsr_tf.checkpoint import atomic_write, config_difference, read_state, restore, save_state
+from vdsr_tf.checkpoint import config_difference, read_state, restore, save_state
+from vdsr_tf.files import atomic_path, atomic_write_text
 from vdsr_tf.losses import get_loss
 from vdsr_tf.metrics import PSNRMetric
 from vdsr_tf.model import build_vdsr, bundled_weights_path
@@ -332,8 +333,7 @@ def distribution_scope(kind="none"):
 
 
 def _write_json(path, obj):
-    text = json.dumps(obj, indent=2, sort_keys=True).encode()
-    atomic_write(path, lambda f: f.write(text))
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def train(config, sources, output_dir, val_dir=None, data_dir=None,
@@ -519,9 +519,8 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
                             shuffle=False)
     step = int(ops.convert_to_numpy(model.optimizer.iterations))
     weights_path = os.path.join(output_dir, FINAL_WEIGHTS)
-    tmp = os.path.join(output_dir, "final.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, weights_path)
+    with atomic_path(weights_path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
     total = run_length(model, config.steps)
     if step >= total:
         logging.info("Training complete (%d steps); weights in %s", step, weights_path)

@@ -6,9 +6,11 @@
   the model, Cb and Cr are bicubic-upscaled. Grayscale stays grayscale. An
   alpha channel is bicubic-upscaled and kept.
 * Any scale > 1 (non-integer too) or an exact output size.
-* The model runs tile by tile, each tile with ``CONTEXT`` pixels of real
-  image around it (the network's receptive-field radius), so the tiled result
-  equals the whole-image one and memory is bounded by the tile size.
+* The output is made tile by tile (``vdsr_tf.processing``, the same code the
+  SavedModel's graph runs), each tile's network input with ``context`` pixels
+  of real image around it (the network's receptive-field radius), so the
+  tiled result equals the whole-image one (to float rounding) and memory is
+  bounded by the tile size.
 * Optionally the geometric self-ensemble: the 8 flips/rotations, averaged.
 
 With ``weights="bicubic"`` it is the plain MATLAB bicubic baseline. The
@@ -17,12 +19,13 @@ evaluation, the CLIs and the exporters' reference outputs all use this class.
 
 import numpy as np
 
-from vdsr_tf.data import dihedral, undo_dihedral
-from vdsr_tf.imresize import imresize, rgb2ycbcr, ycbcr2rgb
+from vdsr_tf import processing
+from vdsr_tf.dihedral import dihedral, undo_dihedral
+from vdsr_tf.imresize import imresize, quantise
+from vdsr_tf.tiling import output_size, receptive_radius, tiles
 
 DEFAULT_TILE = 384
 DEFAULT_MAX_PIXELS = 100_000_000  # output pixels; about 10k x 10k
-_STRIP = 128  # rows per colour-conversion strip
 
 
 def _compile_forward(model):
@@ -50,48 +53,10 @@ def _compile_forward(model):
     return lambda x: np.asarray(model(x, training=False))
 
 
-def output_size(in_hw, scale=None, size=None):
-    """The SR size (H, W): ``in * scale`` rounded half up per axis, or ``size``.
-
-    Raises:
-        ValueError: unless exactly one of ``scale`` (> 1) or ``size``
-            (positive (H, W), at least the input size) is given.
-    """
-    if (scale is None) == (size is None):
-        raise ValueError("Give exactly one of scale or size")
-    if size is not None:
-        h, w = (int(v) for v in size)
-        if h < in_hw[0] or w < in_hw[1]:
-            raise ValueError(
-                f"size {h}x{w} (HxW) is smaller than the input {in_hw[0]}x{in_hw[1]}; "
-                "VDSR only enlarges")
-        return h, w
-    scale = float(scale)
-    if not scale > 1.0 or not np.isfinite(scale):
-        raise ValueError(f"scale must be a number > 1, got {scale}")
-    # Half rounds up (12.5 -> 13), not to even as Python's round() would.
-    return (int(np.floor(in_hw[0] * scale + 0.5)), int(np.floor(in_hw[1] * scale + 0.5)))
-
-
-def tiles(height, width, tile, context):
-    """Near-equal tiles of at most ``tile`` x ``tile`` covering an (H, W) image.
-
-    Yields ``(out, src)`` slice pairs: ``out`` = (rows, cols) of the tile in the
-    image; ``src`` = the same region grown by up to ``context`` pixels per side
-    (clipped to the image). Running the network on ``src`` and keeping the
-    ``out`` part equals running it on the whole image when ``context`` is at
-    least the receptive-field radius.
-    """
-    # Near-equal tiles (512 px with tile 384 gives 2 x 256, not 384 + 128):
-    # less context overhead per output pixel.
-    step_h = -(-height // -(-height // tile))
-    step_w = -(-width // -(-width // tile))
-    for top in range(0, height, step_h):
-        for left in range(0, width, step_w):
-            bottom, right = min(top + step_h, height), min(left + step_w, width)
-            src = (slice(max(top - context, 0), min(bottom + context, height)),
-                   slice(max(left - context, 0), min(right + context, width)))
-            yield (slice(top, bottom), slice(left, right)), src
+def network_context(model):
+    """The tile context a Keras VDSR model needs: its receptive-field radius
+    (``tiling.receptive_radius`` over its convolutions' kernel sizes)."""
+    return receptive_radius(l.kernel_size[0] for l in model.layers if hasattr(l, "kernel_size"))
 
 
 class Upscaler:
@@ -139,8 +104,7 @@ class Upscaler:
         """Pixels of context per tile side: the receptive-field radius."""
         if self.predictor is not None:
             return int(self.predictor.context)
-        convs = [l for l in self.model.layers if hasattr(l, "kernel_size")]
-        return sum((l.kernel_size[0] - 1) // 2 for l in convs)
+        return network_context(self.model)
 
     # -- the Y plane --------------------------------------------------------
     def _run(self, y):
@@ -152,6 +116,30 @@ class Upscaler:
             t = np.ascontiguousarray(dihedral(y[:, :, None], k))
             acc += undo_dihedral(self._forward(t[None])[0], k)[:, :, 0]
         return (acc / 8).astype(np.float32)
+
+    def _plan(self, height, width):
+        """``tiling.tiles``' plan for an output of (height, width)."""
+        tile = self.tile or max(height, width)
+        return list(tiles(height, width, tile, self.context if self.tile else 0))
+
+    def _tiled(self, height, width, channels, make_tile):
+        """Assembles ``make_tile(tile, src)`` over the plan, reporting progress."""
+        plan = self._plan(height, width)
+        out = None
+        for i, (dst, src) in enumerate(plan):
+            box = (dst[0].start, dst[1].start, dst[0].stop, dst[1].stop)
+            window = (src[0].start, src[1].start, src[0].stop, src[1].stop)
+            part = make_tile(box, window)
+            if out is None:
+                out = np.empty((height, width, channels), part.dtype)
+            out[dst] = part
+            if self.progress:
+                self.progress(i + 1, len(plan))
+        return out
+
+    def _network(self, plane):
+        """float32 (h, w, 1) bicubic plane -> (h, w, 1) SR plane."""
+        return self._run(np.ascontiguousarray(plane[:, :, 0]))[:, :, None]
 
     def predict_y(self, y):
         """Refines a bicubic-upscaled Y plane with the model, tile by tile.
@@ -166,26 +154,12 @@ class Upscaler:
         if self._forward is None:
             return y
         h, w = y.shape
-        if self.tile is None or (h <= self.tile and w <= self.tile):
-            out = self._run(y)
-            if self.progress:
-                self.progress(1, 1)
-            return out
-        out = np.empty_like(y)
-        ctx = self.context
-        plan = list(tiles(h, w, self.tile, ctx))
-        for i, (dst, src) in enumerate(plan):
-            pred = self._run(np.ascontiguousarray(y[src]))
-            r0, c0 = dst[0].start - src[0].start, dst[1].start - src[1].start
-            out[dst] = pred[r0 : r0 + dst[0].stop - dst[0].start,
-                            c0 : c0 + dst[1].stop - dst[1].start]
-            if self.progress:
-                self.progress(i + 1, len(plan))
-        return out
 
-    def upscale_y(self, lr_y, out_hw):
-        """float32 (h, w) LR Y in [0, 1] -> float32 (H, W) SR Y."""
-        return self.predict_y(imresize(np.asarray(lr_y, np.float32), output_shape=out_hw))
+        def make_tile(box, src):
+            pred = self._run(np.ascontiguousarray(y[src[0]:src[2], src[1]:src[3]]))
+            return pred[box[0] - src[0]:box[2] - src[0], box[1] - src[1]:box[3] - src[1], None]
+
+        return self._tiled(h, w, 1, make_tile)[:, :, 0]
 
     # -- whole images -------------------------------------------------------
     def upscale_array(self, image, scale=None, size=None):
@@ -211,29 +185,21 @@ class Upscaler:
         if out_hw[0] * out_hw[1] > self.max_pixels:
             raise ValueError(
                 f"output {out_hw[1]}x{out_hw[0]} exceeds the pixel limit of {self.max_pixels:,}")
-        if image.ndim == 3 and image.shape[-1] in (2, 4):
-            colour = self.upscale_array(image[..., :-1], size=out_hw)
-            # Alpha in float, rounded once (as the SavedModel's graph does).
-            alpha = _quantise(imresize(image[..., -1] / np.float32(255), output_shape=out_hw))
-            colour = colour if colour.ndim == 3 else colour[..., None]
-            return np.concatenate([colour, alpha[..., None]], axis=-1)
+        full = image if image.ndim == 3 else image[:, :, None]
+        channels = full.shape[-1]
         if self._forward is None:
-            # The literature's baseline: MATLAB imresize of the uint8 image.
-            return imresize(image, output_shape=out_hw)
-        if image.ndim == 2 or image.shape[-1] == 1:
-            y = self.upscale_y(image.reshape(image.shape[:2]) / np.float32(255), out_hw)
-            sr = _quantise(y)
-            return sr if image.ndim == 2 else sr[..., None]
-        ycc = rgb2ycbcr(image.astype(np.float32) / np.float32(255))
-        y = self.upscale_y(ycc[..., 0], out_hw)
-        cb = imresize(np.ascontiguousarray(ycc[..., 1]), output_shape=out_hw)
-        cr = imresize(np.ascontiguousarray(ycc[..., 2]), output_shape=out_hw)
-        # Back to RGB in strips: no full-size float64 (H, W, 3) temporaries.
-        out = np.empty(out_hw + (3,), np.uint8)
-        for r in range(0, out_hw[0], _STRIP):
-            rows = slice(r, r + _STRIP)
-            out[rows] = _quantise(ycbcr2rgb(np.stack([y[rows], cb[rows], cr[rows]], axis=-1)))
-        return out
+            # The literature's baseline: MATLAB imresize of the uint8 image
+            # (rounded after each pass); alpha enlarged in float.
+            colour = imresize(full[:, :, : 3 if channels >= 3 else 1], output_shape=out_hw)
+            colour = colour if colour.ndim == 3 else colour[:, :, None]
+            if channels in (2, 4):
+                alpha = quantise(imresize(full[:, :, -1] / np.float32(255), output_shape=out_hw))
+                colour = np.concatenate([colour, alpha[:, :, None]], axis=-1)
+            return colour if image.ndim == 3 else colour[:, :, 0]
+        net, rest = processing.split(full, channels, np)
+        out = self._tiled(out_hw[0], out_hw[1], channels, lambda box, src: processing.upscale_tile(
+            net, rest, channels, out_hw, box, src, self._network, np))
+        return out if image.ndim == 3 else out[:, :, 0]
 
     def upscale(self, image, scale=None, size=None):
         """Super-resolves a numpy array or a PIL image; returns the same kind.
@@ -267,8 +233,3 @@ class Upscaler:
 def upscale(image, scale=None, size=None, weights=None, **kwargs):
     """One call: ``Upscaler(weights, **kwargs).upscale(image, scale, size)``."""
     return Upscaler(weights, **kwargs).upscale(image, scale=scale, size=size)
-
-
-def _quantise(x):
-    """float in [0, 1] -> uint8, rounded half up, saturated."""
-    return np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)

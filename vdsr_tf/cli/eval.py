@@ -42,7 +42,8 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
         if ``weights == "bicubic"``), plus ``"bicubic"`` with the same shape
         when ``baseline`` and a model is scored.
     """
-    from vdsr_tf.evaluate import comparison_strip, evaluate_set, write_png
+    from vdsr_tf.evaluate import comparison_strip, evaluate_set
+    from vdsr_tf.imageio import save_array
     from vdsr_tf.upscaler import Upscaler
 
     bicubic = Upscaler("bicubic")
@@ -84,7 +85,7 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
             width = max(s.shape[1] for s in strips)
             rows = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255)
                     for s in strips]
-            write_png(np.concatenate(rows, axis=0), os.path.join(compare_dir, f"{key_name}.png"))
+            save_array(np.concatenate(rows, axis=0), os.path.join(compare_dir, f"{key_name}.png"))
     if base and not only_bicubic:
         results["bicubic"] = base
     return results
@@ -96,7 +97,7 @@ def main(argv):
         raise CliError(f"Unexpected arguments: {argv[1:]}")
     data_dir, sets, weights = FLAGS.data_dir, FLAGS.sets, FLAGS.weights
     if FLAGS.demo:
-        from vdsr_tf.data import sample_images_dir
+        from vdsr_tf.imageio import sample_images_dir
         from vdsr_tf.model import bundled_weights_path
 
         data_dir, sets = os.path.split(sample_images_dir())
@@ -123,10 +124,9 @@ def main(argv):
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     if FLAGS.json:
-        tmp = FLAGS.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, FLAGS.json)
+        from vdsr_tf.files import atomic_write_text
+
+        atomic_write_text(FLAGS.json, json.dumps(results, indent=2))
     return 0
 
 

@@ -23,6 +23,11 @@ flags.DEFINE_enum("quantization", "fp32", ["fp32", "fp16", "dynamic", "int8"],
                   "tflite: weight/activation precision.")
 flags.DEFINE_list("calibration_data", None, "tflite int8: HR image folders or .npz packs for "
                   "the representative dataset of training patches (default: the bundled samples).")
+flags.DEFINE_integer("tile", 384, "saved_model: tile side in output pixels; the served graph's "
+                     "memory is bounded by it.")
+flags.DEFINE_integer("max_pixels", 100_000_000, "saved_model: requests whose input or output "
+                     "has more pixels get InvalidArgument (checked from the header, before "
+                     "decoding).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
 
 
@@ -40,6 +45,8 @@ def main(argv):
         model = load_pretrained(FLAGS.weights)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
+    if FLAGS.tile < 1 or FLAGS.max_pixels < 1:
+        raise CliError("--tile and --max_pixels must be positive")
     if FLAGS.format == "saved_model":
         from vdsr_tf.export.saved_model import export_saved_model
 
@@ -47,7 +54,8 @@ def main(argv):
             raise CliError(f"--output {FLAGS.output} is a file; give a folder")
         try:
             path = export_saved_model(model, FLAGS.output, FLAGS.model_name, FLAGS.version,
-                                      overwrite=FLAGS.overwrite)
+                                      overwrite=FLAGS.overwrite, tile=FLAGS.tile,
+                                      max_pixels=FLAGS.max_pixels)
         except (FileExistsError, ValueError) as e:
             raise CliError(str(e))
         print(f"SavedModel written to {path}")

@@ -56,7 +56,7 @@ def collect_inputs(paths):
     Raises:
         CliError: for a path that does not exist or an empty folder.
     """
-    from vdsr_tf.data import IMAGE_EXTENSIONS
+    from vdsr_tf.imageio import IMAGE_EXTENSIONS
 
     files, folder_given = [], False
     for path in paths:
@@ -147,7 +147,7 @@ def main(argv):
         print(version_text())
         return 0
     if FLAGS.demo:
-        from vdsr_tf.data import sample_images_dir
+        from vdsr_tf.imageio import sample_images_dir
         from vdsr_tf.model import bundled_weights_path
 
         if inputs:

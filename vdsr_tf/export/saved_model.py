@@ -1,4 +1,4 @@
-"""SavedModel export for TF Serving, with the upscaler's maths inside the graph.
+"""SavedModel export for TF Serving, running the upscaler's own code in the graph.
 
 ``export_saved_model`` writes TF Serving's layout ``DIR/<model_name>/<version>/``
 (``saved_model.pb`` + ``variables/``, tag ``serve``) with three signatures:
@@ -8,28 +8,34 @@
 * ``upscale_image``: ``image_bytes`` string [N] (PNG / JPEG / WebP / BMP / GIF
   bytes) and ``scale`` float32 [N] (> 1, one per image) -> ``png_bytes``
   string [N]. Images in one batch may differ in size, mode and scale. Grey,
-  grey + alpha, RGB and RGBA are handled like ``vdsr_tf.Upscaler`` does.
+  grey + alpha, RGB and RGBA are handled as ``vdsr_tf.Upscaler`` does.
 * ``upscale_rgb``: ``rgb`` uint8 [1, h, w, 3] and ``scale`` float32 [] ->
   ``sr_rgb`` uint8 [1, H, W, 3].
 
-The colour conversion uses ``vdsr_tf.imresize``'s matrices and the bicubic
-weights are built by ``vdsr_tf.imresize.enlarge_matrix`` inside the graph, so
-the served model resizes exactly as the evaluated Python upscaler does (within
-float32 rounding: outputs agree to 1 grey level).
+The image signatures run ``vdsr_tf.processing`` (colour, MATLAB-bicubic
+enlargement, rounding) and ``vdsr_tf.tiling`` (output size, tile plan,
+receptive field), the code ``vdsr_tf.Upscaler`` runs, through a
+``tf.experimental.numpy`` namespace, tile by tile in a ``tf.while_loop``:
+the outputs agree with ``vdsr-upscale``'s up to float accumulation order,
+and memory is bounded by the tile, not the image. A request whose input or
+output exceeds the pixel limit fails with InvalidArgument before anything
+is decoded: the width and height are read from the PNG, JPEG, GIF, BMP or
+WebP header.
 """
 
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
-from vdsr_tf import imresize as _ir
+from vdsr_tf import processing, tiling
+from vdsr_tf.files import atomic_directory
+from vdsr_tf.upscaler import DEFAULT_MAX_PIXELS, DEFAULT_TILE, network_context
 
 
 class _GraphNumpy:
-    """``tf.experimental.numpy`` with an ``arange`` that takes tensor sizes."""
+    """``tf.experimental.numpy`` with ``arange``/``shape`` that take and give
+    tensor sizes, and ``take`` with int32 indices."""
 
     def __getattr__(self, name):
         return getattr(tnp, name)
@@ -38,72 +44,161 @@ class _GraphNumpy:
     def arange(*args):
         return tf.range(*args)
 
+    @staticmethod
+    def shape(x):
+        return tf.shape(x)
+
+    @staticmethod
+    def take(x, indices, axis):
+        return tf.gather(x, indices, axis=axis)
+
+    @staticmethod
+    def asarray(x, dtype=None):
+        x = tf.convert_to_tensor(x)
+        return x if dtype is None else tf.cast(x, dtype)
+
 
 _XP = _GraphNumpy()
-_RGB2YCC = tf.constant(_ir._RGB2YCBCR.T / 255.0, tf.float32)
-_YCC2RGB = tf.constant(_ir._YCBCR2RGB.T * 255.0, tf.float32)
-_OFFSET = tf.constant(_ir._YCBCR_OFFSET / 255.0, tf.float32)
 
 
-def _enlarge(image, out_h, out_w):
-    """MATLAB bicubic enlargement of float32 (h, w, c) to (out_h, out_w, c)."""
-    shape = tf.shape(image)
-    rows = tf.cast(_ir.enlarge_matrix(shape[0], out_h, _XP, "float64"), tf.float32)
-    cols = tf.cast(_ir.enlarge_matrix(shape[1], out_w, _XP, "float64"), tf.float32)
-    tall = tf.einsum("Hh,hwc->Hwc", rows, image)  # the vertical axis first, as imresize
-    return tf.einsum("Ww,Hwc->HWc", cols, tall)
+def _bytes_at(data, start, length):
+    """int64 [length]: bytes ``start ..`` of a (zero-padded) string scalar."""
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
 
 
-def _quantise(x):
-    return tf.cast(tf.clip_by_value(tf.floor(x * 255.0 + 0.5), 0.0, 255.0), tf.uint8)
+def _little(b):
+    return tf.reduce_sum(b * tf.bitwise.left_shift(
+        tf.ones_like(b), 8 * tf.range(tf.size(b, out_type=tf.int64))))
+
+
+def _big(b):
+    return _little(tf.reverse(b, [0]))
+
+
+def header_size(data):
+    """(height, width) int64 from an encoded image's header, without decoding.
+
+    PNG (IHDR), GIF (screen descriptor), BMP (DIB header), JPEG (SOF, via
+    ``tf.image.extract_jpeg_shape``) and WebP (VP8, VP8L, VP8X); (-1, -1)
+    for anything else (the decoder then rejects it).
+    """
+    padded = tf.strings.join([data, tf.constant(b"\0" * 32)])
+    head = tf.strings.substr(padded, 0, 16)
+
+    def png():
+        return _big(_bytes_at(padded, 20, 4)), _big(_bytes_at(padded, 16, 4))
+
+    def gif():
+        return _little(_bytes_at(padded, 8, 2)), _little(_bytes_at(padded, 6, 2))
+
+    def bmp():
+        h = _little(_bytes_at(padded, 22, 4))
+        h = tf.where(h >= 2**31, 2**32 - h, h)  # negative height: top-down rows
+        return h, _little(_bytes_at(padded, 18, 4))
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0], shape[1]
+
+    def webp():
+        chunk = tf.strings.substr(padded, 12, 4)
+
+        def vp8x():
+            return _little(_bytes_at(padded, 27, 3)) + 1, _little(_bytes_at(padded, 24, 3)) + 1
+
+        def vp8l():
+            bits = _little(_bytes_at(padded, 21, 4))
+            return (tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1,
+                    tf.bitwise.bitwise_and(bits, 0x3FFF) + 1)
+
+        def vp8():
+            return (tf.bitwise.bitwise_and(_little(_bytes_at(padded, 28, 2)), 0x3FFF),
+                    tf.bitwise.bitwise_and(_little(_bytes_at(padded, 26, 2)), 0x3FFF))
+
+        return tf.case([(tf.equal(chunk, "VP8X"), vp8x), (tf.equal(chunk, "VP8L"), vp8l)],
+                       default=vp8)
+
+    def unknown():
+        return tf.constant(-1, tf.int64), tf.constant(-1, tf.int64)
+
+    starts = tf.strings.substr
+    return tf.case([
+        (tf.equal(starts(head, 0, 8), b"\x89PNG\r\n\x1a\n"), png),
+        (tf.equal(starts(head, 0, 4), b"GIF8"), gif),
+        (tf.equal(starts(head, 0, 2), b"BM"), bmp),
+        (tf.equal(starts(head, 0, 2), b"\xff\xd8"), jpeg),
+        (tf.logical_and(tf.equal(starts(head, 0, 4), b"RIFF"),
+                        tf.equal(starts(head, 8, 4), b"WEBP")), webp),
+    ], default=unknown)
 
 
 class VDSRServing(tf.Module):
-    """The exported module: the Keras model plus graph-side pre/post-processing."""
+    """The exported module: the Keras model plus the upscaler's processing.
 
-    def __init__(self, model):
+    Args:
+        model: a VDSR Keras model (TensorFlow backend).
+        tile: tile side in output pixels (memory is bounded by it).
+        max_pixels: the largest input and output, in pixels, a request may
+            have.
+    """
+
+    def __init__(self, model, tile=DEFAULT_TILE, max_pixels=DEFAULT_MAX_PIXELS):
         super().__init__()
         self.model = model
+        self.tile = int(tile)
+        self.context = network_context(model)
+        self.max_pixels = int(max_pixels)
 
-    def _network(self, y):
-        return tf.cast(self.model(y, training=False), tf.float32)
+    def _network(self, plane):
+        """float32 (h, w, 1) -> (h, w, 1): the model on one plane."""
+        return tf.cast(self.model(plane[None], training=False), tf.float32)[0]
 
-    def _upscale(self, image, scale):
-        """uint8 (h, w, c), c in 1..4, float32 scale -> uint8 (H, W, c)."""
+    def _check_pixels(self, height, width, what):
+        pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
+        return tf.debugging.assert_less_equal(
+            pixels, tf.constant(self.max_pixels, tf.int64),
+            message=f"the {what} exceeds the pixel limit of {self.max_pixels:,} pixels")
+
+    def _output_size(self, shape, scale):
         tf.debugging.assert_greater(scale, 1.0, message="scale must be > 1")
-        shape = tf.shape(image)
-        out_h = tf.cast(tf.floor(tf.cast(shape[0], tf.float32) * scale + 0.5), tf.int32)
-        out_w = tf.cast(tf.floor(tf.cast(shape[1], tf.float32) * scale + 0.5), tf.int32)
-        x = tf.cast(image, tf.float32) / 255.0
-        channels = shape[2]
-        colour_channels = tf.where(channels >= 3, 3, 1)
-        colour = x[:, :, :colour_channels]
+        return (tf.cast(tiling.scaled_length(shape[0], scale, _XP), tf.int32),
+                tf.cast(tiling.scaled_length(shape[1], scale, _XP), tf.int32))
 
-        def grey():
-            up = _enlarge(colour[:, :, :1], out_h, out_w)
-            return _quantise(self._network(up[None])[0])
+    def _upscale(self, image, scale, channels):
+        """uint8 (h, w, channels) and float32 scale -> uint8 (H, W, channels)."""
+        out_h, out_w = self._output_size(tf.shape(image), scale)
+        with tf.control_dependencies([self._check_pixels(out_h, out_w, "output")]):
+            net, rest = processing.split(image, channels, _XP)
+        step_h, step_w = tiling.tile_steps(out_h, out_w, self.tile)
+        strips = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
+        for top in tf.range(0, out_h, step_h):
+            row = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
+            for left in tf.range(0, out_w, step_w):
+                bottom, right, *src = tiling.tile_window(top, left, step_h, step_w, out_h, out_w,
+                                                         self.context, tf.minimum, tf.maximum)
+                part = processing.upscale_tile(net, rest, channels, (out_h, out_w),
+                                               (top, left, bottom, right), tuple(src),
+                                               self._network, _XP, tf.cond)
+                row = row.write(row.size(), tf.transpose(part, [1, 0, 2]))
+            strips = strips.write(strips.size(), tf.transpose(row.concat(), [1, 0, 2]))
+        return tf.ensure_shape(strips.concat(), [None, None, channels])
 
-        def rgb():
-            ycc = tf.einsum("hwc,cd->hwd", colour[:, :, :3], _RGB2YCC) + _OFFSET
-            up = _enlarge(ycc, out_h, out_w)
-            y = self._network(up[None, :, :, :1])[0]
-            sr = tf.concat([y, up[:, :, 1:]], axis=-1)
-            return _quantise(tf.einsum("hwc,cd->hwd", sr - _OFFSET, _YCC2RGB))
-
-        out = tf.cond(colour_channels == 3, rgb, grey)
-        out = tf.reshape(out, [out_h, out_w, colour_channels])
-
-        def with_alpha():
-            alpha = _enlarge(x[:, :, -1:], out_h, out_w)
-            return tf.concat([out, _quantise(alpha)], axis=-1)
-
-        has_alpha = tf.logical_or(tf.equal(channels, 2), tf.equal(channels, 4))
-        return tf.cond(has_alpha, with_alpha, lambda: out)
+    def _upscale_encoded(self, data, scale):
+        """Encoded image bytes -> PNG bytes of the SR image (same mode)."""
+        height, width = header_size(data)
+        with tf.control_dependencies([self._check_pixels(height, width, "input")]):
+            image = tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False)
+        channels = tf.shape(image)[2]
+        branches = [
+            (lambda c=c: tf.io.encode_png(self._upscale(tf.ensure_shape(image, [None, None, c]),
+                                                        scale, c)))
+            for c in (1, 2, 3, 4)]
+        return tf.switch_case(channels - 1, branches)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="y")])
     def serving_default(self, y):
         """y: float32 [N, H, W, 1], bicubic-upscaled Y in [0, 1] -> {"sr_y": same shape}."""
-        return {"sr_y": self._network(y)}
+        return {"sr_y": tf.cast(self.model(y, training=False), tf.float32)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.float32, name="scale")])
@@ -111,25 +206,23 @@ class VDSRServing(tf.Module):
         """image_bytes: string [N] encoded images; scale: float32 [N], each > 1
         -> {"png_bytes": string [N]}, PNGs in the input's mode (grey, grey+alpha,
         RGB, RGBA) of size round(h * scale) x round(w * scale)."""
-
-        def one(args):
-            data, s = args
-            image = tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False)
-            return tf.io.encode_png(self._upscale(image, s))
-
         tf.debugging.assert_equal(tf.shape(image_bytes), tf.shape(scale),
                                   message="image_bytes and scale need one entry per image")
-        png = tf.map_fn(one, (image_bytes, scale), fn_output_signature=tf.string)
+        png = tf.map_fn(lambda args: self._upscale_encoded(*args), (image_bytes, scale),
+                        fn_output_signature=tf.string)
         return {"png_bytes": png}
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="rgb"),
                                   tf.TensorSpec([], tf.float32, name="scale")])
     def upscale_rgb(self, rgb, scale):
         """rgb: uint8 [1, h, w, 3]; scale: float32 [] > 1 -> {"sr_rgb": uint8 [1, H, W, 3]}."""
-        return {"sr_rgb": self._upscale(rgb[0], scale)[None]}
+        shape = tf.shape(rgb)
+        with tf.control_dependencies([self._check_pixels(shape[1], shape[2], "input")]):
+            return {"sr_rgb": self._upscale(rgb[0], scale, 3)[None]}
 
 
-def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrite=False):
+def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrite=False,
+                       tile=DEFAULT_TILE, max_pixels=DEFAULT_MAX_PIXELS):
     """Writes ``output_dir/model_name/version/`` for TF Serving.
 
     Args:
@@ -139,6 +232,8 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrit
         model_name: folder name of the model.
         version: positive integer version folder.
         overwrite: replace an existing version folder.
+        tile: tile side in output pixels; the graph's memory is bounded by it.
+        max_pixels: requests with a larger input or output get InvalidArgument.
 
     Returns:
         The version folder's path. It is written to a temporary folder beside
@@ -157,21 +252,14 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrit
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite or another --version)")
     os.makedirs(base, exist_ok=True)
-    module = VDSRServing(model)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=base)
-    try:
+    module = VDSRServing(model, tile=tile, max_pixels=max_pixels)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
         tf.saved_model.save(module, tmp, signatures={
             "serving_default": module.serving_default,
             "upscale_image": module.upscale_image,
             "upscale_rgb": module.upscale_rgb,
         })
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     return path
 
 
-__all__ = ["export_saved_model", "VDSRServing"]
+__all__ = ["export_saved_model", "header_size", "VDSRServing"]

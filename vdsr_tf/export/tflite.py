@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 from absl import logging
 
-from vdsr_tf.imageio import umask
+from vdsr_tf.files import atomic_write_bytes
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
@@ -77,7 +77,8 @@ def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0):
 
 def _default_planes():
     """uint8 Y planes of the bundled sample HR images."""
-    from vdsr_tf.data import load_y_planes, sample_images_dir
+    from vdsr_tf.data import load_y_planes
+    from vdsr_tf.imageio import sample_images_dir
 
     return load_y_planes(os.path.join(sample_images_dir(), "HR"))
 
@@ -100,21 +101,6 @@ def _configure(converter, quantization, patches):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
-
-
-def _write_atomic(data, path):
-    """Writes bytes to ``path`` through a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def export_tflite(model, path, quantization="fp32", representative_planes=None,
@@ -168,6 +154,6 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
         # Keras prints its intermediate SavedModel's signature to stdout.
         data = converter.convert()
     logging.debug("converter output:\n%s", printed.getvalue())
-    _write_atomic(data, path)
+    atomic_write_bytes(path, data)
     logging.info("wrote %s (%s, %d bytes)", path, quantization, len(data))
     return {"path": path, "bytes": len(data), "quantization": quantization}

@@ -1,0 +1,98 @@
+"""The work around the network, written once for numpy and for TF graphs.
+
+An image goes through three steps, each a function here taking the array
+namespace ``xp`` (numpy, or the ``tf.experimental.numpy``-like namespace of
+``vdsr_tf.export.saved_model``):
+
+1. ``split``: uint8 (h, w, c) -> float32 planes in [0, 1]: the network's
+   plane (grey, or MATLAB Y of RGB) and the planes that are only enlarged
+   (Cb, Cr, alpha).
+2. ``upscale_tile``: for one tile of the output, MATLAB-bicubic enlarge the
+   network's plane over the tile plus its context, run the network, keep the
+   tile; enlarge the other planes over the tile; back to the image's colour
+   space and to uint8.
+3. The caller assembles the tiles (a Python loop in ``vdsr_tf.Upscaler``, a
+   ``tf.while_loop`` in the SavedModel), both over ``vdsr_tf.tiling.tiles``'
+   plan.
+
+So the upscaler, the SavedModel (TF Serving) and the LiteRT path (an
+``Upscaler`` with a LiteRT predictor, no Keras) share output size, colour and
+rounding by construction; only the float accumulation order of the
+convolutions and the taps differs between engines. Memory is bounded by the
+tile, not by the output. Imports numpy only.
+"""
+
+from vdsr_tf.imresize import enlarge_window, quantise, rgb_from_float_ycbcr, ycbcr_from_float_rgb
+
+
+def split(image, channels, xp):
+    """uint8 image -> the network's plane, the other planes, their layout.
+
+    Args:
+        image: uint8 (h, w, channels): 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
+        channels: the static channel count (1..4).
+        xp: the array namespace.
+
+    Returns:
+        ``(net, rest)``: float32 (h, w, 1) in [0, 1], the grey or MATLAB Y
+        plane the network refines; float32 (h, w, r) with r = 0..3, Cb and Cr
+        (RGB) then alpha (if any), or None when r = 0.
+    """
+    x = xp.asarray(image, dtype="float32") / 255.0
+    has_alpha = channels in (2, 4)
+    colour = x[..., :3] if channels >= 3 else x[..., :1]
+    alpha = [x[..., -1:]] if has_alpha else []
+    if channels >= 3:
+        ycc = ycbcr_from_float_rgb(colour, xp)
+        net, rest = ycc[..., :1], [ycc[..., 1:]] + alpha
+    else:
+        net, rest = colour, alpha
+    return net, (xp.concatenate(rest, axis=-1) if rest else None)
+
+
+def merge(sr, rest, channels, xp):
+    """SR planes -> uint8 image: the inverse of ``split`` on enlarged planes.
+
+    Args:
+        sr: float32 (H, W, 1), the network's output plane (not clipped).
+        rest: float32 (H, W, r), the enlarged other planes, or None.
+        channels: the image's channel count (1..4).
+
+    Returns:
+        uint8 (H, W, channels).
+    """
+    if channels >= 3:
+        colour = quantise(rgb_from_float_ycbcr(xp.concatenate([sr, rest[..., :2]], axis=-1), xp),
+                          xp)
+    else:
+        colour = quantise(sr, xp)
+    if channels in (2, 4):
+        return xp.concatenate([colour, quantise(rest[..., -1:], xp)], axis=-1)
+    return colour
+
+
+def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None):
+    """One output tile of the super-resolved image.
+
+    Args:
+        net, rest: ``split``'s planes of the input image.
+        channels: the image's channel count (1..4).
+        out_hw: (H, W), the output size.
+        tile: ``(top, left, bottom, right)`` of the tile in output pixels.
+        src: ``(top, left, bottom, right)`` of the window the network sees
+            (the tile plus its context, ``vdsr_tf.tiling.tile_window``).
+        network: callable, float32 (h, w, 1) bicubic plane in about [0, 1]
+            -> float32 (h, w, 1) SR plane.
+        xp: the array namespace; ``cond`` for graph tensors (``tf.cond``).
+
+    Returns:
+        uint8 (bottom - top, right - left, channels).
+    """
+    top, left, bottom, right = tile
+    s_top, s_left, s_bottom, s_right = src
+    up = enlarge_window(net, out_hw, (s_top, s_bottom - s_top), (s_left, s_right - s_left),
+                        xp, cond)
+    sr = network(up)[top - s_top : bottom - s_top, left - s_left : right - s_left]
+    if rest is not None:
+        rest = enlarge_window(rest, out_hw, (top, bottom - top), (left, right - left), xp, cond)
+    return merge(sr, rest, channels, xp)

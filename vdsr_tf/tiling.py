@@ -1,0 +1,113 @@
+"""Output size, tile plan and receptive field: the geometry of upscaling.
+
+One definition of each, shared by the numpy ``Upscaler``, the SavedModel's
+graph and the LiteRT runner. The arithmetic is written with operators that
+numpy scalars, Python ints and TensorFlow tensors all support, so the graph
+computes exactly what the Python code does. Imports numpy only.
+"""
+
+import numpy as np
+
+
+def receptive_radius(kernel_sizes):
+    """Receptive-field radius in pixels of a stack of stride-1 convolutions.
+
+    Each k x k "same" convolution reaches ``(k - 1) // 2`` pixels further, so
+    20 layers of 3x3 (VDSR) see 20 pixels on each side. A tile computed with
+    at least this much real image around it equals the whole-image result.
+
+    Args:
+        kernel_sizes: the kernel side of each convolution, in order.
+
+    Returns:
+        int >= 0.
+    """
+    return int(sum((int(k) - 1) // 2 for k in kernel_sizes))
+
+
+def output_size(in_hw, scale=None, size=None):
+    """The SR size (H, W): ``in * scale`` rounded half up per axis, or ``size``.
+
+    The product is taken in float64 (``scaled_length``), so the served graph
+    and the Python upscaler agree for every input size.
+
+    Raises:
+        ValueError: unless exactly one of ``scale`` (> 1) or ``size``
+            (positive (H, W), at least the input size) is given.
+    """
+    if (scale is None) == (size is None):
+        raise ValueError("Give exactly one of scale or size")
+    if size is not None:
+        h, w = (int(v) for v in size)
+        if h < in_hw[0] or w < in_hw[1]:
+            raise ValueError(
+                f"size {h}x{w} (HxW) is smaller than the input {in_hw[0]}x{in_hw[1]}; "
+                "VDSR only enlarges")
+        return h, w
+    scale = float(scale)
+    if not scale > 1.0 or not np.isfinite(scale):
+        raise ValueError(f"scale must be a number > 1, got {scale}")
+    return (int(scaled_length(in_hw[0], scale)), int(scaled_length(in_hw[1], scale)))
+
+
+def scaled_length(length, scale, xp=np):
+    """``floor(length * scale + 0.5)`` in float64: half rounds up (12.5 -> 13),
+    not to even as Python's ``round`` would.
+
+    Args:
+        length: int or int tensor.
+        scale: float or float tensor.
+        xp: the array namespace (numpy or ``tf.experimental.numpy``).
+
+    Returns:
+        float64 scalar (cast to int by the caller).
+    """
+    return xp.floor(xp.asarray(length, dtype="float64") * xp.asarray(scale, dtype="float64")
+                    + 0.5)
+
+
+def tile_steps(height, width, tile):
+    """Row and column step of the near-equal tiles of at most ``tile`` pixels.
+
+    512 px with tile 384 gives 2 x 256, not 384 + 128: less context overhead
+    per output pixel. Works on ints and integer tensors alike.
+    """
+    return -(-height // -(-height // tile)), -(-width // -(-width // tile))
+
+
+def tile_window(top, left, step_h, step_w, height, width, context, minimum, maximum):
+    """The output region of the tile at (top, left) and its source window.
+
+    Args:
+        top, left: the tile's first row and column.
+        step_h, step_w: from ``tile_steps``.
+        height, width: the image size.
+        context: pixels of real image kept around the tile per side.
+        minimum, maximum: elementwise min / max for the operands' kind
+            (``min``/``max`` for ints, ``tf.minimum``/``tf.maximum`` in graphs).
+
+    Returns:
+        ``(bottom, right, src_top, src_left, src_bottom, src_right)``: the
+        tile covers rows ``top:bottom`` and columns ``left:right``; the
+        network runs on ``src_top:src_bottom, src_left:src_right``.
+    """
+    bottom, right = minimum(top + step_h, height), minimum(left + step_w, width)
+    return (bottom, right, maximum(top - context, 0), maximum(left - context, 0),
+            minimum(bottom + context, height), minimum(right + context, width))
+
+
+def tiles(height, width, tile, context):
+    """Near-equal tiles of at most ``tile`` x ``tile`` covering an (H, W) image.
+
+    Yields ``(out, src)`` slice pairs: ``out`` = (rows, cols) of the tile in the
+    image; ``src`` = the same region grown by up to ``context`` pixels per side
+    (clipped to the image). Running the network on ``src`` and keeping the
+    ``out`` part equals running it on the whole image when ``context`` is at
+    least the receptive-field radius.
+    """
+    step_h, step_w = tile_steps(height, width, tile)
+    for top in range(0, height, step_h):
+        for left in range(0, width, step_w):
+            bottom, right, st, sl, sb, sr = tile_window(top, left, step_h, step_w, height,
+                                                        width, context, min, max)
+            yield (slice(top, bottom), slice(left, right)), (slice(st, sb), slice(sl, sr))
