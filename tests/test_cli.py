@@ -100,6 +100,27 @@ def test_eval_bicubic_matches_the_published_anchor(datasets_dir, tmp_path):
     assert "33.67" in proc.stdout
 
 
+def test_readme_python_snippets_run_as_written(tmp_path):
+    """Every ```python block of README.md except the fit snippet (run below):
+    fresh interpreter, an empty working folder, nothing but the package."""
+    text = open(os.path.join(REPO, "README.md")).read()
+    fit = text.split("<!-- fit-snippet -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in text.split("```python")[1:]]
+    blocks = [b for b in blocks if b != fit]
+    assert blocks, "README.md has no other Python snippet"
+    for block in blocks:
+        proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600, env=dict(os.environ, PYTHONPATH=REPO))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "bird_x2.5.png").exists()
+
+
+def test_docs_refer_to_nothing_outside_the_repository():
+    for name in ("README.md", "BUILD.md"):
+        text = open(os.path.join(REPO, name)).read()
+        assert "DESIGN.md" not in text, name
+
+
 def test_readme_fit_snippet_runs_as_written():
     text = open(os.path.join(REPO, "README.md")).read()
     block = text.split("<!-- fit-snippet -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]

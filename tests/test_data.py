@@ -84,6 +84,100 @@ def test_tf_dataset_draws_every_scale():
     assert seen == {2, 3, 4}
 
 
+@pytest.mark.parametrize("shape", [(60, 75), (41, 50), (100, 43), (30, 30)])
+def test_tf_degradation_is_bit_identical_to_numpy(shape):
+    """The tf.data pipeline's TF-op degradation equals ``degraded_pair`` bit for
+    bit, for every factor and scale, traced in a graph (as tf.data runs it)."""
+    import tensorflow as tf
+
+    hr = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(np.uint8)
+    for factor in (1.0, 0.7, 0.5):
+        for scale in (2, 3, 4):
+            want = data.degraded_pair(hr, factor, scale, 24)
+            fn = tf.function(lambda im, f=factor, s=scale: data._tf_degraded_pair(im, f, s, 24))
+            x, y = (t.numpy() for t in fn(tf.constant(hr)))
+            if want is None:
+                assert x.size == 0 and y.size == 0
+            else:
+                np.testing.assert_array_equal(x, want[0])
+                np.testing.assert_array_equal(y, want[1])
+
+
+def _matlab_lr_files(set_dir):
+    """(HR path, scale, LR path) of a set folder, where the LR file exists."""
+    out = []
+    for hr in imageio.list_images(os.path.join(set_dir, "HR")):
+        for s in (2, 3, 4):
+            lr = os.path.join(set_dir, "LR_bicubic", f"X{s}", os.path.basename(hr))
+            if os.path.exists(lr):
+                out.append((hr, s, lr))
+    return out
+
+
+def _tf_shrink_matches(files):
+    """The TF-op resize (weights from ``imresize.band_weights``) reproduces
+    each MATLAB LR file exactly."""
+    import tensorflow as tf
+
+    from vdsr_tf.imresize import modcrop
+
+    taps = {s: data.max_taps(1.0 / s) for s in (2, 3, 4)}
+    shrinks = {s: tf.function(lambda x, *tables: data._tf_resize(x, tables), input_signature=[
+        tf.TensorSpec([None, None], tf.uint8), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, taps[s]], tf.float64), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, taps[s]], tf.float64)]) for s in (2, 3, 4)}
+    for hr_path, s, lr_path in files:
+        hr = modcrop(imageio.read_image(hr_path, alpha=False), s)
+        hr = hr if hr.ndim == 3 else hr[..., None]
+        want = imageio.read_image(lr_path, alpha=False)
+        tables = data._resize_tables(hr.shape[:2], (hr.shape[0] // s, hr.shape[1] // s), 1.0 / s)
+        got = np.stack([shrinks[s](np.ascontiguousarray(hr[..., c]), *tables).numpy()
+                        for c in range(hr.shape[-1])], axis=-1)
+        np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{lr_path}")
+
+
+def test_tf_resize_reproduces_the_bundled_matlab_lr_files():
+    """Always runs: the bundled sample set's MATLAB-made LR files (x2, x3, x4)."""
+    files = _matlab_lr_files(imageio.sample_images_dir())
+    assert len(files) == 6
+    _tf_shrink_matches(files)
+
+
+# 357 files of Set5, Set14 and B100 (RGB: 3 planes each): about 20 s.
+def test_tf_resize_reproduces_every_matlab_lr_file(datasets_dir):
+    files = [f for name in ("Set5", "Set14", "B100")
+             for f in _matlab_lr_files(os.path.join(datasets_dir, name))]
+    assert len(files) == 3 * (5 + 14 + 100)
+    _tf_shrink_matches(files)
+
+
+def test_tf_visit_patches_are_aligned_windows_of_the_degraded_pair():
+    """Each patch pair of a TF visit is the same window of the numpy
+    degraded pair, under one of the 8 flips/rotations."""
+    import tensorflow as tf
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    plane = _planes()[0][:70, :90]
+    p = 16
+    for scale in (2, 3):
+        x, y, s = (t.numpy() for t in data._tf_sample_visit(
+            tf.constant(plane), tf.constant(11, tf.int64), p, (scale,), (1.0,), True, 12))
+        assert x.shape == (12, p, p, 1) and set(s.tolist()) == {scale}
+        want_x, want_y = data.degraded_pair(plane, 1.0, scale, p)
+        windows_x = sliding_window_view(want_x, (p, p))
+        windows_y = sliding_window_view(want_y, (p, p))
+        turns = set()
+        for px, py in zip(x, y):
+            hits = [(k, pos) for k in range(8)
+                    for pos in zip(*np.nonzero(np.all(
+                        windows_x == dihedral.undo_dihedral(px, k)[..., 0], axis=(-2, -1))))]
+            assert hits, "patch not found in the degraded image"
+            k, (r, c) = hits[0]
+            np.testing.assert_array_equal(dihedral.undo_dihedral(py, k)[..., 0], windows_y[r, c])
+            turns.add(k)
+        assert len(turns) >= 3  # the flips/rotations are drawn
+
+
 def test_numpy_sampler_shapes_and_determinism():
     planes = _planes()
     a = data.PatchSampler(planes, CFG, seed=5).batches()

@@ -298,3 +298,20 @@ def test_colour_conversion_rejects_bad_input():
         rgb2y(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError):
         ycbcr2rgb(np.zeros((4, 3), np.int64))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_reproduces_the_bundled_matlab_lr_files(scale):
+    """Always runs (CI may lack the full sets): the bundled samples' LR files
+    were made by MATLAB ``imresize(HR, 1/s, 'bicubic')``."""
+    import os
+
+    from vdsr_tf.imageio import list_images, read_image, sample_images_dir
+
+    root = sample_images_dir()
+    paths = list_images(os.path.join(root, "HR"))
+    assert len(paths) == 2
+    for hr_path in paths:
+        lr = read_image(os.path.join(root, "LR_bicubic", f"X{scale}", os.path.basename(hr_path)))
+        hr = modcrop(read_image(hr_path), scale)
+        np.testing.assert_array_equal(imresize(hr, scale=1 / scale), lr)

@@ -12,7 +12,8 @@ from vdsr_tf import metrics
 
 # Published bicubic PSNR on Set5 (SRCNN / VDSR papers) and the SSIM this
 # implementation measured, pinned against regressions.
-SET5_BICUBIC = {2: (33.66, 0.930287), 3: (30.39, 0.868907), 4: (28.42, 0.811136)}
+# The VDSR paper's bicubic row for Set5 (PSNR / SSIM), published numbers.
+SET5_BICUBIC = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)}
 
 
 def _random_pair(shape, seed=0, noise=12):
@@ -160,7 +161,12 @@ def test_set5_bicubic_anchor(datasets_dir, scale):
     # this RGB uint8 one lands 0.010-0.015 dB above them (33.674, 30.405,
     # 28.430), i.e. within 0.01 once rounded to two decimals.
     assert abs(round(float(np.mean(psnrs)), 2) - want_psnr) <= 0.01 + 1e-9
-    assert float(np.mean(ssims)) == pytest.approx(want_ssim, abs=1e-5)
+    # SSIM against the published value, not one this code produced. Measured gap:
+    # +0.0004 / +0.0007 / +0.0007 (0.93029, 0.86891, 0.81114), for the same reason
+    # as the PSNR's: the paper's bicubic images were made on Y in double, these
+    # are MATLAB's RGB uint8 files scored on unrounded Y (scoring Y rounded to
+    # uint8 instead lands -0.0007 / -0.0004 / -0.0003 from the paper).
+    assert float(np.mean(ssims)) == pytest.approx(want_ssim, abs=0.001)
 
 
 # --- Keras metric -----------------------------------------------------------

@@ -98,3 +98,32 @@ def test_load_pretrained_errors(tmp_path):
 
 def test_flops_per_pixel():
     assert flops_per_pixel() == 2 * (9 * 64 + 18 * 9 * 64 * 64 + 9 * 64)
+
+
+def test_loss_scale_optimizer_clips_the_true_gradients():
+    """Keras users training in mixed_float16 wrap their optimizer in a
+    LossScaleOptimizer, so train_step sees gradients multiplied by the loss
+    scale; the theta/lr bound must apply to the unscaled ones. With the clip
+    binding, one step under a 1024x loss scale equals one plain step (without
+    the unscaling, the effective bound would be 1024x tighter)."""
+    from vdsr_tf.losses import PatchSumMSE
+
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 16, 16, 1)).astype(np.float32)
+    y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1).astype(np.float32)
+    weights, fractions = [], []
+    for scaled in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_vdsr(depth=3, filters=8, clip_theta=1e-4)
+        optimizer = keras.optimizers.SGD(0.1)
+        if scaled:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=1024.0,
+                                                            dynamic_growth_steps=10**6)
+        model.compile(optimizer=optimizer, loss=PatchSumMSE())
+        logs = model.train_on_batch(x, y, return_dict=True)
+        fractions.append(logs["clip_fraction"])
+        weights.append(model.get_weights())
+    assert min(fractions) > 0.1, fractions  # the clip binds
+    assert fractions[0] == pytest.approx(fractions[1], abs=0.02)
+    for plain, scaled in zip(*weights):
+        np.testing.assert_allclose(scaled, plain, rtol=1e-4, atol=1e-6)

@@ -1,28 +1,34 @@
 """Training data: MATLAB-bicubic-degraded patch pairs, as tf.data or numpy.
 
-The maths of one sample lives in ``sample_image_patches`` (numpy only): from
-one HR Y plane it draws a down-size factor and a scale, degrades the image with
-MATLAB-exact bicubic down then up (``vdsr_tf.imresize``), and cuts aligned
-random patch pairs with random flips and 90-degree rotations. Two samplers
-call it:
+One sample: from one HR Y plane draw a down-size factor and a scale, degrade
+the image with MATLAB-exact bicubic down then up (``degraded_pair``), and cut
+aligned random patch pairs with random flips and 90-degree rotations. The
+resize weights come from one place (``vdsr_tf.imresize.band_weights``) and
+are applied in two engines that give bit-identical images:
 
-* ``make_dataset``: a ``tf.data`` pipeline over a folder of images, a packed
-  ``.npz`` of Y planes, or a TFDS dataset (``"tfds:NAME[:SPLIT]"`` with a local
-  ``data_dir``): Y channel, cache, shuffle images, sample patches (seeded per
-  visit), shuffle patches, batch, prefetch.
-* ``PatchSampler``: the same samples without TensorFlow, for the JAX-only GPU
-  machine.
+* ``make_dataset``: a ``tf.data`` pipeline in TF ops (``_tf_degraded_pair``,
+  ``_tf_sample_visit``; parallel map with AUTOTUNE, so it scales with the
+  host's cores) over a folder of images, a packed ``.npz`` of Y planes, or a
+  TFDS dataset (``"tfds:NAME[:SPLIT]"`` with a local ``data_dir``): Y
+  channel, cache, shuffle images, sample patches (stateless random numbers
+  seeded per visit), shuffle patches, batch, prefetch.
+* ``PatchSampler`` (numpy, ``sample_image_patches``) and the fast engine's
+  device pool (``degraded_variants``): the same degradation without
+  TensorFlow, for the JAX-only GPU machine.
 
-Both are deterministic for a given seed.
+Both samplers are deterministic for a given seed (their random streams
+differ: TF's and numpy's generators).
 """
 
 import os
 
 import numpy as np
 
-from vdsr_tf.dihedral import dihedral
+from vdsr_tf.dihedral import dihedral, dihedral_tables
 from vdsr_tf.imageio import list_images, read_y, to_y
-from vdsr_tf.imresize import imresize, modcrop, to_uint8
+from vdsr_tf.imresize import band_weights, imresize, max_taps, modcrop, scaled_size, to_uint8
+from vdsr_tf.files import atomic_write
+
 
 def _expand_sources(sources):
     if isinstance(sources, (str, os.PathLike)):
@@ -61,9 +67,8 @@ def pack_y_planes(sources, path):
         The number of planes written.
     """
     planes = load_y_planes(sources)
-    from vdsr_tf.files import atomic_write
-
-    atomic_write(path, lambda f: np.savez_compressed(f, **{f"y{i:05d}": p for i, p in enumerate(planes)}))
+    atomic_write(path, lambda f: np.savez_compressed(
+        f, **{f"y{i:05d}": p for i, p in enumerate(planes)}))
     return len(planes)
 
 
@@ -256,6 +261,206 @@ class PatchSampler:
 
 
 # -- the tf.data pipeline ----------------------------------------------------
+def _resize_tables(in_hw, out_hw, scale):
+    """``band_weights`` of both passes of ``imresize(image of in_hw, out_hw)``.
+
+    Args:
+        in_hw, out_hw: (H, W) ints.
+        scale: the MATLAB scale (both axes), or None for ``out / in`` per axis.
+
+    Returns:
+        ``[start_rows, band_rows, start_cols, band_cols]`` (int32 (out,) and
+        float64 (out, T)), T = ``max_taps(scale)``; empty (0-row) tables for
+        a zero size.
+    """
+    taps = max_taps(1.0 if scale is None else scale)
+    tables = []
+    for n, m in zip(in_hw, out_hw):
+        if n < 1 or m < 1:
+            tables += [np.zeros([0], np.int32), np.zeros([0, taps])]
+        else:
+            tables += list(band_weights(int(n), int(m), m / n if scale is None else scale, taps))
+    return tables
+
+
+def _tf_resize_rows(x, start, band):
+    """One resize pass along axis 0 of a 2-D tensor with ``band_weights`` tables.
+
+    The taps are accumulated left to right in float64, the order of
+    ``imresize``'s numpy pass, and uint8 input is rounded with the one
+    rounding rule: the result is bit-identical to ``imresize`` (tests pin
+    this). Zero-weight padding taps (at clamped indices) add +0.0.
+    """
+    import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
+
+    in_size = tf.shape(x)[0]
+    xf = tf.cast(x, tf.float64)
+    acc = None
+    for k in range(band.shape[1]):
+        term = band[:, k : k + 1] * tf.gather(xf, tf.minimum(start + k, in_size - 1))
+        acc = term if acc is None else acc + term
+    return to_uint8(acc, tnp) if x.dtype == tf.uint8 else tf.cast(acc, x.dtype)
+
+
+def _tf_resize(x, tables):
+    """``imresize`` of a 2-D tensor (rows first) with ``_resize_tables``' tables."""
+    import tensorflow as tf
+
+    tall = _tf_resize_rows(x, tables[0], tables[1])
+    return tf.transpose(_tf_resize_rows(tf.transpose(tall), tables[2], tables[3]))
+
+
+def _tf_tables(plan, inputs, count, taps):
+    """``tf.numpy_function(plan, inputs)`` returning ``count`` (start, band)
+    table pairs, the i-th band with ``taps[i]`` columns."""
+    import tensorflow as tf
+
+    out = tf.numpy_function(plan, inputs, [tf.int32, tf.float64] * count, stateful=False)
+    return [tf.ensure_shape(t, [None] if i % 2 == 0 else [None, taps[i // 2]])
+            for i, t in enumerate(out)]
+
+
+def _tf_shrunk(hr, factor, patch_size, scale):
+    """``degraded_pair``'s down-size step in TF ops: ``hr`` shrunk by ``factor``
+    unless that leaves it smaller than ``patch_size + scale`` (or factor is 1).
+    ``scale`` may be a tensor."""
+    import tensorflow as tf
+
+    if factor == 1.0:
+        return hr
+
+    def plan(h, w, margin):  # one Python call per visit: the sizes and both tables
+        h, w = int(h), int(w)
+        shrink = min(h, w) * factor >= int(margin)
+        out = (scaled_size(h, factor), scaled_size(w, factor)) if shrink else (0, 0)
+        return _resize_tables((h, w), out, factor)
+
+    tables = _tf_tables(plan, [tf.shape(hr)[0], tf.shape(hr)[1], patch_size + scale], 2,
+                        [max_taps(factor)] * 2)
+    return tf.cond(tf.size(tables[0]) > 0, lambda: _tf_resize(hr, tables), lambda: hr)
+
+
+def _tf_degraded(hr, scale, patch_size):
+    """``degrade`` in TF ops after the down-size step, all but the last pass.
+
+    The enlargement's horizontal pass is left to the caller with its tables,
+    so that the sampler computes it only inside the patches it cuts (each
+    output pixel is computed exactly as in the whole-image pass).
+
+    Returns:
+        ``(tall, y, start, band)``: float32 (H', W' / scale), the bicubic LR
+        enlarged vertically; float32 (H', W') the HR target in [0, 1]; the
+        horizontal pass's ``band_weights`` tables. Empty (0-size) tensors when
+        the modcropped image is smaller than a patch.
+    """
+    import tensorflow as tf
+
+    # uint8 -> [0, 1] by table: in a graph, x / 255 is rewritten as x * (1 / 255),
+    # which differs from numpy's division in the last bit.
+    levels = tf.constant(np.arange(256, dtype=np.float32) / np.float32(255))
+    h, w = tf.shape(hr)[0], tf.shape(hr)[1]
+    h, w = h - h % scale, w - w % scale
+    hr = hr[:h, :w]
+
+    def plan(h, w):  # one Python call per visit: the four passes' tables
+        h, w = int(h), int(w)
+        if h < patch_size or w < patch_size:
+            h = w = 0
+        lr = (h // scale, w // scale)
+        return _resize_tables((h, w), lr, 1.0 / scale) + _resize_tables(lr, (h, w), None)
+
+    tables = _tf_tables(plan, [h, w], 4, [max_taps(1.0 / scale)] * 2 + [max_taps(1.0)] * 2)
+
+    def pair():
+        lr = tf.gather(levels, tf.cast(_tf_resize(hr, tables[:4]), tf.int32))
+        return _tf_resize_rows(lr, tables[4], tables[5]), tf.gather(levels, tf.cast(hr, tf.int32))
+
+    def empty():
+        return tf.zeros([0, 0], tf.float32), tf.zeros([0, 0], tf.float32)
+
+    tall, y = tf.cond(tf.logical_and(h >= patch_size, w >= patch_size), pair, empty)
+    return tall, y, tables[6], tables[7]
+
+
+def _tf_degraded_pair(hr, factor, scale, patch_size):
+    """``degraded_pair`` in TF ops, bit-identical to it (tests pin this).
+
+    Args:
+        hr: uint8 (H, W) tensor.
+        factor, scale, patch_size: Python numbers, as ``degraded_pair``.
+
+    Returns:
+        ``(x, y)`` float32 (H', W') tensors, both (0, 0) where
+        ``degraded_pair`` returns None.
+    """
+    import tensorflow as tf
+
+    tall, y, start, band = _tf_degraded(_tf_shrunk(hr, factor, patch_size, scale), scale,
+                                        patch_size)
+    return tf.transpose(_tf_resize_rows(tf.transpose(tall), start, band)), y
+
+
+def _tf_sample_visit(plane, visit_seed, patch_size, scales, downsize, augment, count):
+    """One image visit of the tf.data pipeline, in TF ops: ``sample_image_patches``'
+    steps (draw a factor and a scale, degrade as ``_tf_degraded_pair`` does,
+    aligned random patches, one random flip/rotation each), with TF's
+    stateless random numbers seeded by ``visit_seed``. The input patches are
+    bit-identical to windows of ``degraded_pair``'s input image.
+
+    Returns:
+        ``(x, y, s)``: float32 (n, P, P, 1) twice and int32 (n,), n = ``count``
+        or 0 when the image is smaller than a patch.
+    """
+    import tensorflow as tf
+
+    p = patch_size
+
+    def seed(k):
+        return tf.stack([tf.cast(visit_seed, tf.int64), tf.constant(k, tf.int64)])
+
+    def draw(k, shape, high):
+        return tf.random.stateless_uniform(shape, seed(k), 0, high, dtype=tf.int32)
+
+    # Two switches (factor, then scale) rather than one per combination: a
+    # third of the graph to trace.
+    scales = [int(s) for s in scales]
+    pick_f, pick_s = draw(0, [], len(downsize)), draw(1, [], len(scales))
+    scale = tf.gather(scales, pick_s)
+    shrunk = tf.switch_case(pick_f, [(lambda f=float(f): _tf_shrunk(plane, f, p, scale))
+                                     for f in downsize])
+    tall, y, start, band = tf.switch_case(
+        pick_s, [(lambda s=s: _tf_degraded(shrunk, s, p)) for s in scales])
+    h, w = tf.shape(y)[0], tf.shape(y)[1]
+    n = tf.where(h >= p, count, 0)
+    tops = draw(2, [n], tf.maximum(h - p + 1, 1))
+    lefts = draw(3, [n], tf.maximum(w - p + 1, 1))
+    ks = draw(4, [n], 8) if augment else tf.zeros([n], tf.int32)
+    rows = tops[:, None] + tf.range(p)[None, :]  # (n, P)
+    cols = lefts[:, None] + tf.range(p)[None, :]
+    # The enlargement's horizontal pass inside the patches only: the band
+    # weights of each patch column, taps left to right in float64, as
+    # _tf_resize_rows computes every column of the whole image.
+    strips = tf.cast(tf.gather(tall, rows), tf.float64)  # (n, P, W / scale)
+    col_start, col_band = tf.gather(start, cols), tf.gather(band, cols)  # (n, P[, T])
+    last = tf.shape(tall)[1] - 1
+    acc = None
+    for k in range(band.shape[1]):
+        term = col_band[:, None, :, k] * tf.gather(
+            strips, tf.minimum(col_start + k, last), axis=2, batch_dims=1)
+        acc = term if acc is None else acc + term
+    x_patches = tf.cast(acc, tf.float32)
+    rows_k, cols_k = dihedral_tables(p)
+    flat = tf.gather(tf.constant((rows_k * p + cols_k).reshape(8, p * p)), ks)
+
+    def turn(patches):  # (n, P, P) -> (n, P, P, 1), one flip/rotation each
+        turned = tf.gather(tf.reshape(patches, [n, p * p]), flat, batch_dims=1)
+        return tf.reshape(turned, [n, p, p, 1])
+
+    y_patches = tf.gather(tf.gather(y, rows), cols, axis=2, batch_dims=1)
+    return turn(x_patches), turn(y_patches), tf.fill([n], scale)
+
+
 def parse_tfds_spec(spec):
     """``"tfds:NAME[:SPLIT]"`` -> ``(name, split or None)``; ValueError otherwise."""
     parts = spec.split(":")
@@ -352,22 +557,17 @@ def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
     import tensorflow as tf
 
     args = _visit_args(data_config)
-    p = data_config.patch_size
     planes = _y_plane_dataset(sources, data_dir, manual_dir).cache()
     planes = planes.repeat().shuffle(512, seed=seed)
     visit_seeds = tf.data.Dataset.random(seed=seed).map(
         lambda s: tf.math.floormod(s, 2**31)
     )
 
+    # Plain TF ops, no Python control flow on tensors: AutoGraph's conversion
+    # would only slow the tracing down (twice as long).
+    @tf.autograph.experimental.do_not_convert
     def sample(plane, visit_seed):
-        x, y, s = tf.numpy_function(
-            lambda im, sd: sample_image_patches(im, int(sd), **args),
-            [plane, visit_seed],
-            (tf.float32, tf.float32, tf.int32),
-            stateful=False,
-        )
-        shape = (None, p, p, 1)
-        return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape), tf.ensure_shape(s, (None,))
+        return _tf_sample_visit(plane, visit_seed, **args)
 
     ds = tf.data.Dataset.zip((planes, visit_seeds))
     ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -375,7 +575,9 @@ def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
     if not with_scale:
         ds = ds.map(lambda x, y, s: (x, y))
     ds = ds.batch(data_config.batch_size, drop_remainder=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def patch_dataset(sources, patch_size=41, scales=(2, 3, 4), batch_size=64,

@@ -20,3 +20,16 @@ def undo_dihedral(patch, k):
     """The inverse of ``dihedral(patch, k)``."""
     out = np.flip(patch, axis=-2) if k >= 4 else patch
     return np.rot90(out, -(k % 4), axes=(-3, -2))
+
+
+def dihedral_tables(patch_size):
+    """Source rows and columns of the 8 flips/rotations of a P x P patch.
+
+    Returns:
+        int32 (8, P, P) arrays ``rows``, ``cols`` with
+        ``dihedral(patch, k)[i, j] == patch[rows[k, i, j], cols[k, i, j]]``.
+    """
+    grid = np.indices((patch_size, patch_size)).astype(np.int32)
+    rows = np.stack([dihedral(grid[0][..., None], k)[..., 0] for k in range(8)])
+    cols = np.stack([dihedral(grid[1][..., None], k)[..., 0] for k in range(8)])
+    return rows, cols

@@ -42,7 +42,7 @@ import numpy as np
 from absl import logging
 
 from vdsr_tf.data import degraded_variants
-from vdsr_tf.dihedral import dihedral
+from vdsr_tf.dihedral import dihedral_tables
 from vdsr_tf.train import run_length, schedule_length_variable
 
 
@@ -82,19 +82,6 @@ def build_host_pool(planes, data_config, workers=None):
         finally:
             sys.modules["__main__"] = main
     return [pair for variants in results for pair in variants]
-
-
-def dihedral_tables(patch_size):
-    """Source rows and columns of the 8 flips/rotations of a P x P patch.
-
-    Returns:
-        int32 (8, P, P) arrays ``rows``, ``cols`` with
-        ``dihedral(patch, k)[i, j] == patch[rows[k, i, j], cols[k, i, j]]``.
-    """
-    grid = np.indices((patch_size, patch_size)).astype(np.int32)
-    rows = np.stack([dihedral(grid[0][..., None], k)[..., 0] for k in range(8)])
-    cols = np.stack([dihedral(grid[1][..., None], k)[..., 0] for k in range(8)])
-    return rows, cols
 
 
 class DevicePool:

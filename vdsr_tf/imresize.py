@@ -23,6 +23,7 @@ only at the end matches 86-90 % of the pixels), the vertical axis first
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -316,6 +317,35 @@ def _band(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return start, np.take_along_axis(matrix, columns, axis=1)
 
 
+def max_taps(scale: float) -> int:
+    """An upper bound on the non-zeros per row of ``bicubic_weights`` at ``scale``
+    (the tap positions of ``_taps``)."""
+    width = _CUBIC_SUPPORT / scale if scale < 1.0 else _CUBIC_SUPPORT
+    return int(math.ceil(width)) + 2
+
+
+@functools.lru_cache(maxsize=4096)
+def band_weights(in_size: int, out_size: int, scale: float, taps: Optional[int] = None):
+    """The banded form of ``bicubic_weights(in_size, out_size, scale)``.
+
+    Returns:
+        ``(start, band)``: int32 (out_size,) first input index of each row's
+        window, float64 (out_size, T) the weights in that window, T = ``taps``
+        (zero-padded; default: the band's own width). Row u of the resize is
+        ``sum_k band[u, k] * x[start[u] + k]`` (indices past the input are
+        multiplied by zero weights). Cached: read-only arrays.
+    """
+    start, band = _band(bicubic_weights(in_size, out_size, scale))
+    if taps is not None:
+        if band.shape[1] > taps:
+            raise ValueError(f"band of {band.shape[1]} taps exceeds {taps}")
+        band = np.pad(band, ((0, 0), (0, taps - band.shape[1])))
+    start = start.astype(np.int32)
+    start.flags.writeable = False
+    band.flags.writeable = False
+    return start, band
+
+
 def _resize_axis(
     image: np.ndarray,
     axis: int,
@@ -325,11 +355,13 @@ def _resize_axis(
 ) -> np.ndarray:
     """One MATLAB 1-D resize pass along ``axis``, keeping the input dtype."""
     in_size = image.shape[axis]
-    matrix = bicubic_weights(in_size, out_size, scale, antialiasing)
+    if antialiasing:
+        start, band = band_weights(in_size, out_size, scale)
+    else:
+        start, band = _band(bicubic_weights(in_size, out_size, scale, antialiasing))
     # Gathering the few non-zeros of each row is much cheaper than a dense
     # matmul when enlarging, and the fixed summation order (taps left to
     # right) keeps the uint8 rounding independent of the BLAS in use.
-    start, band = _band(matrix)
     moved = np.moveaxis(image, axis, 0)
     flat = moved.reshape(in_size, -1)
     width = flat.shape[1]

@@ -29,6 +29,8 @@ import tensorflow_datasets as tfds
 from vdsr_tf.imageio import list_images, read_image
 
 _SCALES = (2, 3, 4)
+_VERSION = tfds.core.Version("1.1.0")
+_RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.imageio (orientation, mode policy)."}
 _IMAGE = dict(shape=(None, None, None))
 _CITATION = "Cite the dataset's own paper (see ../shared/datasets/README.md)."
 
@@ -52,8 +54,8 @@ def _manual_folder(dl_manager, *parts):
 class _Benchmark(tfds.core.GeneratorBasedBuilder):
     """A benchmark set: HR images and MATLAB-bicubic LR images at x2, x3, x4."""
 
-    VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.imageio (orientation, mode policy)."}
+    VERSION = _VERSION
+    RELEASE_NOTES = _RELEASE_NOTES
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point DownloadConfig(manual_dir=...) at a folder holding {folder}/HR and "
         "{folder}/LR_bicubic/X{{2,3,4}} (the layout of ../shared/datasets).")
@@ -111,8 +113,8 @@ class Urban100(_Benchmark):
 class Sr291(tfds.core.GeneratorBasedBuilder):
     """The 291 training images of VDSR: T91 (Yang et al.) + BSD200."""
 
-    VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.imageio (orientation, mode policy)."}
+    VERSION = _VERSION
+    RELEASE_NOTES = _RELEASE_NOTES
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point DownloadConfig(manual_dir=...) at a folder holding train/T91 and "
         "train/BSD200 (the layout of ../shared/datasets).")

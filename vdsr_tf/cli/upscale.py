@@ -156,6 +156,8 @@ def main(argv):
         FLAGS.scale = FLAGS.scale if FLAGS.scale or FLAGS.size else 3.0
         FLAGS.output = FLAGS.output or "vdsr_demo_butterfly_x3.png"
         FLAGS.overwrite = True
+        print(f"vdsr-upscale --demo: writing {os.path.abspath(FLAGS.output)} "
+              "(--output=PATH to write elsewhere)", file=sys.stderr)
         if (FLAGS.backend == "keras" and FLAGS.weights is None
                 and not os.path.exists(bundled_weights_path())):
             print("vdsr-upscale: this build has no bundled weights yet; the demo uses "
