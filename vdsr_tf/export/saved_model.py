@@ -59,6 +59,9 @@ class _GraphNumpy:
 
 
 _XP = _GraphNumpy()
+# The shared processing code is plain tensor arithmetic: AutoGraph converting
+# it (recursively) only made the export three times slower.
+_plain = tf.autograph.experimental.do_not_convert
 
 
 def _bytes_at(data, start, length):
@@ -168,24 +171,24 @@ class VDSRServing(tf.Module):
         """uint8 (h, w, channels) and float32 scale -> uint8 (H, W, channels)."""
         out_h, out_w = self._output_size(tf.shape(image), scale)
         with tf.control_dependencies([self._check_pixels(out_h, out_w, "output")]):
-            net, rest = processing.split(image, channels, _XP)
+            net, rest = _plain(processing.split)(image, channels, _XP)
         step_h, step_w = tiling.tile_steps(out_h, out_w, self.tile)
         strips = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
         for top in tf.range(0, out_h, step_h):
             row = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
             for left in tf.range(0, out_w, step_w):
-                bottom, right, *src = tiling.tile_window(top, left, step_h, step_w, out_h, out_w,
-                                                         self.context, tf.minimum, tf.maximum)
-                part = processing.upscale_tile(net, rest, channels, (out_h, out_w),
-                                               (top, left, bottom, right), tuple(src),
-                                               self._network, _XP, tf.cond)
+                bottom, right, *src = _plain(tiling.tile_window)(
+                    top, left, step_h, step_w, out_h, out_w, self.context, tf.minimum, tf.maximum)
+                part = _plain(processing.upscale_tile)(
+                    net, rest, channels, (out_h, out_w), (top, left, bottom, right), tuple(src),
+                    self._network, _XP, tf.cond)
                 row = row.write(row.size(), tf.transpose(part, [1, 0, 2]))
             strips = strips.write(strips.size(), tf.transpose(row.concat(), [1, 0, 2]))
         return tf.ensure_shape(strips.concat(), [None, None, channels])
 
     def _upscale_encoded(self, data, scale):
         """Encoded image bytes -> PNG bytes of the SR image (same mode)."""
-        height, width = header_size(data)
+        height, width = _plain(header_size)(data)
         with tf.control_dependencies([self._check_pixels(height, width, "input")]):
             image = tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False)
         channels = tf.shape(image)[2]
