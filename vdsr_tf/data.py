@@ -496,38 +496,30 @@ def _y_plane_dataset(sources, data_dir=None, manual_dir=None):
     """A tf.data dataset of uint8 (H, W) Y planes from mixed sources."""
     import tensorflow as tf
 
-    def from_files(paths):
-        # The package's one decoder (``vdsr_tf.imageio``), in parallel.
-        def read(path):
-            y = tf.numpy_function(lambda p: read_y(p.decode()), [path], tf.uint8, stateful=False)
-            return tf.ensure_shape(y, (None, None))[..., None]
-
-        ds = tf.data.Dataset.from_tensor_slices(paths)
-        return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    def numpy_planes(fn, inputs):
+        return tf.ensure_shape(tf.numpy_function(fn, inputs, tf.uint8, stateful=False),
+                               (None, None))
 
     parts = []
     for source in _expand_sources(sources):
         if source.startswith("tfds:"):
-            parts.append(_tfds_images(source, data_dir, manual_dir))
+            # TFDS images (H, W, C): Y is taken here; files and packs are Y already.
+            parts.append(_tfds_images(source, data_dir, manual_dir).map(
+                lambda image: numpy_planes(to_y, [image]), num_parallel_calls=tf.data.AUTOTUNE))
         elif source.endswith(".npz"):
             planes = load_y_planes(source)
-            parts.append(
-                tf.data.Dataset.from_generator(
-                    lambda planes=planes: iter(planes),
-                    output_signature=tf.TensorSpec((None, None), tf.uint8),
-                ).map(lambda y: y[..., None])
-            )
+            parts.append(tf.data.Dataset.from_generator(
+                lambda planes=planes: iter(planes),
+                output_signature=tf.TensorSpec((None, None), tf.uint8)))
         else:
-            parts.append(from_files(list_images(source)))
+            # The package's one decoder (``vdsr_tf.imageio``), in parallel.
+            parts.append(tf.data.Dataset.from_tensor_slices(list_images(source)).map(
+                lambda path: numpy_planes(lambda p: read_y(p.decode()), [path]),
+                num_parallel_calls=tf.data.AUTOTUNE))
     ds = parts[0]
     for part in parts[1:]:
         ds = ds.concatenate(part)
-
-    def y_plane(image):
-        y = tf.numpy_function(to_y, [image], tf.uint8, stateful=False)
-        return tf.ensure_shape(y, (None, None))
-
-    return ds.map(y_plane, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
 
 
 def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
