@@ -53,13 +53,76 @@ def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights):
     assert Image.open(out / "bird.webp").size == (432, 432)
 
 
-def test_single_file_size_and_formats(tmp_path, weights):
+def test_single_file_size(tmp_path, weights):
+    # (Every output format is covered in-process: tests/test_photos.py.)
     lr = os.path.join(SAMPLES, "LR_bicubic", "X4", "bird.png")
-    for name in ("a.jpg", "b.tif", "c.png"):
-        proc = run_cli(lr, "--size=200x90", f"--output={tmp_path / name}", f"--weights={weights}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert Image.open(tmp_path / name).size == (200, 90)
+    proc = run_cli(lr, "--size=200x90", f"--output={tmp_path / 'a.jpg'}", f"--weights={weights}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Image.open(tmp_path / "a.jpg").size == (200, 90)
     assert "-> " in proc.stdout
+
+
+def test_recursive_folder_with_animation_and_exif(tmp_path, weights):
+    src = tmp_path / "photos"
+    (src / "trip").mkdir(parents=True)
+    frames = [Image.new("RGB", (12, 8), (40 * i, 90, 200 - 40 * i)) for i in range(3)]
+    frames[0].save(src / "trip" / "wave.gif", save_all=True, append_images=frames[1:],
+                   duration=[80, 90, 100], loop=0)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 8, "PhoneCo"
+    Image.new("RGB", (10, 6), (10, 200, 30)).save(src / "phone.jpg", exif=exif.tobytes())
+    (src / "readme.txt").write_text("not an image")
+    out = tmp_path / "out"
+    proc = run_cli(str(src), "--recursive", "--scale=2", f"--output={out}", f"--weights={weights}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 written, 0 failed, 1 skipped" in proc.stderr and "Traceback" not in proc.stderr
+    with Image.open(out / "trip" / "wave.gif") as gif:
+        assert gif.n_frames == 3 and gif.size == (24, 16)
+    with Image.open(out / "phone.jpg") as jpg:
+        assert jpg.size == (12, 20) and jpg.getexif()[0x010F] == "PhoneCo"
+        assert jpg.getexif().get(0x0112, 1) == 1
+
+
+COMMANDS = ["upscale", "train", "eval", "export"]
+
+
+def _command(name, *args):
+    return subprocess.run([sys.executable, "-m", f"vdsr_tf.cli.{name}", *args], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_lists_the_commands_own_flags(name):
+    own = {"upscale": ["--scale", "--size", "--output", "--tile", "--ensemble", "--weights"],
+           "train": ["--data", "--output_dir", "--preset", "--engine"],
+           "eval": ["--data_dir", "--sets", "--weights"],
+           "export": ["--format", "--output", "--quantization"]}[name]
+    for flag in ("--help", "-h"):
+        proc = _command(name, flag)
+        assert proc.returncode == 0, proc.stderr
+        assert all(f in proc.stdout for f in own), proc.stdout
+        assert f"vdsr-{name}" in proc.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("name,flag", [("upscale", "--scale=abc"), ("train", "--steps=many"),
+                                       ("eval", "--ensemble=perhaps"), ("export", "--version=v1"),
+                                       ("upscale", "--sclae=2")])
+def test_malformed_flags_are_one_line_usage_errors(name, flag):
+    proc = _command(name, flag)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vdsr-{name}: error: "), proc.stderr
+    assert flag.split("=")[0].lstrip("-") in lines[0]
+
+
+def test_several_inputs_need_an_output_folder(tmp_path):
+    lr = os.path.join(SAMPLES, "LR_bicubic", "X4")
+    proc = _command("upscale", os.path.join(lr, "bird.png"), os.path.join(lr, "butterfly.png"),
+                    "--scale=2", f"--output={tmp_path / 'out.png'}")
+    assert proc.returncode == 2 and "looks like a file name" in proc.stderr
+    proc = _command("upscale", lr, "--scale=2", f"--output={tmp_path / 'out.png'}")
+    assert proc.returncode == 2 and "need an output folder" in proc.stderr
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("args,message", [
@@ -101,8 +164,13 @@ def _score_folder(out_dir, set_dir, scale):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
-    """Acceptance: vdsr-upscale on LR folders scores what vdsr-eval reports."""
+    """Acceptance: vdsr-upscale on LR folders scores what vdsr-eval reports.
+
+    vdsr-upscale's batch runs in-process (``vdsr_tf.cli.batch``, what the
+    command runs after parsing its flags; the flags are tested above)."""
+    from vdsr_tf.cli import batch
     from vdsr_tf.cli.eval import run_eval
+    from vdsr_tf.upscaler import Upscaler
 
     sets = [("samples", SAMPLES)]
     data = os.environ.get("VDSR_DATA_DIR", os.path.join(REPO, "..", "shared", "datasets"))
@@ -110,9 +178,11 @@ def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
         sets.append(("Set5", os.path.join(data, "Set5")))
     for name, set_dir in sets:
         out = tmp_path / name
-        proc = run_cli(os.path.join(set_dir, "LR_bicubic", f"X{scale}"), f"--scale={scale}",
-                       f"--output={out}", f"--weights={weights}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        out.mkdir()
+        jobs, _, _ = batch.collect_inputs([os.path.join(set_dir, "LR_bicubic", f"X{scale}")])
+        status = batch.run_batch(Upscaler(weights), [s for s, _ in jobs],
+                                 batch.output_paths(jobs, str(out), True, None), scale=scale)
+        assert status == 0
         got = _score_folder(str(out), set_dir, scale)
         expected = run_eval(os.path.dirname(set_dir), [os.path.basename(set_dir)], [scale],
                             weights, baseline=False, out=open(os.devnull, "w"))

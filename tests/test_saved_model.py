@@ -233,16 +233,19 @@ def test_rest_bodies(exported, upscaler):
 
 
 def test_acceptance_set5_files_match_vdsr_upscale(exported, tmp_path, datasets_dir):
-    """upscale_image on Set5 LR files decodes within 1 grey level of vdsr-upscale."""
+    """upscale_image on Set5 LR files decodes within 1 grey level of vdsr-upscale
+    (its batch, in-process: the command-line layer is tested in test_cli_upscale.py)."""
+    from vdsr_tf.cli import batch
+
     weights, loaded, _ = exported
+    cli_upscaler = Upscaler(weights)  # vdsr-upscale's defaults
     for scale in (2, 3, 4):
         lr_dir = os.path.join(datasets_dir, "Set5", "LR_bicubic", f"X{scale}")
         out = tmp_path / f"x{scale}"
-        proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.upscale", lr_dir,
-                               f"--scale={scale}", f"--output={out}", f"--weights={weights}"],
-                              env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
-                              text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        out.mkdir()
+        jobs, _, _ = batch.collect_inputs([lr_dir])
+        assert batch.run_batch(cli_upscaler, [s for s, _ in jobs],
+                               batch.output_paths(jobs, str(out), True, None), scale=scale) == 0
         names = sorted(os.listdir(out))
         data = [open(os.path.join(lr_dir, n), "rb").read() for n in names]
         pngs = loaded.signatures["upscale_image"](
@@ -358,3 +361,43 @@ def test_real_tensorflow_model_server(exported, upscaler):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_fuzzed_files_are_png_or_invalid_argument(exported):
+    """A seeded sample of tools/fuzz_images.py through ``upscale_image``."""
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("fuzz_images", os.path.join(REPO, "tools",
+                                                                   "fuzz_images.py"))
+    fuzz = iu.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    summary = fuzz.run_signature(exported[1].signatures["upscale_image"], 120, seed=2026)
+    assert summary["crashes"] == 0, summary["first_crashes"]
+    assert summary["hangs"] == 0
+    outcomes = summary["counts"]
+    assert any(k.endswith("/output") for k in outcomes) and any(k.endswith("/error")
+                                                                 for k in outcomes)
+
+
+def test_animations_are_refused_before_decoding(exported):
+    """TF's decoder is not memory safe on damaged animated WebP and keeps one
+    frame of the others: every animation is an InvalidArgument, stills are not."""
+    from vdsr_tf.export.saved_model import is_animation
+
+    frames = [Image.fromarray(np.full((6, 7, 3), 50 * i, np.uint8)) for i in range(3)]
+    for fmt in ("GIF", "WEBP", "PNG"):
+        for animated in (True, False):
+            buf = io.BytesIO()
+            frames[0].save(buf, fmt, **({"save_all": True, "append_images": frames[1:],
+                                         "loop": 0, "duration": 40} if animated else {}))
+            assert bool(is_animation(tf.constant(buf.getvalue()))) == animated, fmt
+            if animated:
+                with pytest.raises(tf.errors.InvalidArgumentError, match="animated"):
+                    exported[1].signatures["upscale_image"](
+                        image_bytes=tf.constant([buf.getvalue()]), scale=tf.constant([2.0]))
+    for mode in ("RGB", "RGBA", "L"):  # stills of every WebP flavour (VP8, VP8L, VP8X)
+        for kwargs in ({"lossless": True}, {"quality": 80},
+                       {"exif": b"Exif\0\0MM\0*\0\0\0\x08\0\0"}):
+            buf = io.BytesIO()
+            Image.new(mode, (5, 4)).save(buf, "WEBP", **kwargs)
+            assert not bool(is_animation(tf.constant(buf.getvalue()))), (mode, kwargs)

@@ -71,6 +71,20 @@ def read_state(path):
     return meta, weights, optimizer
 
 
+def weights_digest(arrays):
+    """sha256 of weight arrays (dtype, shape and bytes, in order): equal
+    digests mean bit-identical weights. ``vdsr-train`` logs the digest of the
+    weights it restored on resume."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _count(names, pattern):
     n = 0
     while pattern.format(n) in names:

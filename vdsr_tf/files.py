@@ -15,12 +15,49 @@ it process-wide, which is not thread-safe).
 
 import contextlib
 import os
+import re
 import secrets
+
+# ``.<name>.<pid>-<8 hex>.tmp<suffix>``: the temporary files and folders of this module.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp")
 
 
 def _temporary_name(path, suffix):
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     return os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporary files a killed writer left in ``folder``.
+
+    Only names of this module's pattern whose process is gone (and not this
+    process) are touched. A run that resumes after ``kill -9`` calls this.
+
+    Returns:
+        The removed paths.
+    """
+    import shutil
+
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        match = _TEMPORARY.match(name)
+        if not match or int(match.group(1)) == os.getpid() or _running(int(match.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager

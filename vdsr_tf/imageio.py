@@ -2,18 +2,33 @@
 
 ``open_image`` is the one decoder: every consumer (the training data, both
 samplers, the TFDS builders, the evaluation, the upscaler and its CLI) reads
-files through it or through ``read_image`` / ``read_y`` built on it. It
-applies the EXIF orientation, checks a pixel limit before decoding, keeps the
-ICC profile, and converts every mode to L, LA, RGB or RGBA with one policy
-(``to_supported``): palettes to RGB(A), 16-bit grey to 8-bit grey over the
-full range, CMYK and others to RGB. Grey stays grey, so its Y is the grey
-value. ``save_image`` writes atomically (``vdsr_tf.files``) in the format
-named by the extension, keeping the ICC profile. Nothing outside this module
-calls ``Image.open`` or ``tf.io.decode_*``, except the SavedModel's graph,
-which decodes the bytes TF Serving receives.
+files through it, through ``read_image`` / ``read_y`` built on it, or through
+``open_frames`` (every frame of an animation, for the upscaler). Each image
+goes through ``prepare``, the same step the Python API applies to PIL images:
+
+* the EXIF orientation is applied and the rest of the EXIF (camera, date,
+  ...) is kept with the orientation tag reset;
+* colours are managed: CMYK (and Lab) pixels with an embedded profile are
+  converted to sRGB with that profile (Pillow's ImageCms) and get an sRGB
+  profile; a profile that does not match the pixels is dropped;
+* every mode becomes L, LA, RGB or RGBA with one policy (``to_supported``):
+  palettes to RGB(A), 16-bit grey to 8-bit grey over the full range, others
+  to RGB. Grey stays grey, so its Y is the grey value.
+
+A pixel limit is checked from the header, before decoding. Anything a
+damaged file makes Pillow raise becomes an ``ImageError`` with a one-line
+message. ``save_image`` / ``save_frames`` write atomically
+(``vdsr_tf.files``) in the format named by the extension, keeping EXIF, ICC
+profile, frame durations and loop count where the format holds them. Nothing
+outside this module calls ``Image.open`` or ``tf.io.decode_*``, except the
+SavedModel's graph, which decodes the bytes TF Serving receives.
 """
 
+import contextlib
+import io
 import os
+import sys
+import warnings
 
 import numpy as np
 
@@ -21,13 +36,36 @@ from vdsr_tf.files import atomic_write
 from vdsr_tf.imresize import rgb2y, to_uint8
 
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
-           ".tif": "TIFF", ".tiff": "TIFF"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF",
+           ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+# What each output format holds: several frames, EXIF, an ICC profile, alpha.
+_MULTI_FRAME = {"PNG", "WEBP", "GIF", "TIFF"}
+_HOLDS_EXIF = {"PNG", "JPEG", "WEBP", "TIFF"}
+_HOLDS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
+_HOLDS_ALPHA = {"PNG", "WEBP", "GIF", "TIFF", "BMP"}
+# EXIF tags: orientation (IFD0), the Exif IFD, and the pixel size recorded in it.
+_ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+# Tags that describe a file's layout, not the photo: a TIFF's own IFD0 (which
+# Pillow's getexif returns) holds them; copied into another file they would
+# contradict it. Orientation is applied to the pixels, then reset.
+_STRUCTURAL = {254, 255, 256, 257, 258, 259, 262, 266, 273, _ORIENTATION, 277, 278, 279, 280,
+               281, 284, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 530, 531, 532,
+               34675}
+# EXIF orientation -> the transposition that shows the image upright (EXIF 2.3).
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+            6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+# The colour space each supported mode's ICC profile must describe.
+_PROFILE_SPACE = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB"}
 
 
 class ImageError(ValueError):
     """A file that cannot be read as an image, or is over the pixel limit."""
+
+
+def holds_frames(fmt):
+    """Whether a Pillow format name can hold several frames (an animation)."""
+    return fmt in _MULTI_FRAME
 
 
 def format_for(path):
@@ -40,7 +78,7 @@ def format_for(path):
 
 
 def to_supported(im):
-    """Converts a PIL image to L, LA, RGB or RGBA.
+    """Converts a PIL image to L, LA, RGB or RGBA (pixels only; see ``prepare``).
 
     Returns:
         ``(image, notes)``: the converted image (the input itself when already
@@ -67,7 +105,7 @@ def to_supported(im):
         if mode == "F":
             top = 1.0 if a.max() <= 1.0 else float(a.max())
         notes.append(f"{mode} grayscale reduced to 8 bits (0..{top:g} -> 0..255)")
-        a = to_uint8(a / top * 255.0)
+        a = to_uint8(np.nan_to_num(a) / top * 255.0)
         return Image.fromarray(a, "L"), notes
     if mode in ("RGBa", "La"):
         target = "RGBA" if mode == "RGBa" else "LA"
@@ -77,52 +115,338 @@ def to_supported(im):
     return im.convert("RGB"), notes
 
 
-def open_image(path, max_pixels=None):
-    """Opens an image file, orientation applied, in a supported mode.
+def _profile_space(icc):
+    """The colour space an ICC profile describes ('RGB', 'CMYK', 'GRAY', ...),
+    None if it cannot be read, '' if ImageCms is not available."""
+    try:
+        from PIL import ImageCms
+    except ImportError:
+        return ""
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
+    except Exception:  # lcms rejects the bytes: the profile is damaged
+        return None
 
-    Args:
-        path: file path.
-        max_pixels: refuse (before decoding) images with more input pixels.
+
+def srgb_profile():
+    """The bytes of an sRGB ICC profile (littlecms's built-in)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _manage_colours(im, icc):
+    """CMYK / Lab pixels to sRGB, with the embedded profile when there is one.
 
     Returns:
-        ``(image, notes)``: a loaded PIL image in L/LA/RGB/RGBA (``info``
-        keeps the ICC profile) and a list of notes on conversions.
-
-    Raises:
-        ImageError: for a missing, empty, corrupt, truncated or over-limit
-            file, with a one-line message.
+        ``(image, icc, notes)``: the image (converted or the input), the ICC
+        profile that now describes it (or None), notes.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    if im.mode not in ("CMYK", "LAB"):
+        return im, icc, []
+    space = _profile_space(icc) if icc else None
+    expected = "CMYK" if im.mode == "CMYK" else "Lab"
+    try:
+        from PIL import ImageCms
+
+        if im.mode == "LAB" and not icc:
+            source, how = ImageCms.createProfile("LAB"), "the CIE Lab profile"
+        elif space == expected:
+            source, how = ImageCms.ImageCmsProfile(io.BytesIO(icc)), "its embedded ICC profile"
+        else:
+            source = None
+        if source is not None:
+            out = ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"),
+                                            outputMode="RGB")
+            return out, srgb_profile(), [f"{im.mode} converted to sRGB with {how}"]
+    except ImportError:
+        pass
+    except Exception as e:  # a profile lcms cannot build a transform from
+        return im.convert("RGB"), None, [
+            f"{im.mode} converted to RGB without colour management (profile unusable: {e})"]
+    return im.convert("RGB"), None, [
+        f"{im.mode} converted to RGB without colour management (no {expected} profile embedded)"]
+
+
+def _exif(im):
+    """``(orientation, exif bytes without the orientation tag or None, notes)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": a note below instead
+            exif = im.getexif()
+            orientation = exif.get(_ORIENTATION, 1)
+            for tag in _STRUCTURAL & set(exif):
+                del exif[tag]
+            if len(exif) == 0:
+                return orientation, None, []
+            exif.get_ifd(_EXIF_IFD)  # parsed now, so tobytes writes it
+            return orientation, exif.tobytes(), []
+    except Exception:  # a damaged EXIF block: the pixels are still good
+        return 1, None, ["EXIF unreadable; dropped"]
+
+
+def exif_for_size(exif, width, height):
+    """EXIF bytes with the recorded pixel size set to ``width`` x ``height``
+    (where the EXIF records one)."""
+    from PIL import Image
+
+    if not exif:
+        return exif
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged tags: kept as Pillow reads them
+            data = Image.Exif()
+            data.load(exif)
+            ifd = data.get_ifd(_EXIF_IFD)
+            if _PIXEL_X in ifd or _PIXEL_Y in ifd:
+                ifd[_PIXEL_X], ifd[_PIXEL_Y] = int(width), int(height)
+            return data.tobytes()
+    except Exception:  # EXIF Pillow cannot rewrite: the output goes without it
+        return None
+
+
+def _upright(im, orientation):
+    from PIL import Image
+
+    name = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return im.transpose(getattr(Image.Transpose, name)) if name else im
+
+
+def prepare(im, orientation=None, exif=None):
+    """A PIL image as the upscaler takes it, without changing ``im``.
+
+    The EXIF orientation is applied, CMYK / Lab colours managed, the mode
+    made L, LA, RGB or RGBA, and the ICC profile kept if it describes the
+    result's pixels.
+
+    Args:
+        im: a loaded PIL image.
+        orientation, exif: for the frames of an animation, the first frame's
+            (``_exif``); None reads them from ``im``.
+
+    Returns:
+        ``(image, meta, notes)``: the image (possibly ``im`` itself), a dict
+        with ``icc_profile`` and ``exif`` (bytes, orientation tag reset) where
+        they apply, and notes on what was changed.
+    """
+    notes = []
+    if orientation is None:
+        orientation, exif, notes = _exif(im)
+    if orientation not in (1, None) and orientation in _UPRIGHT:
+        im = _upright(im, orientation)
+        notes.append("EXIF orientation applied")
+    icc = im.info.get("icc_profile") or None
+    im, icc, more = _manage_colours(im, icc)
+    notes += more
+    im, more = to_supported(im)
+    notes += more
+    if icc:
+        space = _profile_space(icc)
+        if space is None:
+            notes.append("damaged ICC profile dropped")
+            icc = None
+        elif space and space != _PROFILE_SPACE[im.mode]:
+            notes.append(f"ICC profile dropped: it describes {space}, the pixels are {im.mode}")
+            icc = None
+    meta = {k: v for k, v in (("icc_profile", icc), ("exif", exif)) if v}
+    return im, meta, notes
+
+
+def _decode_errors():
+    from PIL import Image, UnidentifiedImageError
+
+    return UnidentifiedImageError, Image.DecompressionBombError
+
+
+def _check_size(w, h, max_pixels, check):
+    if w < 1 or h < 1:
+        raise ImageError(f"zero-sized image ({w}x{h})")
+    if max_pixels and w * h > max_pixels:
+        raise ImageError(f"{w}x{h} exceeds the pixel limit of {max_pixels:,}")
+    if check is not None:
+        check(w, h)
+
+
+def _opened(path, read, max_pixels=None, check=None):
+    """Opens ``path`` with Pillow and returns ``read(im)``, every failure an ImageError.
+
+    The size is checked (``max_pixels``, then ``check(w, h)``, which may raise
+    ImageError) before any pixel is decoded. A damaged file can make Pillow's
+    decoders raise almost anything (OSError, SyntaxError, struct.error,
+    IndexError, ...): all of it is reported as a corrupt file.
+    """
+    from PIL import Image
 
     if not os.path.isfile(path):
         raise ImageError("not a file")
     if os.path.getsize(path) == 0:
         raise ImageError("empty file (0 bytes)")
+    unidentified, bomb = _decode_errors()
+    said = []
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w < 1 or h < 1:
-                raise ImageError(f"zero-sized image ({w}x{h})")
-            if max_pixels and w * h > max_pixels:
-                raise ImageError(f"{w}x{h} exceeds the pixel limit of {max_pixels:,}")
-            icc = im.info.get("icc_profile")
-            notes = []
-            if im.getexif().get(0x0112, 1) != 1:
-                notes.append("EXIF orientation applied")
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            im, more = to_supported(im)
-            if icc:
-                im.info["icc_profile"] = icc
-            return im, notes + more
+        with warnings.catch_warnings(), _decoder_messages(said):
+            # Our own limit is checked from the header, and damage is reported
+            # as an error or a note: Pillow's warnings (DecompressionBombWarning,
+            # "Corrupt EXIF data", ...) would only leak to the terminal.
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                _check_size(*im.size, max_pixels, check)
+                return read(im)
     except ImageError:
         raise
-    except UnidentifiedImageError:
+    except unidentified:
         raise ImageError("not an image file (format not recognised)") from None
-    except Image.DecompressionBombError as e:
+    except bomb as e:
         raise ImageError(f"too large: {e}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"corrupt or truncated image: {e}") from None
+    except MemoryError:
+        raise ImageError("too large to decode in the memory available") from None
+    except Exception as e:  # noqa: BLE001 -- see the docstring
+        if not _raised_outside_package(e):
+            raise  # a bug of ours, not a bad file: let it show
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not isinstance(e, OSError):
+            detail = f"{type(e).__name__}: {detail}"
+        if said:
+            detail += f" ({said[0]})"
+        raise ImageError(f"corrupt or truncated image: {detail}") from None
+
+
+def _raised_outside_package(error):
+    """Whether the innermost frame of ``error``'s traceback is outside vdsr_tf
+    (in Pillow or a C decoder it called): a damaged file, not our bug."""
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    here = os.path.dirname(os.path.abspath(__file__))
+    return not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(here + os.sep)
+
+
+_QUIET = {"on": False}
+
+
+@contextlib.contextmanager
+def quiet_decoders():
+    """While active, what C decoders print on stderr during ``open_image`` /
+    ``open_frames`` (libtiff's "ZIPDecode: Decoding error ...", libjpeg's
+    "Premature end of JPEG file", ...) is caught: its first line is added to
+    the ``ImageError`` of a file that fails, and dropped for one that reads.
+
+    It redirects the process's file descriptor 2 while a file is decoded, so
+    it is for command-line programs (``vdsr-upscale`` uses it), not for
+    threaded servers.
+    """
+    previous, _QUIET["on"] = _QUIET["on"], True
+    try:
+        yield
+    finally:
+        _QUIET["on"] = previous
+
+
+@contextlib.contextmanager
+def _decoder_messages(said):
+    """Catches fd-2 output into ``said`` (lines) when ``quiet_decoders`` is on."""
+    if not _QUIET["on"]:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(4096).decode("utf-8", "replace")
+            said += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
+def open_image(path, max_pixels=None, check=None):
+    """Opens an image file (its first frame), ``prepare``d.
+
+    Args:
+        path: file path.
+        max_pixels: refuse (before decoding) images with more input pixels.
+        check: ``check(width, height)``, called with the stored size before
+            decoding; it may raise ``ImageError`` (e.g. an output-size limit).
+
+    Returns:
+        ``(image, notes)``: a loaded PIL image in L/LA/RGB/RGBA whose ``info``
+        holds ``icc_profile`` and ``exif`` where they apply (``prepare``), and
+        a list of notes on conversions.
+
+    Raises:
+        ImageError: for a missing, empty, corrupt, truncated or over-limit
+            file, with a one-line message.
+    """
+    def read(im):
+        im.load()
+        out, meta, notes = prepare(im)
+        out = out.copy() if out is im else out
+        out.info = dict(meta)
+        return out, notes
+
+    return _opened(path, read, max_pixels, check)
+
+
+def frame_count(path):
+    """Frames in an image file (1 for a still image); ImageError if unreadable."""
+    return _opened(path, lambda im: int(getattr(im, "n_frames", 1)))
+
+
+def _common_mode(modes):
+    colour = any(m.startswith("RGB") for m in modes)
+    alpha = any(m in ("LA", "RGBA") for m in modes)
+    return ("RGB" if colour else "L") + ("A" if alpha else "")
+
+
+def open_frames(path, max_pixels=None, check=None):
+    """Every frame of an image file (one for a still image), ``prepare``d.
+
+    An animated GIF, WebP or PNG gives its frames as shown (Pillow composes
+    each frame over the previous ones), in one common mode.
+
+    Args:
+        path: file path.
+        max_pixels: refuse files whose frames together have more pixels.
+        check: ``check(width, height, frames)`` before decoding; may raise
+            ``ImageError``.
+
+    Returns:
+        ``(frames, meta, notes)``: PIL images; a dict with ``icc_profile``,
+        ``exif``, ``durations`` (ms per frame) and ``loop`` where they apply;
+        notes (once per file).
+    """
+    def read(im):
+        n = int(getattr(im, "n_frames", 1))
+        w, h = im.size
+        if max_pixels and n * w * h > max_pixels:
+            raise ImageError(f"{n} frames of {w}x{h} exceed the pixel limit of {max_pixels:,}")
+        if check is not None:
+            check(w, h, n)
+        orientation, exif, notes = _exif(im)
+        frames, durations, meta = [], [], {}
+        for i in range(n):
+            im.seek(i)
+            im.load()
+            frame, meta_i, more = prepare(im, orientation, exif)
+            frames.append(frame.copy() if frame is im else frame)
+            durations.append(im.info.get("duration"))
+            if i == 0:
+                meta, notes = meta_i, notes + more
+                loop = im.info.get("loop")
+        mode = _common_mode([f.mode for f in frames])
+        frames = [f if f.mode == mode else f.convert(mode) for f in frames]
+        if n > 1:
+            meta["durations"] = [int(d) if isinstance(d, (int, float)) else 0 for d in durations]
+            if loop is not None:
+                meta["loop"] = int(loop)
+        return frames, meta, notes
+
+    return _opened(path, read, max_pixels)
 
 
 def read_image(path, alpha=True, max_pixels=None):
@@ -204,35 +528,75 @@ def sample_images_dir():
 
 
 def save_image(im, path, fmt=None, overwrite=False):
-    """Writes a PIL image atomically; returns notes on format adaptations.
+    """Writes a PIL image atomically (``save_frames`` with its ``info``).
+
+    Returns:
+        Notes on what the format could not hold (alpha, EXIF, colours).
+    """
+    return save_frames([im], path, fmt, dict(im.info), overwrite)
+
+
+def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
+    """Writes one image, or the frames of an animation, atomically.
 
     Args:
-        im: PIL image (L, LA, RGB or RGBA).
+        frames: PIL images (L, LA, RGB or RGBA), all of one size and mode.
         path: destination; its extension picks the format unless ``fmt``.
         fmt: Pillow format name, or None.
+        meta: ``icc_profile``, ``exif``, ``durations`` (ms per frame) and
+            ``loop``, kept where the format holds them.
         overwrite: replace an existing file.
+
+    Returns:
+        Notes on what the format could not hold.
 
     Raises:
         FileExistsError: if ``path`` exists and not ``overwrite``.
-        ValueError: for an unsupported extension.
+        ValueError: for an unsupported extension, or several frames for a
+            format that holds one (JPEG, BMP).
     """
     fmt = fmt or format_for(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite)")
-    notes = []
-    if fmt == "JPEG" and im.mode in ("LA", "RGBA"):
-        notes.append("alpha dropped (JPEG has none)")
-        im2 = im.convert("L" if im.mode == "LA" else "RGB")
-        im2.info.update(im.info)
-        im = im2
+    meta, notes, frames = dict(meta or {}), [], list(frames)
+    if len(frames) > 1 and not holds_frames(fmt):
+        raise ValueError(f"{len(frames)} frames, but {fmt} holds one image; write .gif, "
+                         ".webp, .png (APNG) or .tif to keep every frame")
+    mode = frames[0].mode
+    if mode in ("LA", "RGBA") and fmt not in _HOLDS_ALPHA:
+        notes.append(f"alpha dropped ({fmt} has none)")
+        frames = [f.convert(mode[:-1]) for f in frames]
     kwargs = {}
-    if im.info.get("icc_profile"):
-        kwargs["icc_profile"] = im.info["icc_profile"]
+    if meta.get("icc_profile"):
+        if fmt in _HOLDS_ICC:
+            kwargs["icc_profile"] = meta["icc_profile"]
+        else:
+            notes.append(f"ICC profile not kept ({fmt} has none)")
+    if meta.get("exif"):
+        if fmt in _HOLDS_EXIF and not (fmt == "JPEG" and len(meta["exif"]) > 65000):
+            kwargs["exif"] = exif_for_size(meta["exif"], *frames[0].size) or b""
+        else:
+            notes.append(f"EXIF not kept ({fmt} cannot hold it)")
+    if fmt == "GIF":
+        notes.append("GIF holds 256 colours: colours reduced")
+        if mode in ("LA", "RGBA"):
+            kwargs["disposal"] = 2  # transparent pixels show the background, not the last frame
     if fmt == "JPEG":
         kwargs["quality"] = 95
     elif fmt == "WEBP":
         kwargs["lossless"] = True
-    atomic_write(path, lambda f: im.save(f, format=fmt, **kwargs))
+    if len(frames) > 1:
+        kwargs.update(save_all=True, append_images=frames[1:])
+        if meta.get("durations") and fmt != "TIFF":
+            kwargs["duration"] = list(meta["durations"])
+        loop = meta.get("loop")
+        if fmt == "TIFF":
+            notes.append("TIFF pages keep no frame durations")
+        elif loop is not None:
+            kwargs["loop"] = int(loop)
+        elif fmt in ("PNG", "WEBP"):
+            kwargs["loop"] = 1  # a GIF without a loop count plays once
+    atomic_write(path, lambda f: frames[0].save(f, format=fmt, **kwargs))
     return notes
 
 

@@ -4,13 +4,13 @@ An image goes through three steps, each a function here taking the array
 namespace ``xp`` (numpy, or the ``tf.experimental.numpy``-like namespace of
 ``vdsr_tf.export.saved_model``):
 
-1. ``split``: uint8 (h, w, c) -> float32 planes in [0, 1]: the network's
+1. ``split``: (h, w, c) image -> float32 planes in [0, 1]: the network's
    plane (grey, or MATLAB Y of RGB) and the planes that are only enlarged
    (Cb, Cr, alpha).
 2. ``upscale_tile``: for one tile of the output, MATLAB-bicubic enlarge the
    network's plane over the tile plus its context, run the network, keep the
    tile; enlarge the other planes over the tile; back to the image's colour
-   space and to uint8.
+   space and to uint8 (or float in [0, 1]).
 3. The caller assembles the tiles (a Python loop in ``vdsr_tf.Upscaler``, a
    ``tf.while_loop`` in the SavedModel), both over ``vdsr_tf.tiling.tiles``'
    plan.
@@ -25,20 +25,22 @@ tile, not by the output. Imports numpy only.
 from vdsr_tf.imresize import enlarge_window, quantise, rgb_from_float_ycbcr, ycbcr_from_float_rgb
 
 
-def split(image, channels, xp):
-    """uint8 image -> the network's plane, the other planes, their layout.
+def split(image, channels, xp, peak=255.0):
+    """An image -> the network's plane, the other planes, their layout.
 
     Args:
-        image: uint8 (h, w, channels): 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
+        image: (h, w, channels): 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA;
+            uint8, or any type with ``peak`` as white.
         channels: the static channel count (1..4).
         xp: the array namespace.
+        peak: the value of white: 255 for uint8, 1 for float in [0, 1].
 
     Returns:
         ``(net, rest)``: float32 (h, w, 1) in [0, 1], the grey or MATLAB Y
         plane the network refines; float32 (h, w, r) with r = 0..3, Cb and Cr
         (RGB) then alpha (if any), or None when r = 0.
     """
-    x = xp.asarray(image, dtype="float32") / 255.0
+    x = xp.asarray(image, dtype="float32") / peak
     has_alpha = channels in (2, 4)
     colour = x[..., :3] if channels >= 3 else x[..., :1]
     alpha = [x[..., -1:]] if has_alpha else []
@@ -50,28 +52,32 @@ def split(image, channels, xp):
     return net, (xp.concatenate(rest, axis=-1) if rest else None)
 
 
-def merge(sr, rest, channels, xp):
-    """SR planes -> uint8 image: the inverse of ``split`` on enlarged planes.
+def merge(sr, rest, channels, xp, to_uint8=True):
+    """SR planes -> image: the inverse of ``split`` on enlarged planes.
 
     Args:
         sr: float32 (H, W, 1), the network's output plane (not clipped).
         rest: float32 (H, W, r), the enlarged other planes, or None.
         channels: the image's channel count (1..4).
+        to_uint8: True: uint8 (``quantise``); False: float32 clipped to [0, 1].
 
     Returns:
-        uint8 (H, W, channels).
+        uint8 or float32 (H, W, channels).
     """
+    def finish(x):
+        return quantise(x, xp) if to_uint8 else xp.clip(x, 0.0, 1.0)
+
     if channels >= 3:
-        colour = quantise(rgb_from_float_ycbcr(xp.concatenate([sr, rest[..., :2]], axis=-1), xp),
-                          xp)
+        colour = finish(rgb_from_float_ycbcr(xp.concatenate([sr, rest[..., :2]], axis=-1), xp))
     else:
-        colour = quantise(sr, xp)
+        colour = finish(sr)
     if channels in (2, 4):
-        return xp.concatenate([colour, quantise(rest[..., -1:], xp)], axis=-1)
+        return xp.concatenate([colour, finish(rest[..., -1:])], axis=-1)
     return colour
 
 
-def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None):
+def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None,
+                 to_uint8=True):
     """One output tile of the super-resolved image.
 
     Args:
@@ -84,9 +90,10 @@ def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None)
         network: callable, float32 (h, w, 1) bicubic plane in about [0, 1]
             -> float32 (h, w, 1) SR plane.
         xp: the array namespace; ``cond`` for graph tensors (``tf.cond``).
+        to_uint8: as ``merge``.
 
     Returns:
-        uint8 (bottom - top, right - left, channels).
+        uint8 (or float32) (bottom - top, right - left, channels).
     """
     top, left, bottom, right = tile
     s_top, s_left, s_bottom, s_right = src
@@ -95,4 +102,4 @@ def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None)
     sr = network(up)[top - s_top : bottom - s_top, left - s_left : right - s_left]
     if rest is not None:
         rest = enlarge_window(rest, out_hw, (top, bottom - top), (left, right - left), xp, cond)
-    return merge(sr, rest, channels, xp)
+    return merge(sr, rest, channels, xp, to_uint8)

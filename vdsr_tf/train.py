@@ -36,14 +36,16 @@ from absl import logging
 from keras import ops
 
 from vdsr_tf import config as config_lib
-from vdsr_tf.checkpoint import config_difference, read_state, restore, save_state
-from vdsr_tf.files import atomic_path, atomic_write_text
+from vdsr_tf.checkpoint import (config_difference, read_state, restore, save_state,
+                                weights_digest)
+from vdsr_tf.files import atomic_path, atomic_write_text, remove_stale_temporaries
 from vdsr_tf.losses import get_loss
 from vdsr_tf.metrics import PSNRMetric
 from vdsr_tf.model import build_vdsr, bundled_weights_path
 
 CHECKPOINT = "checkpoint.npz"
 FINAL_WEIGHTS = "vdsr.weights.h5"
+HISTORY = "history.csv"
 ENGINES = ("fit", "fast")
 
 
@@ -446,6 +448,8 @@ def load_initial_weights(model, init_from):
 def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbose,
            extra_callbacks, manual_dir, engine, steps_per_call, init_from, pool_workers):
     os.makedirs(output_dir, exist_ok=True)
+    for path in remove_stale_temporaries(output_dir):
+        logging.info("Removed %s (left by a killed run).", path)
     steps_per_epoch = min(config.steps_per_epoch, config.steps)
     epochs = math.ceil(config.steps / steps_per_epoch)
     state_path = os.path.join(output_dir, CHECKPOINT)
@@ -474,8 +478,10 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         initial_epoch = saved["epoch"]
         patches_before = saved.get("patches_total", 0) - saved["step"] * config.data.batch_size
         meta["init_from"] = saved.get("init_from")
-        logging.info("Resuming %s at epoch %d (step %d).", output_dir, initial_epoch,
-                     saved["step"])
+        _truncate_history(os.path.join(output_dir, HISTORY), initial_epoch)
+        logging.info("Resuming %s at epoch %d (step %d); restored weights sha256 %s.",
+                     output_dir, initial_epoch, saved["step"],
+                     weights_digest([ops.convert_to_numpy(v) for v in model.weights]))
     else:
         if init_from:
             patches_before = load_initial_weights(model, init_from)
@@ -491,9 +497,11 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
     callbacks = []
     if val_dir:
         callbacks.append(ValidationCallback(val_dir, config.data.scales, log_dir))
-    callbacks += [CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before),
-                  keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"),
-                                            append=initial_epoch > 0)]
+    # The history row first, then the checkpoint: a kill between the two leaves
+    # a row past the checkpoint, which the resume removes (_truncate_history).
+    callbacks += [keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY),
+                                            append=initial_epoch > 0),
+                  CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before)]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
     if time_budget_s:
@@ -528,6 +536,23 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         logging.info("Stopped at step %d of %d (run the same command to resume); "
                      "weights so far in %s", step, total, weights_path)
     return model, history
+
+
+def _truncate_history(path, epochs):
+    """Keeps the header and the rows of the first ``epochs`` epochs of a
+    history.csv (a killed run may have logged an epoch it did not checkpoint,
+    or half a row)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    keep = lines[:1]
+    for line in lines[1:]:
+        first = line.split(",", 1)[0]
+        if line.endswith("\n") and first.isdigit() and int(first) < epochs:
+            keep.append(line)
+    if keep != lines:
+        atomic_write_text(path, "".join(keep))
 
 
 def schedule_length_variable(optimizer):

@@ -17,6 +17,9 @@ With ``weights="bicubic"`` it is the plain MATLAB bicubic baseline. The
 evaluation, the CLIs and the exporters' reference outputs all use this class.
 """
 
+import functools
+import os
+
 import numpy as np
 
 from vdsr_tf import processing
@@ -53,6 +56,44 @@ def _compile_forward(model):
     return lambda x: np.asarray(model(x, training=False))
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_network(path, stamp):
+    """``(model, forward)`` for a weights file; ``stamp`` (the file's and its
+    config.json's mtime and size) makes a changed file a new entry."""
+    from vdsr_tf.model import load_pretrained
+
+    model = load_pretrained(path)
+    return model, _compile_forward(model)
+
+
+def _stamp(path):
+    stamps = []
+    for p in (path, os.path.join(os.path.dirname(path), "config.json")):
+        try:
+            st = os.stat(p)
+            stamps.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
+def load_network(weights=None):
+    """``(model, forward)`` for ``weights`` (None: the bundled weights), loaded
+    and compiled once per process and file version: Upscalers made with the
+    same weights file share them, and a file that changes is loaded again.
+
+    Raises:
+        FileNotFoundError: if the file (or the bundled weights) is missing.
+    """
+    from vdsr_tf.model import bundled_weights_path, load_pretrained
+
+    path = bundled_weights_path() if weights is None else os.fspath(weights)
+    if not os.path.isfile(path):
+        model = load_pretrained(weights)  # raises the loader's own clear error
+        return model, _compile_forward(model)
+    return _cached_network(os.path.realpath(path), _stamp(path))
+
+
 def network_context(model):
     """The tile context a Keras VDSR model needs: its receptive-field radius
     (``tiling.receptive_radius`` over its convolutions' kernel sizes)."""
@@ -85,19 +126,20 @@ class Upscaler:
                  max_pixels=DEFAULT_MAX_PIXELS, progress=None, predictor=None):
         if predictor is not None and model is not None:
             raise ValueError("Give a model or a predictor, not both")
-        if model is None and predictor is None and weights != "bicubic":
-            from vdsr_tf.model import load_pretrained
-
-            model = load_pretrained(weights)
         if tile is not None and tile < 0:
             raise ValueError(f"tile must be >= 0, got {tile}")
+        forward = predictor
+        if model is not None:
+            forward = _compile_forward(model)
+        elif predictor is None and weights != "bicubic":
+            model, forward = load_network(weights)
         self.model = model
         self.tile = tile or None
         self.ensemble = bool(ensemble)
         self.max_pixels = max_pixels
         self.progress = progress
         self.predictor = predictor
-        self._forward = predictor or (_compile_forward(model) if model is not None else None)
+        self._forward = forward
 
     @property
     def context(self):
@@ -163,73 +205,179 @@ class Upscaler:
 
     # -- whole images -------------------------------------------------------
     def upscale_array(self, image, scale=None, size=None):
-        """Super-resolves a uint8 numpy image.
+        """Super-resolves a numpy image.
 
         Args:
-            image: uint8 (h, w) or (h, w, 1) grayscale, (h, w, 3) RGB, or
-                (h, w, 2) / (h, w, 4) with alpha last.
+            image: (h, w) or (h, w, 1) grayscale, (h, w, 3) RGB, or
+                (h, w, 2) / (h, w, 4) with alpha last; uint8, uint16, or
+                float32 / float64 in [0, 1].
             scale: factor > 1; the output is ``round(h * scale) x round(w * scale)``.
             size: exact output (H, W) instead of ``scale``.
 
         Returns:
-            uint8 array with the input's channel layout, (H, W[, C]).
+            An array of the input's dtype, range and channel layout,
+            (H, W[, C]): uint8 and uint16 rounded, floats clipped to [0, 1].
+
+        Raises:
+            ValueError: for another dtype or layout, floats outside [0, 1]
+                or not finite, or an output over ``max_pixels``.
         """
         image = np.asarray(image)
-        if image.dtype != np.uint8:
-            raise ValueError(f"Expected a uint8 image, got dtype {image.dtype}")
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4)):
             raise ValueError(f"Expected (h, w) or (h, w, 1|2|3|4), got shape {image.shape}")
         if min(image.shape[:2]) < 1:
             raise ValueError(f"Empty image of shape {image.shape}")
+        peak = _peak(image)
         out_hw = output_size(image.shape[:2], scale, size)
         if out_hw[0] * out_hw[1] > self.max_pixels:
-            raise ValueError(
-                f"output {out_hw[1]}x{out_hw[0]} exceeds the pixel limit of {self.max_pixels:,}")
+            raise ValueError(f"the output, {out_hw[1]}x{out_hw[0]}, exceeds the pixel limit of "
+                             f"{self.max_pixels:,}")
         full = image if image.ndim == 3 else image[:, :, None]
         channels = full.shape[-1]
         if self._forward is None:
-            # The literature's baseline: MATLAB imresize of the uint8 image
-            # (rounded after each pass); alpha enlarged in float.
-            colour = imresize(full[:, :, : 3 if channels >= 3 else 1], output_shape=out_hw)
-            colour = colour if colour.ndim == 3 else colour[:, :, None]
-            if channels in (2, 4):
-                alpha = quantise(imresize(full[:, :, -1] / np.float32(255), output_shape=out_hw))
-                colour = np.concatenate([colour, alpha[:, :, None]], axis=-1)
-            return colour if image.ndim == 3 else colour[:, :, 0]
-        net, rest = processing.split(full, channels, np)
-        out = self._tiled(out_hw[0], out_hw[1], channels, lambda box, src: processing.upscale_tile(
-            net, rest, channels, out_hw, box, src, self._network, np))
+            out = self._bicubic(full, channels, out_hw, peak)
+        else:
+            net, rest = processing.split(full, channels, np, peak)
+            out = self._tiled(out_hw[0], out_hw[1], channels, lambda box, src:
+                              processing.upscale_tile(net, rest, channels, out_hw, box, src,
+                                                      self._network, np,
+                                                      to_uint8=image.dtype == np.uint8))
+        if image.dtype == np.uint16:
+            out = np.round(out * np.float32(65535)).astype(np.uint16)
+        out = out.astype(image.dtype, copy=False)
         return out if image.ndim == 3 else out[:, :, 0]
+
+    @staticmethod
+    def _bicubic(full, channels, out_hw, peak):
+        """The literature's baseline: MATLAB imresize of the uint8 image
+        (rounded after each pass); alpha and non-uint8 images enlarged in
+        float (clipped to [0, 1])."""
+        colour = full[:, :, : 3 if channels >= 3 else 1]
+        alpha = full[:, :, -1] if channels in (2, 4) else None
+        if full.dtype == np.uint8:
+            colour = imresize(colour, output_shape=out_hw)
+            finish = quantise
+        else:
+            colour = np.clip(imresize(colour / np.float32(peak), output_shape=out_hw), 0, 1)
+            finish = lambda a: np.clip(a, 0, 1).astype(np.float32)  # noqa: E731
+        colour = colour if colour.ndim == 3 else colour[:, :, None]
+        if alpha is not None:
+            alpha = finish(imresize(alpha / np.float32(peak), output_shape=out_hw))
+            colour = np.concatenate([colour.astype(alpha.dtype), alpha[:, :, None]], axis=-1)
+        return colour
 
     def upscale(self, image, scale=None, size=None):
         """Super-resolves a numpy array or a PIL image; returns the same kind.
 
         Args:
-            image: a uint8 numpy array (see ``upscale_array``) or a PIL image
-                (modes L, LA, RGB, RGBA directly; others are converted, see
-                ``vdsr_tf.imageio.to_supported``).
+            image: a numpy array (see ``upscale_array``) or a PIL image, as a
+                photo viewer shows it: the EXIF orientation is applied, CMYK
+                is converted with its ICC profile, and every mode becomes L,
+                LA, RGB or RGBA (``vdsr_tf.imageio.prepare``). An animated
+                image is refused: ``upscale_file`` keeps every frame.
             scale: factor > 1, or
             size: exact output (H, W).
 
         Returns:
-            The SR image: a numpy array, or a PIL image of the (converted)
-            mode with the input's ICC profile.
+            The SR image: a numpy array, or a PIL image whose ``info`` holds
+            the ICC profile matching its pixels and the input's EXIF
+            (orientation reset, pixel size updated), for ``save_image`` or
+            ``Image.save(..., exif=..., icc_profile=...)``.
         """
         try:
             from PIL import Image
         except ImportError:  # numpy-only use
             Image = None
-        if Image is not None and isinstance(image, Image.Image):
-            from vdsr_tf.imageio import to_supported
+        if Image is None or not isinstance(image, Image.Image):
+            return self.upscale_array(image, scale, size)
+        from vdsr_tf.imageio import exif_for_size, prepare
 
-            converted, _ = to_supported(image)
-            out = Image.fromarray(self.upscale_array(np.asarray(converted), scale, size))
-            if image.info.get("icc_profile"):
-                out.info["icc_profile"] = image.info["icc_profile"]
-            return out
-        return self.upscale_array(image, scale, size)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            raise ValueError(f"an image with {frames} frames: Upscaler.upscale_file keeps every "
+                             "frame (or upscale the frames of PIL.ImageSequence one by one)")
+        converted, meta, _ = prepare(image)
+        out = Image.fromarray(self.upscale_array(np.asarray(converted), scale, size),
+                              converted.mode)
+        if meta.get("exif"):
+            meta["exif"] = exif_for_size(meta["exif"], *out.size)
+        out.info.update(meta)
+        return out
+
+    def upscale_file(self, src, dst, scale=None, size=None, fmt=None, overwrite=False):
+        """Super-resolves an image file into another, every frame of it.
+
+        The path the CLI takes for each file: the header is checked against
+        ``max_pixels`` (input and output) before decoding; the image is read
+        as a viewer shows it (``vdsr_tf.imageio.open_frames``); the output is
+        written atomically with the EXIF (orientation reset), an ICC profile
+        matching its pixels, and an animation's frame durations and loop
+        count, where the format holds them.
+
+        Args:
+            src, dst: file paths; ``dst``'s extension picks the format
+                unless ``fmt`` (a Pillow format name).
+            scale, size: as ``upscale``.
+            overwrite: replace an existing ``dst``.
+
+        Returns:
+            ``(input (w, h), output (w, h), frames, notes)``.
+
+        Raises:
+            vdsr_tf.imageio.ImageError: an unreadable or over-limit file.
+            FileExistsError: ``dst`` exists and not ``overwrite``.
+            ValueError: an unsupported output format, or several frames
+                for a format that holds one.
+            OSError: ``dst`` cannot be written (nothing is left behind).
+        """
+        from PIL import Image
+
+        from vdsr_tf.imageio import ImageError, format_for, holds_frames, open_frames, save_frames
+
+        if os.path.exists(dst) and not overwrite:
+            raise FileExistsError(f"output {dst} exists (use --overwrite)")
+        fmt = fmt or format_for(dst)
+
+        def check(w, h, n):
+            oh, ow = output_size((h, w), scale, size)
+            if n * oh * ow > self.max_pixels:
+                frames = f" x {n} frames" if n > 1 else ""
+                raise ImageError(f"the output, {ow}x{oh}{frames} (from {w}x{h}), would exceed "
+                                 f"the pixel limit of {self.max_pixels:,}")
+            if n > 1 and not holds_frames(fmt):
+                raise ImageError(f"{n} frames, but {fmt} holds one image; write .gif, .webp, "
+                                 ".png (APNG) or .tif to keep every frame")
+
+        frames, meta, notes = open_frames(src, max_pixels=self.max_pixels, check=check)
+        out = [Image.fromarray(self.upscale_array(np.asarray(f), scale, size), f.mode)
+               for f in frames]
+        notes += save_frames(out, dst, fmt, meta, overwrite)
+        return frames[0].size, out[0].size, len(out), notes
+
+
+def _peak(image):
+    """The value of white for an array's dtype; ValueError for others."""
+    if image.dtype == np.uint8:
+        return 255.0
+    if image.dtype == np.uint16:
+        return 65535.0
+    if image.dtype in (np.float32, np.float64):
+        if not np.all(np.isfinite(image)):
+            raise ValueError("the image holds NaN or infinite values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"float images must be in [0, 1]; this one spans "
+                             f"[{lo:g}, {hi:g}] (divide uint8 data by 255)")
+        return 1.0
+    raise ValueError(f"Expected a uint8, uint16, float32 or float64 image, got {image.dtype}")
 
 
 def upscale(image, scale=None, size=None, weights=None, **kwargs):
-    """One call: ``Upscaler(weights, **kwargs).upscale(image, scale, size)``."""
+    """One call: ``Upscaler(weights, **kwargs).upscale(image, scale, size)``.
+
+    ``image`` is a numpy array (uint8, uint16, or float32 / float64 in
+    [0, 1]; the result has the same dtype and range) or a PIL image. The
+    network is loaded once per weights file (``load_network``), so repeated
+    calls cost only the upscaling.
+    """
     return Upscaler(weights, **kwargs).upscale(image, scale=scale, size=size)

@@ -1,10 +1,15 @@
 """Thin absl entry points: flags in, a config or arguments out, library calls.
 
 Errors a user can fix are reported as one line, ``<prog>: error: <message>``,
-with exit status 2, never a traceback.
+with exit status 2, never a traceback: a ``CliError`` raised by a command, a
+malformed or unknown flag. ``-h`` / ``--help`` print the command's own flags
+and exit 0. Every command starts through ``run``.
 """
 
 import sys
+
+_HELP = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+_HELP_FULL = ("--helpfull", "-helpfull")
 
 
 class CliError(Exception):
@@ -25,3 +30,76 @@ def entry_point(prog):
         return wrapped
 
     return wrap
+
+
+def help_text(module_name, doc):
+    """The command's docstring and its own flags (absl's ``--help`` shows only
+    the flags of ``__main__``, which a console script is not)."""
+    import textwrap
+
+    from absl import flags
+
+    name = sys.argv[0] if module_name == "__main__" else module_name
+    lines = [(doc or "").strip(), "", "Flags:"]
+    for flag in sorted(flags.FLAGS.get_flags_for_module(name), key=lambda f: f.name):
+        if flag.boolean:
+            head = f"--{flag.name}, --no{flag.name}"
+        elif getattr(flag.parser, "enum_values", None):
+            head = f"--{flag.name}={'|'.join(flag.parser.enum_values)}"
+        else:
+            head = f"--{flag.name}=VALUE"
+        value = flag.default
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        default = "" if value in (None, "") else f" (default: {value})"
+        text = (flag.help or "").split(">: ", 1)[-1] if flag.help.startswith("<") else flag.help
+        lines.append(f"  {head}")
+        lines += textwrap.wrap((text or "") + default, 76, initial_indent="      ",
+                               subsequent_indent="      ")
+    lines += ["", "Try --helpfull for absl's own flags too."]
+    return "\n".join(lines)
+
+
+def _options(argv):
+    """The arguments before a ``--`` terminator."""
+    args = list(argv[1:])
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _print_and_exit(text):
+    """Prints help and exits 0, quietly when the reader has gone (``| head``)."""
+    import os
+
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
+
+
+def run(main, prog, module_name, doc):
+    """``absl.app.run(main)`` with the package's conventions for help and flag errors.
+
+    Args:
+        main: the command's ``main(argv)`` (``entry_point``-decorated).
+        prog: the command's name, for messages.
+        module_name, doc: the command module's ``__name__`` and ``__doc__``.
+    """
+    from absl import app, flags
+
+    def parse(argv):
+        options = _options(argv)
+        if any(a in _HELP for a in options):
+            _print_and_exit(help_text(module_name, doc))
+        if any(a in _HELP_FULL for a in options):
+            _print_and_exit(f"{(doc or '').strip()}\n\n{flags.FLAGS.get_help()}")
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            message = " ".join(str(e).split())
+            print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(main, flags_parser=parse)

@@ -1,4 +1,4 @@
-"""vdsr-eval: the standard benchmark table (PSNR / SSIM on MATLAB Y).
+r"""vdsr-eval: the standard benchmark table (PSNR / SSIM on MATLAB Y).
 
     vdsr-eval --data_dir=../shared/datasets --sets=Set5,Set14,B100 --scales=2,3,4 \
         [--weights=PATH|bicubic] --json=results.json --compare_dir=compare/
@@ -8,8 +8,9 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
@@ -131,7 +132,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "vdsr-eval", __name__, __doc__)
 
 
 if __name__ == "__main__":

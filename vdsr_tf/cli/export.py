@@ -1,4 +1,4 @@
-"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite).
+r"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite).
 
     vdsr-export --format=saved_model --output=models [--model_name=vdsr --version=1]
     vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8 --output=vdsr.tflite \
@@ -9,8 +9,9 @@
 
 import os
 
-from absl import app, flags
+from absl import flags
 
+from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
@@ -80,7 +81,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "vdsr-export", __name__, __doc__)
 
 
 if __name__ == "__main__":

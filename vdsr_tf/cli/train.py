@@ -1,4 +1,4 @@
-"""vdsr-train: train VDSR with ``fit`` from a named preset plus overrides.
+r"""vdsr-train: train VDSR with ``fit`` from a named preset plus overrides.
 
     vdsr-train --data=../shared/datasets/train/T91,../shared/datasets/train/BSD200 \
         --val_dir=../shared/datasets/Set5 --preset=paper --steps=2000 \
@@ -7,8 +7,9 @@
 Running the same command again resumes from ``output_dir``'s checkpoint.
 """
 
-from absl import app, flags
+from absl import flags
 
+from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
@@ -114,7 +115,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "vdsr-train", __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -2,28 +2,34 @@
 
     vdsr-upscale photo.jpg --scale=2 --output=photo_x2.jpg
     vdsr-upscale photos/ more.png --scale=3.5 --output=out/ [--format=png]
+    vdsr-upscale photos/ --recursive --scale=2 --output=out/
     vdsr-upscale img.png --size=1920x1080 --output=big.png
     vdsr-upscale --demo
 
-A bad file gets a one-line error and the batch goes on; the exit code is 1 if
-any file failed. Outputs are written atomically and never overwritten without
---overwrite.
+Photos are read as a viewer shows them (EXIF orientation, colour profile) and
+written with their EXIF and a matching profile; animated GIF, WebP and PNG
+keep every frame. A bad file gets a one-line error and the batch goes on; the
+exit code is 1 if any file failed, 2 for a usage error. Outputs are written
+atomically (never half a file) and never overwritten without --overwrite.
 """
 
 import os
 import sys
-import time
 
-from absl import app, flags
+from absl import flags
 
+from vdsr_tf import cli
+from vdsr_tf.cli import batch
 from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
 flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
 flags.DEFINE_string("output", None, "Output file (one input) or folder.")
-flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "tif", "tiff"],
+flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"],
                   "Output format for every file (default: keep each input's extension).")
+flags.DEFINE_boolean("recursive", False, "Also upscale the images in subfolders of input "
+                     "folders, mirroring the subfolders into --output.")
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
                     "the bundled weights.")
 flags.DEFINE_enum("backend", "keras", ["keras", "tflite"],
@@ -32,7 +38,8 @@ flags.DEFINE_string("model", None, "A .tflite file (vdsr_tf.export.tflite); need
 flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
-flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
+flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this "
+                     "(all frames of an animation together), before decoding.")
 flags.DEFINE_boolean("demo", False, "Upscale a bundled sample image x3 (no other arguments).")
 flags.DEFINE_boolean("version", False, "Print the package version and the bundled weights' "
                      "metadata (version, training, scores, sha256), then exit.")
@@ -48,72 +55,6 @@ def parse_size(text):
     if w < 1 or h < 1:
         raise ValueError(f"--size must be positive, got {text!r}")
     return h, w
-
-
-def collect_inputs(paths):
-    """Expands files and folders into a list of files.
-
-    Raises:
-        CliError: for a path that does not exist or an empty folder.
-    """
-    from vdsr_tf.imageio import IMAGE_EXTENSIONS
-
-    files, folder_given = [], False
-    for path in paths:
-        if os.path.isdir(path):
-            folder_given = True
-            found = sorted(os.path.join(path, n) for n in os.listdir(path)
-                           if n.lower().endswith(IMAGE_EXTENSIONS)
-                           and os.path.isfile(os.path.join(path, n)))
-            if not found:
-                raise CliError(f"no image files in folder {path}")
-            files.extend(found)
-        elif os.path.exists(path):
-            files.append(path)
-        else:
-            raise CliError(f"input not found: {path}")
-    return files, folder_given
-
-
-def output_paths(files, output, to_folder, fmt):
-    """Destination of each input file."""
-    def renamed(name):
-        if fmt:
-            return os.path.splitext(name)[0] + "." + fmt
-        return name
-
-    if to_folder:
-        return [os.path.join(output, renamed(os.path.basename(f))) for f in files]
-    if os.path.isdir(output):
-        return [os.path.join(output, renamed(os.path.basename(files[0])))]
-    return [output]
-
-
-class Progress:
-    """A one-line progress bar on stderr: files done, and tiles of the current file."""
-
-    def __init__(self, total_files, enabled):
-        self.total, self.enabled, self.done, self.name = total_files, enabled, 0, ""
-
-    def start(self, name):
-        self.name = name
-        self.tiles(0, 1)
-
-    def tiles(self, done, total):
-        if not self.enabled:
-            return
-        width = 24
-        filled = int(width * done / max(total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        sys.stderr.write(f"\r[{bar}] file {self.done + 1}/{self.total} "
-                         f"tile {done}/{total} {self.name[-40:]}\x1b[K")
-        sys.stderr.flush()
-
-    def finish_file(self):
-        self.done += 1
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
 
 
 def version_text():
@@ -190,74 +131,61 @@ def main(argv):
         raise CliError("--output is required")
     if FLAGS.tile < 0:
         raise CliError("--tile must be >= 0")
-    files, folder_given = collect_inputs(inputs)
+    from vdsr_tf.imageio import FORMATS
+
+    jobs, skipped, folder_given = batch.collect_inputs(inputs, FLAGS.recursive, FLAGS.output)
     to_folder = folder_given or len(inputs) > 1
     if to_folder:
         if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
             raise CliError(f"--output {FLAGS.output} is a file, but several inputs need "
-                                 "a folder")
-        os.makedirs(FLAGS.output, exist_ok=True)
-    elif not os.path.isdir(FLAGS.output):
-        from vdsr_tf.imageio import FORMATS
-
-        parent = os.path.dirname(os.path.abspath(FLAGS.output))
-        if not os.path.isdir(parent):
-            raise CliError(f"output folder {parent} does not exist")
+                           "a folder")
+        if os.path.splitext(FLAGS.output)[1].lower() in FORMATS and not os.path.isdir(
+                FLAGS.output):
+            raise CliError(f"--output {FLAGS.output} looks like a file name, but "
+                           f"{'a folder' if folder_given else 'several inputs'} need an output "
+                           "folder (e.g. --output=out/)")
+        try:
+            os.makedirs(FLAGS.output, exist_ok=True)
+        except OSError as e:
+            raise CliError(f"cannot create output folder {FLAGS.output}: {e.strerror or e}")
+        folder = FLAGS.output
+    elif os.path.isdir(FLAGS.output):
+        folder = FLAGS.output
+    else:
+        folder = os.path.dirname(os.path.abspath(FLAGS.output))
+        if not os.path.isdir(folder):
+            raise CliError(f"output folder {folder} does not exist")
         if not FLAGS.format and os.path.splitext(FLAGS.output)[1].lower() not in FORMATS:
             raise CliError(f"--output {FLAGS.output}: unsupported extension; use one of "
-                                 f"{', '.join(sorted(FORMATS))}")
-    destinations = output_paths(files, FLAGS.output, to_folder, FLAGS.format)
-    return run(files, destinations, FLAGS.scale, size)
+                           f"{', '.join(sorted(FORMATS))}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"output folder {folder} is not writable")
+    destinations = batch.output_paths(jobs, FLAGS.output, to_folder, FLAGS.format)
+    enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
+    progress = batch.Progress(len(jobs), enabled)
+    return batch.run_batch(make_upscaler(progress.tiles), [src for src, _ in jobs], destinations,
+                           FLAGS.scale, size, FLAGS.format, FLAGS.overwrite, skipped, progress)
 
 
-def run(files, destinations, scale, size):
-    from vdsr_tf.imageio import ImageError, format_for, open_image, save_image
+def make_upscaler(progress=None):
+    """The Upscaler the flags describe; CliError if it cannot be made."""
     from vdsr_tf.upscaler import Upscaler
 
-    enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
-    progress = Progress(len(files), enabled)
     try:
         if FLAGS.backend == "tflite":
             from vdsr_tf.litert import LiteRTPredictor
 
-            upscaler = Upscaler(predictor=LiteRTPredictor(FLAGS.model), tile=FLAGS.tile,
-                                ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
-                                progress=progress.tiles)
-        else:
-            upscaler = Upscaler(FLAGS.weights, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
-                                max_pixels=FLAGS.max_pixels, progress=progress.tiles)
+            return Upscaler(predictor=LiteRTPredictor(FLAGS.model), tile=FLAGS.tile,
+                            ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
+                            progress=progress)
+        return Upscaler(FLAGS.weights, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
+                        max_pixels=FLAGS.max_pixels, progress=progress)
     except (FileNotFoundError, ValueError, ImportError) as e:
         raise CliError(str(e))
-    failures, written = [], 0
-    start = time.monotonic()
-    for src, dst in zip(files, destinations):
-        progress.start(os.path.basename(src))
-        try:
-            if os.path.exists(dst) and not FLAGS.overwrite:
-                raise FileExistsError(f"output {dst} exists (use --overwrite)")
-            fmt = format_for(dst)
-            # Refuse before decoding what could never fit the output limit.
-            limit = FLAGS.max_pixels / (scale * scale) if scale else FLAGS.max_pixels
-            image, notes = open_image(src, max_pixels=int(limit))
-            hw = (image.height, image.width)
-            out = upscaler.upscale(image, scale=scale, size=size)
-            notes += save_image(out, dst, fmt=fmt, overwrite=FLAGS.overwrite)
-            written += 1
-            progress.finish_file()
-            for note in notes:
-                print(f"{src}: note: {note}", file=sys.stderr)
-            print(f"{src} ({hw[1]}x{hw[0]}) -> {dst} ({out.width}x{out.height})", flush=True)
-        except (ImageError, FileExistsError, ValueError, OSError) as e:
-            progress.finish_file()
-            failures.append(src)
-            print(f"{src}: error: {e}", file=sys.stderr, flush=True)
-    elapsed = time.monotonic() - start
-    print(f"{written} written, {len(failures)} failed, {elapsed:.1f} s", file=sys.stderr)
-    return 1 if failures else 0
 
 
 def run_cli():
-    app.run(main)
+    cli.run(main, "vdsr-upscale", __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,38 @@ def header_size(data):
     ], default=unknown)
 
 
+# Markers of an animation, by container: an animated WebP's flag and ANIM /
+# ANMF chunks, an APNG's acTL chunk, a GIF's loop extension. TF 2.21's
+# decode_image is not memory safe on damaged animated WebP
+# (tools/fuzz_images.py: heap corruption or a segfault in 28 of 400 mutants of
+# an animated WebP, none of a still one), and it keeps only the first frame of
+# the others: the served model refuses them all.
+_ANIMATION_MARKERS = {"webp": (b"ANIM", b"ANMF"), "png": (b"acTL",),
+                      "gif": (b"NETSCAPE2.0", b"ANIMEXTS1.0")}
+
+
+def is_animation(data):
+    """bool: whether encoded image bytes are an animation (a search of the
+    bytes, before any decoder sees them)."""
+    flat = tf.reshape(data, [1])
+
+    def has(markers):
+        return tf.reduce_any(tf.stack([tf.strings.split(flat, sep=m).row_lengths()[0] > 1
+                                       for m in markers]))
+
+    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 32)]), 0, 21)
+    webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                          tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+    flags = tf.logical_and(tf.equal(tf.strings.substr(head, 12, 4), b"VP8X"),  # its flags:
+                           tf.bitwise.bitwise_and(_bytes_at(head, 20, 1)[0], 2) > 0)  # animated
+    return tf.case([
+        (webp, lambda: tf.logical_or(flags, has(_ANIMATION_MARKERS["webp"]))),
+        (tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n"),
+         lambda: has(_ANIMATION_MARKERS["png"])),
+        (tf.equal(tf.strings.substr(head, 0, 4), b"GIF8"), lambda: has(_ANIMATION_MARKERS["gif"])),
+    ], default=lambda: tf.constant(False))
+
+
 class VDSRServing(tf.Module):
     """The exported module: the Keras model plus the upscaler's processing.
 
@@ -189,7 +221,11 @@ class VDSRServing(tf.Module):
     def _upscale_encoded(self, data, scale):
         """Encoded image bytes -> PNG bytes of the SR image (same mode)."""
         height, width = _plain(header_size)(data)
-        with tf.control_dependencies([self._check_pixels(height, width, "input")]):
+        still = tf.debugging.assert_equal(
+            is_animation(data), False, message="animated images (GIF, WebP, APNG) are not "
+            "supported by the served model: send one frame, or use vdsr-upscale, which keeps "
+            "every frame")
+        with tf.control_dependencies([still, self._check_pixels(height, width, "input")]):
             image = tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False)
         channels = tf.shape(image)[2]
         branches = [
@@ -265,4 +301,4 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrit
     return path
 
 
-__all__ = ["export_saved_model", "header_size", "VDSRServing"]
+__all__ = ["export_saved_model", "header_size", "is_animation", "VDSRServing"]

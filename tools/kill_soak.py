@@ -1,0 +1,226 @@
+"""Kill-and-resume soak: ``vdsr-train`` survives ``kill -9`` at any moment.
+
+Starts ``vdsr-train`` (a tiny network on the bundled sample images), kills
+it with SIGKILL after a random time, checks the run folder, and starts the
+same command again, ``--kills`` times; then lets the last run finish.
+
+After each kill it checks that
+
+* ``checkpoint.npz`` is absent (killed before the first epoch ended) or
+  readable (``vdsr_tf.checkpoint.read_state``), and its step counter is at
+  most the planned number of steps;
+
+after each restart that
+
+* the weights the resumed run restored (the sha256 that ``vdsr-train``
+  logs, computed from the model's variables) equal the checkpoint's that
+  were on disk when it started, bit for bit;
+* no temporary file of a killed writer is left once the run has resumed;
+
+and at the end that the final step count is the planned one, the final
+weights equal the last checkpoint's, and ``history.csv`` has each epoch once.
+
+    python tools/kill_soak.py --kills=20 --seed=0 [--workdir=DIR] [--json=FILE]
+
+Exit status 0 when every check held; the summary is printed (and written to
+``--json``).
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from vdsr_tf.checkpoint import read_state, weights_digest  # noqa: E402
+from vdsr_tf.imageio import sample_images_dir  # noqa: E402
+
+STEPS, STEPS_PER_EPOCH = 150, 3
+_LIMIT_S = 600
+_RESUMED = re.compile(r"Resuming .* at epoch (\d+) \(step (\d+)\); restored weights sha256 "
+                      r"([0-9a-f]{64})")
+
+
+def train_command(run_dir, steps=STEPS, steps_per_epoch=STEPS_PER_EPOCH):
+    """The ``vdsr-train`` command of the soak: depth 3, 8 filters, small patches."""
+    return [sys.executable, "-m", "vdsr_tf.cli.train",
+            f"--data={os.path.join(sample_images_dir(), 'HR')}", f"--output_dir={run_dir}",
+            "--preset=paper", "--depth=3", "--filters=8", "--batch_size=4", "--patch_size=21",
+            f"--steps={steps}", f"--steps_per_epoch={steps_per_epoch}", "--optimizer=adam",
+            "--learning_rate=0.001", "--set=optim.schedule=constant",
+            "--set=data.patches_per_image=4", "--set=data.shuffle_buffer=16"]
+
+
+def _temporaries(run_dir):
+    return sorted(n for n in os.listdir(run_dir) if ".tmp" in n) if os.path.isdir(run_dir) else []
+
+
+def _checkpoint(run_dir):
+    """``(step, digest)`` of the run's checkpoint, None if there is none.
+
+    Raises:
+        ValueError: if the checkpoint cannot be read (the failure the soak hunts).
+    """
+    path = os.path.join(run_dir, "checkpoint.npz")
+    if not os.path.exists(path):
+        return None
+    meta, weights, _ = read_state(path)
+    return meta["step"], weights_digest(weights)
+
+
+def _wait_and_kill(proc, log_path, plan):
+    """Waits for ``proc``; with ``plan = (phase, seconds)`` SIGKILLs it that
+    long after its start ("start-up") or after its second epoch began
+    ("training": the first one compiles). Returns whether it was killed, None if it hung."""
+    start, training_since = time.monotonic(), None
+    while proc.poll() is None:
+        now = time.monotonic()
+        if now - start > _LIMIT_S:
+            proc.kill()
+            proc.wait()
+            return None
+        if plan is not None:
+            if training_since is None and plan[0] == "training":
+                with open(log_path, errors="replace") as f:
+                    if f.read().count("Epoch ") >= 2:  # one epoch (and the compile) done
+                        training_since = now
+            origin = start if plan[0] == "start-up" else training_since
+            if origin is not None and now - origin >= plan[1]:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPOCH,
+         window_s=2.5, log=print):
+    """Runs the soak; returns the summary dict (``ok`` says whether all held).
+
+    Args:
+        kills: how many times to SIGKILL a run.
+        seed: seed of the kill times.
+        workdir: where the run folder goes (a temporary folder by default).
+        steps, steps_per_epoch: the training run's plan.
+        window_s: a kill in training lands at a uniform moment of the first
+            ``window_s`` seconds after the run's second epoch began.
+    """
+    rng = random.Random(seed)
+    workdir = workdir or tempfile.mkdtemp(prefix="vdsr_soak_")
+    os.makedirs(workdir, exist_ok=True)
+    run_dir = os.path.join(workdir, "run")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    failures, records, done = [], [], False
+    started = time.monotonic()
+    attempt = 0
+    while not done:
+        attempt += 1
+        before = _checkpoint(run_dir)
+        kill_plan = None
+        if sum(r["killed"] for r in records) < kills:
+            # A quarter of the kills land in the start-up (import, data,
+            # restore), the rest at a uniform moment of the training itself.
+            early = rng.random() < 0.25
+            kill_plan = ("start-up", rng.uniform(0.2, 8.0)) if early else (
+                "training", rng.uniform(0.0, window_s))
+        log_path = os.path.join(workdir, f"attempt_{attempt:03d}.log")
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen(train_command(run_dir, steps, steps_per_epoch), cwd=workdir,
+                                    env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            killed = _wait_and_kill(proc, log_path, kill_plan)
+        if killed is None:
+            failures.append(f"attempt {attempt}: still running after {_LIMIT_S} s")
+            break
+        text = open(log_path, errors="replace").read()
+        record = {"attempt": attempt, "killed": killed,
+                  "kill": f"{kill_plan[0]} +{kill_plan[1]:.2f} s" if killed else None,
+                  "step_before": before[0] if before else None, "returncode": proc.returncode}
+        match = _RESUMED.search(text)
+        if before is not None and match:
+            record["resumed_step"] = int(match.group(2))
+            record["restored_equal"] = match.group(3) == before[1]
+            if int(match.group(2)) != before[0] or match.group(3) != before[1]:
+                failures.append(f"attempt {attempt}: resumed at step {match.group(2)} with "
+                                f"weights {match.group(3)[:12]}, checkpoint had step "
+                                f"{before[0]}, weights {before[1][:12]}")
+        elif before is not None and not killed:
+            failures.append(f"attempt {attempt}: finished without logging its resume")
+        try:
+            after = _checkpoint(run_dir)
+        except ValueError as e:
+            failures.append(f"attempt {attempt}: checkpoint unreadable: {e}")
+            break
+        record["step_after"] = after[0] if after else None
+        if after is not None and after[0] > steps:
+            failures.append(f"attempt {attempt}: step {after[0]} past the plan of {steps}")
+        if not killed:
+            if proc.returncode != 0:
+                failures.append(f"attempt {attempt}: exit {proc.returncode}: "
+                                f"{text.strip().splitlines()[-1:] }")
+                break
+            done = True
+        records.append(record)
+        log(f"attempt {attempt}: {'killed in ' + record['kill'] if killed else 'finished'}"
+            f"; checkpoint step {record['step_before']} -> {record['step_after']}"
+            + (f"; resumed bit-identical: {record.get('restored_equal')}"
+               if "restored_equal" in record else ""))
+    summary = {"kills": sum(r["killed"] for r in records), "attempts": len(records),
+               "resumes_checked": sum("restored_equal" in r for r in records),
+               "resumes_bit_identical": sum(bool(r.get("restored_equal")) for r in records),
+               "seconds": round(time.monotonic() - started, 1), "seed": seed,
+               "planned_steps": steps}
+    if done:
+        final = _checkpoint(run_dir)
+        summary["final_step"] = final[0] if final else None
+        if not final or final[0] != steps:
+            failures.append(f"final step {final and final[0]}, planned {steps}")
+        import numpy as np
+
+        from vdsr_tf.model import build_vdsr
+
+        model = build_vdsr(depth=3, filters=8)
+        model.load_weights(os.path.join(run_dir, "vdsr.weights.h5"))
+        if final and weights_digest([np.asarray(w) for w in model.weights]) != final[1]:
+            failures.append("final weights differ from the last checkpoint's")
+        with open(os.path.join(run_dir, "history.csv")) as f:
+            epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+        summary["history_epochs"] = len(epochs)
+        if epochs != list(range(-(-steps // steps_per_epoch))):
+            failures.append(f"history.csv epochs {epochs}")
+        leftovers = _temporaries(run_dir)
+        if leftovers:
+            failures.append(f"temporary files left at the end: {leftovers}")
+    summary["failures"] = failures
+    summary["ok"] = done and not failures
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--window_s", type=float, default=2.5)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    summary = soak(args.kills, args.seed, args.workdir, steps=args.steps,
+                   window_s=args.window_s)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
