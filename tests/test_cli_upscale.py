@@ -28,7 +28,7 @@ def weights(tiny_weights):
     return tiny_weights
 
 
-def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights):
+def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights, capsys):
     src = tmp_path / "in"
     shutil.copytree(os.path.join(SAMPLES, "LR_bicubic", "X2"), src)
     (src / "bad.png").write_bytes(b"not an image")
@@ -43,13 +43,18 @@ def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights):
     assert "2 written, 2 failed" in proc.stderr
     assert sorted(os.listdir(out)) == ["bird.png", "butterfly.png"]  # no temporary files left
     assert Image.open(out / "bird.png").size == (288, 288)
-    # Existing outputs are kept without --overwrite ...
-    again = run_cli(str(src / "bird.png"), "--scale=2", f"--output={out}", f"--weights={weights}")
-    assert again.returncode == 1 and "exists" in again.stderr
-    # ... and replaced with it; --format changes the extension.
-    again = run_cli(str(src / "bird.png"), str(src / "butterfly.png"), "--scale=3", "--overwrite",
-                    f"--output={out}", f"--weights={weights}", "--format=webp")
-    assert again.returncode == 0, again.stderr[-2000:]
+    # Existing outputs are kept without --overwrite and replaced with it; --format changes
+    # the extension (vdsr-upscale's batch, in-process: the flags are tested below).
+    from vdsr_tf.cli import batch
+    from vdsr_tf.upscaler import Upscaler
+
+    up = Upscaler(weights)
+    inputs = [str(src / "bird.png"), str(src / "butterfly.png")]
+    assert batch.run_batch(up, inputs[:1], [str(out / "bird.png")], scale=2) == 1
+    assert "exists" in capsys.readouterr().err
+    webp = [str(out / "bird.webp"), str(out / "butterfly.webp")]
+    assert batch.run_batch(up, inputs, webp, scale=2, fmt="webp") == 0
+    assert batch.run_batch(up, inputs, webp, scale=3, fmt="webp", overwrite=True) == 0
     assert Image.open(out / "bird.webp").size == (432, 432)
 
 

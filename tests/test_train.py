@@ -102,8 +102,26 @@ def test_resume_after_interruption(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert int(np.asarray(model.optimizer.iterations)) == 6
     assert os.path.exists(os.path.join(out, "vdsr.weights.h5"))
-    # Running it again once complete does nothing.
+    # Running it again once complete does nothing, except write the final weights if a
+    # kill came between the last checkpoint and them.
     assert train(cfg, HR, out, verbose=0)[1] is None
+    final = [np.array(w) for w in model.get_weights()]
+    os.remove(os.path.join(out, "vdsr.weights.h5"))
+    again, history = train(cfg, HR, out, verbose=0)
+    assert history is None
+    again.load_weights(os.path.join(out, "vdsr.weights.h5"))
+    for a, b in zip(again.get_weights(), final):
+        np.testing.assert_array_equal(a, b)
+    # A killed run's CSV row past its checkpoint (and half a row) is dropped on resume.
+    history_csv = os.path.join(out, "history.csv")
+    rows = open(history_csv).read().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+    from vdsr_tf.train import _truncate_history
+
+    with open(history_csv, "a") as f:
+        f.write("3,0.1,0.2\n4,0.1")
+    _truncate_history(history_csv, 2)
+    assert open(history_csv).read().splitlines() == rows[:3]
 
 
 def test_resume_refuses_a_different_config(tmp_path):

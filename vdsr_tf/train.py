@@ -491,6 +491,8 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         _write_json(os.path.join(output_dir, "config.json"), config_lib.to_dict(config))
     if initial_epoch >= epochs:
         logging.info("Run in %s is already complete (%d epochs).", output_dir, epochs)
+        if not os.path.exists(os.path.join(output_dir, FINAL_WEIGHTS)):
+            _write_weights(model, output_dir)  # killed after its last checkpoint
         return model, None
 
     log_dir = os.path.join(output_dir, "logs")
@@ -526,9 +528,7 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
                             initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                             shuffle=False)
     step = int(ops.convert_to_numpy(model.optimizer.iterations))
-    weights_path = os.path.join(output_dir, FINAL_WEIGHTS)
-    with atomic_path(weights_path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+    weights_path = _write_weights(model, output_dir)
     total = run_length(model, config.steps)
     if step >= total:
         logging.info("Training complete (%d steps); weights in %s", step, weights_path)
@@ -536,6 +536,14 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         logging.info("Stopped at step %d of %d (run the same command to resume); "
                      "weights so far in %s", step, total, weights_path)
     return model, history
+
+
+def _write_weights(model, output_dir):
+    """Writes the run's final ``vdsr.weights.h5`` atomically; returns its path."""
+    path = os.path.join(output_dir, FINAL_WEIGHTS)
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    return path
 
 
 def _truncate_history(path, epochs):
