@@ -1,7 +1,8 @@
 """Trains a few steps single-device or data-parallel and saves the weights.
 
-Usage: python tests/distribute_check.py BACKEND MODE OUT.npz
-BACKEND: tensorflow or jax; MODE: none or data_parallel. Two CPU devices are
+Usage: python tests/distribute_check.py BACKEND MODES OUT_MODE.npz
+BACKEND: tensorflow or jax; MODES: none, data_parallel, or both comma-separated
+(each written to OUT with MODE replaced by its name). Two CPU devices are
 made visible (TF logical devices; XLA host device count for JAX).
 """
 
@@ -27,11 +28,12 @@ from vdsr_tf.model import build_vdsr  # noqa: E402
 rng = np.random.default_rng(0)
 x = rng.random((8, 12, 12, 1)).astype("float32")
 y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1).astype("float32")
-with distribution_scope(mode) as devices:
-    keras.utils.set_random_seed(0)
-    # theta/lr = 0.02: the clip binds, so its placement (global vs per replica) matters.
-    model = build_vdsr(depth=3, filters=8, clip_theta=0.01, weight_decay=1e-2)
-    model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9), loss="mse")
-    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
-np.savez(out, devices=devices, loss=np.array(history.history["loss"]),
-         *[np.asarray(w) for w in model.get_weights()])
+for kind in mode.split(","):  # "none,data_parallel": both runs in this one process
+    with distribution_scope(kind) as devices:
+        keras.utils.set_random_seed(0)
+        # theta/lr = 0.02: the clip binds, so its placement (global vs per replica) matters.
+        model = build_vdsr(depth=3, filters=8, clip_theta=0.01, weight_decay=1e-2)
+        model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9), loss="mse")
+        history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    np.savez(out.replace("MODE", kind), devices=devices, loss=np.array(history.history["loss"]),
+             *[np.asarray(w) for w in model.get_weights()])

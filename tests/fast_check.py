@@ -182,6 +182,9 @@ if __name__ == "__main__":
         result = pool_check()
     elif check == "forward":
         result = forward_check()
+    elif check == "all":  # every check in this one process (one JAX start-up for the suite)
+        result = {"equivalence_sgd": equivalence("sgd"), "equivalence_adam": equivalence("adam"),
+                  "pool": pool_check(), "forward": forward_check(), "resume": resume(sys.argv[2])}
     else:
         raise SystemExit(f"unknown check {check}")
     result["tf_loaded"] = sys.modules.get("tensorflow") is not None

@@ -31,9 +31,16 @@ def _check(*args):
     return result
 
 
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    """Every check of tests/fast_check.py, run in one fresh process (a JAX start-up each
+    would cost the suite about 30 s)."""
+    return _check("all", str(tmp_path_factory.mktemp("fast") / "run"))
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_fast_engine_matches_train_on_batch_step_for_step(optimizer):
-    r = _check("equivalence", optimizer)
+def test_fast_engine_matches_train_on_batch_step_for_step(checks, optimizer):
+    r = checks[f"equivalence_{optimizer}"]
     assert r["traces"] == 1  # two calls of K=3 steps, one trace
     assert r["steps"] == r["ref_steps"] == 6
     assert min(r["clip_fraction"]) > 0  # the theta/lr clip binds in this setting
@@ -41,19 +48,19 @@ def test_fast_engine_matches_train_on_batch_step_for_step(optimizer):
     assert r["max_diff"] < 1e-4  # ...to the same place (float tolerance)
 
 
-def test_device_batches_are_aligned_crops_of_the_degraded_image():
-    r = _check("pool")
+def test_device_batches_are_aligned_crops_of_the_degraded_image(checks):
+    r = checks["pool"]
     assert r["variants"] == 1
     assert r["found"] == r["patches"] == 24  # x and y: same window, same flip/rotation
     assert r["dihedrals"] >= 6  # the 8 transforms are drawn
 
 
-def test_bucketed_masked_forward_equals_the_plain_network():
-    assert _check("forward")["max_diff"] < 1e-5
+def test_bucketed_masked_forward_equals_the_plain_network(checks):
+    assert checks["forward"]["max_diff"] < 1e-5
 
 
-def test_fast_resume_continues_bit_for_bit(tmp_path):
-    r = _check("resume", str(tmp_path / "run"))
+def test_fast_resume_continues_bit_for_bit(checks):
+    r = checks["resume"]
     assert (r["checkpoint_epoch"], r["checkpoint_step"]) == (2, 4)
     assert r["resumed_step"] == 4 and r["resumed_epochs"] == [2]
     assert r["same_weights"] and r["same_optimizer"]

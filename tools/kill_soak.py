@@ -102,7 +102,7 @@ def _wait_and_kill(proc, log_path, plan):
 
 
 def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPOCH,
-         window_s=2.5, log=print):
+         window_s=2.5, backend="tensorflow", log=print):
     """Runs the soak; returns the summary dict (``ok`` says whether all held).
 
     Args:
@@ -112,12 +112,21 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
         steps, steps_per_epoch: the training run's plan.
         window_s: a kill in training lands at a uniform moment of the first
             ``window_s`` seconds after the run's second epoch began.
+        backend: ``KERAS_BACKEND`` of the runs; "jax" also makes TensorFlow
+            unimportable (the numpy ``PatchSampler`` feeds ``fit``).
     """
     rng = random.Random(seed)
     workdir = workdir or tempfile.mkdtemp(prefix="vdsr_soak_")
     os.makedirs(workdir, exist_ok=True)
     run_dir = os.path.join(workdir, "run")
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    path = [REPO, os.environ.get("PYTHONPATH", "")]
+    if backend == "jax":  # the TF-free path: the numpy sampler, TensorFlow unimportable
+        block = os.path.join(workdir, "block_tf")
+        os.makedirs(block, exist_ok=True)
+        with open(os.path.join(block, "sitecustomize.py"), "w") as f:
+            f.write("import sys\nsys.modules['tensorflow'] = None\n")
+        path.insert(0, block)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     failures, records, done = [], [], False
     started = time.monotonic()
@@ -176,7 +185,7 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
     summary = {"kills": sum(r["killed"] for r in records), "attempts": len(records),
                "resumes_checked": sum("restored_equal" in r for r in records),
                "resumes_bit_identical": sum(bool(r.get("restored_equal")) for r in records),
-               "seconds": round(time.monotonic() - started, 1), "seed": seed,
+               "seconds": round(time.monotonic() - started, 1), "seed": seed, "backend": backend,
                "planned_steps": steps}
     if done:
         final = _checkpoint(run_dir)
@@ -211,10 +220,11 @@ def main():
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--window_s", type=float, default=2.5)
+    parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     summary = soak(args.kills, args.seed, args.workdir, steps=args.steps,
-                   window_s=args.window_s)
+                   window_s=args.window_s, backend=args.backend)
     print(json.dumps(summary, indent=2))
     if args.json:
         with open(args.json, "w") as f:
