@@ -307,8 +307,9 @@ def test_write_failures_name_the_file_and_leave_nothing(tmp_path, monkeypatch, c
                                                         stops):
     files, destinations, out = _batch_files(tmp_path)
 
-    def failing_save(im, f, **kwargs):
-        f.write(b"partial")
+    def failing_save(im, fp, **kwargs):
+        with open(fp, "wb") as f:  # half a file, then the error
+            f.write(b"partial")
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(Image.Image, "save", failing_save)
@@ -343,3 +344,14 @@ def test_recursive_folders_mirror_and_count_skipped(tmp_path):
     assert [n for _, n in jobs] == ["a.png"] and str(src / "2025") + os.sep in skipped
     with pytest.raises(batch.CliError, match="both be written"):
         batch.output_paths([("x/a.png", "a.png"), ("y/a.jpg", "a.jpg")], str(out), True, "png")
+
+
+def test_pages_of_different_sizes_are_a_clear_error(tmp_path, up):
+    path = str(tmp_path / "scan.tif")
+    Image.new("RGB", (10, 8)).save(path, save_all=True, append_images=[Image.new("RGB", (20, 8))])
+    with pytest.raises(ImageError, match="frame 2 is 20x8, frame 1 10x8"):
+        up.upscale_file(path, str(tmp_path / "scan_x2.tif"), scale=2)
+    assert os.listdir(tmp_path) == ["scan.tif"]
+    same = str(tmp_path / "pages.tif")
+    Image.new("RGB", (10, 8)).save(same, save_all=True, append_images=[Image.new("RGB", (10, 8))])
+    assert up.upscale_file(same, str(tmp_path / "pages_x2.tif"), scale=2)[2] == 2

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from vdsr_tf.files import atomic_write
+from vdsr_tf.files import atomic_path
 from vdsr_tf.imresize import rgb2y, to_uint8
 
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA")
@@ -431,6 +431,9 @@ def open_frames(path, max_pixels=None, check=None):
         frames, durations, meta = [], [], {}
         for i in range(n):
             im.seek(i)
+            if im.size != (w, h):  # pages of a TIFF can differ; the limits were checked for one
+                raise ImageError(f"frame {i + 1} is {im.size[0]}x{im.size[1]}, frame 1 "
+                                 f"{w}x{h}: frames of different sizes are not supported")
             im.load()
             frame, meta_i, more = prepare(im, orientation, exif)
             frames.append(frame.copy() if frame is im else frame)
@@ -596,7 +599,10 @@ def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
             kwargs["loop"] = int(loop)
         elif fmt in ("PNG", "WEBP"):
             kwargs["loop"] = 1  # a GIF without a loop count plays once
-    atomic_write(path, lambda f: frames[0].save(f, format=fmt, **kwargs))
+    # Pillow writes to the temporary file by name: a multi-page TIFF is read back while
+    # it is written, which a write-only file object does not allow.
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format=fmt, **kwargs)
     return notes
 
 
