@@ -63,9 +63,16 @@ class ImageError(ValueError):
     """A file that cannot be read as an image, or is over the pixel limit."""
 
 
-def holds_frames(fmt):
-    """Whether a Pillow format name can hold several frames (an animation)."""
-    return fmt in _MULTI_FRAME
+def check_frames(frames, fmt):
+    """Refuses ``frames`` > 1 for a Pillow format that holds one image (JPEG,
+    BMP): an animation is never cut to its first frame.
+
+    Raises:
+        ImageError: naming the formats that keep every frame.
+    """
+    if frames > 1 and fmt not in _MULTI_FRAME:
+        raise ImageError(f"{frames} frames, but {fmt} holds one image; write .gif, .webp, "
+                         ".png (APNG) or .tif to keep every frame")
 
 
 def format_for(path):
@@ -252,36 +259,26 @@ def prepare(im, orientation=None, exif=None):
     return im, meta, notes
 
 
-def _decode_errors():
-    from PIL import Image, UnidentifiedImageError
-
-    return UnidentifiedImageError, Image.DecompressionBombError
-
-
-def _check_size(w, h, max_pixels, check):
+def _check_size(w, h, max_pixels):
     if w < 1 or h < 1:
         raise ImageError(f"zero-sized image ({w}x{h})")
     if max_pixels and w * h > max_pixels:
         raise ImageError(f"{w}x{h} exceeds the pixel limit of {max_pixels:,}")
-    if check is not None:
-        check(w, h)
 
 
-def _opened(path, read, max_pixels=None, check=None):
+def _opened(path, read, max_pixels=None):
     """Opens ``path`` with Pillow and returns ``read(im)``, every failure an ImageError.
 
-    The size is checked (``max_pixels``, then ``check(w, h)``, which may raise
-    ImageError) before any pixel is decoded. A damaged file can make Pillow's
+    The size is checked against ``max_pixels`` before any pixel is decoded. A damaged file can make Pillow's
     decoders raise almost anything (OSError, SyntaxError, struct.error,
     IndexError, ...): all of it is reported as a corrupt file.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if not os.path.isfile(path):
         raise ImageError("not a file")
     if os.path.getsize(path) == 0:
         raise ImageError("empty file (0 bytes)")
-    unidentified, bomb = _decode_errors()
     said = []
     try:
         with warnings.catch_warnings(), _decoder_messages(said):
@@ -290,13 +287,13 @@ def _opened(path, read, max_pixels=None, check=None):
             # "Corrupt EXIF data", ...) would only leak to the terminal.
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                _check_size(*im.size, max_pixels, check)
+                _check_size(*im.size, max_pixels)
                 return read(im)
     except ImageError:
         raise
-    except unidentified:
+    except UnidentifiedImageError:
         raise ImageError("not an image file (format not recognised)") from None
-    except bomb as e:
+    except Image.DecompressionBombError as e:
         raise ImageError(f"too large: {e}") from None
     except MemoryError:
         raise ImageError("too large to decode in the memory available") from None
@@ -364,14 +361,12 @@ def _decoder_messages(said):
             said += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
 
 
-def open_image(path, max_pixels=None, check=None):
+def open_image(path, max_pixels=None):
     """Opens an image file (its first frame), ``prepare``d.
 
     Args:
         path: file path.
         max_pixels: refuse (before decoding) images with more input pixels.
-        check: ``check(width, height)``, called with the stored size before
-            decoding; it may raise ``ImageError`` (e.g. an output-size limit).
 
     Returns:
         ``(image, notes)``: a loaded PIL image in L/LA/RGB/RGBA whose ``info``
@@ -389,12 +384,7 @@ def open_image(path, max_pixels=None, check=None):
         out.info = dict(meta)
         return out, notes
 
-    return _opened(path, read, max_pixels, check)
-
-
-def frame_count(path):
-    """Frames in an image file (1 for a still image); ImageError if unreadable."""
-    return _opened(path, lambda im: int(getattr(im, "n_frames", 1)))
+    return _opened(path, read, max_pixels)
 
 
 def _common_mode(modes):
@@ -562,9 +552,7 @@ def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite)")
     meta, notes, frames = dict(meta or {}), [], list(frames)
-    if len(frames) > 1 and not holds_frames(fmt):
-        raise ValueError(f"{len(frames)} frames, but {fmt} holds one image; write .gif, "
-                         ".webp, .png (APNG) or .tif to keep every frame")
+    check_frames(len(frames), fmt)
     mode = frames[0].mode
     if mode in ("LA", "RGBA") and fmt not in _HOLDS_ALPHA:
         notes.append(f"alpha dropped ({fmt} has none)")

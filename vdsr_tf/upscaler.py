@@ -332,7 +332,8 @@ class Upscaler:
         """
         from PIL import Image
 
-        from vdsr_tf.imageio import ImageError, format_for, holds_frames, open_frames, save_frames
+        from vdsr_tf.imageio import (ImageError, check_frames, format_for, open_frames,
+                                     save_frames)
 
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"output {dst} exists (use --overwrite)")
@@ -344,9 +345,7 @@ class Upscaler:
                 frames = f" x {n} frames" if n > 1 else ""
                 raise ImageError(f"the output, {ow}x{oh}{frames} (from {w}x{h}), would exceed "
                                  f"the pixel limit of {self.max_pixels:,}")
-            if n > 1 and not holds_frames(fmt):
-                raise ImageError(f"{n} frames, but {fmt} holds one image; write .gif, .webp, "
-                                 ".png (APNG) or .tif to keep every frame")
+            check_frames(n, fmt)  # before decoding (save_frames checks it again)
 
         frames, meta, notes = open_frames(src, max_pixels=self.max_pixels, check=check)
         out = [Image.fromarray(self.upscale_array(np.asarray(f), scale, size), f.mode)

@@ -129,7 +129,6 @@ class FileError(Exception):
         self.fatal = fatal
 
 
-
 # Write errors after which no later file could be written either.
 _FATAL_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
@@ -178,39 +177,34 @@ def run_batch(upscaler, files, destinations, scale=None, size=None, fmt=None,
     Returns:
         The exit status: 0, or 1 if any file failed.
     """
-    with quiet_decoders():
-        return _run_batch(upscaler, files, destinations, scale, size, fmt, overwrite, skipped,
-                          progress or Progress(len(files), False), prog)
-
-
-def _run_batch(upscaler, files, destinations, scale, size, fmt, overwrite, skipped, progress,
-               prog):
+    progress = progress or Progress(len(files), False)
     failures, written = [], 0
     start = time.monotonic()
-    for i, (src, dst) in enumerate(zip(files, destinations)):
-        progress.start(os.path.basename(src))
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-            line, notes = upscale_one(upscaler, src, dst, scale, size, fmt, overwrite)
-        except OSError as e:  # a mirrored subfolder that cannot be made
-            line, error = None, FileError(f"cannot create {os.path.dirname(dst)}: "
-                                          f"{e.strerror or e}", e.errno in _FATAL_WRITE)
-        except FileError as e:
-            line, error = None, e
-        progress.finish_file()
-        if line is None:
-            failures.append(src)
-            print(f"{src}: error: {error}", file=sys.stderr, flush=True)
-            if error.fatal:
-                left = len(files) - i - 1
-                print(f"{prog}: stopping: nothing more can be written "
-                      f"({left} file{'s' * (left != 1)} not processed)", file=sys.stderr)
-                break
-            continue
-        written += 1
-        for note in notes:
-            print(f"{src}: note: {note}", file=sys.stderr)
-        print(line, flush=True)
+    with quiet_decoders():  # C decoders' messages go into the error lines
+        for i, (src, dst) in enumerate(zip(files, destinations)):
+            progress.start(os.path.basename(src))
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+                line, notes = upscale_one(upscaler, src, dst, scale, size, fmt, overwrite)
+            except OSError as e:  # a mirrored subfolder that cannot be made
+                line, error = None, FileError(f"cannot create {os.path.dirname(dst)}: "
+                                              f"{e.strerror or e}", e.errno in _FATAL_WRITE)
+            except FileError as e:
+                line, error = None, e
+            progress.finish_file()
+            if line is None:
+                failures.append(src)
+                print(f"{src}: error: {error}", file=sys.stderr, flush=True)
+                if error.fatal:
+                    left = len(files) - i - 1
+                    print(f"{prog}: stopping: nothing more can be written "
+                          f"({left} file{'s' * (left != 1)} not processed)", file=sys.stderr)
+                    break
+                continue
+            written += 1
+            for note in notes:
+                print(f"{src}: note: {note}", file=sys.stderr)
+            print(line, flush=True)
     elapsed = time.monotonic() - start
     summary = f"{written} written, {len(failures)} failed"
     if skipped:
