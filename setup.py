@@ -1,20 +1,64 @@
-"""vdsr-tf: VDSR single-image super-resolution for TensorFlow / Keras 3."""
+"""vdsr-tf: VDSR single-image super-resolution for TensorFlow / Keras 3.
 
-from setuptools import find_packages, setup
+Two distributions are built from this repository:
 
-setup(
-    name="vdsr-tf",
-    version="0.1.0",
-    description="VDSR super-resolution (Kim et al., CVPR 2016) in Keras 3 / TensorFlow",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["vdsr_tf", "vdsr_tf.*"]),
-    package_data={"vdsr_tf": ["weights/*.h5", "weights/*.json", "weights/samples/*/*.png",
-                              "weights/samples/*/*/*.png"]},
-    install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3.5",
+* ``pip install .`` (``vdsr-tf``): the whole package: training, evaluation,
+  export, ``vdsr-upscale`` on Keras or LiteRT. Extras: ``beam`` (Apache Beam
+  batch upscaling), ``litert`` (the LiteRT runner), ``test``.
+* ``VDSR_TF_DIST=lite pip install .`` (``vdsr-tf-lite``): ``vdsr-upscale``
+  on LiteRT with the bundled ``.tflite`` model, for devices and edge boxes:
+  numpy, Pillow, absl-py and ai-edge-litert; no TensorFlow, no Keras. It
+  holds only the modules that path imports, and installs the same
+  ``vdsr_tf`` package name, so use one distribution per environment.
+
+The version bounds are the ones CI tests (BUILD.md, "Install").
+"""
+
+import os
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+VERSION = "0.1.0"
+LITE = os.environ.get("VDSR_TF_DIST", "full") == "lite"
+if os.environ.get("VDSR_TF_DIST", "full") not in ("full", "lite"):
+    raise SystemExit("VDSR_TF_DIST must be 'full' or 'lite'")
+
+# What `vdsr-upscale --backend=tflite` imports, and nothing else.
+LITE_MODULES = {
+    "vdsr_tf": {"__init__", "bundled", "dihedral", "files", "imageio", "imresize", "litert",
+                "processing", "tiling", "upscaler"},
+    "vdsr_tf.cli": {"__init__", "batch", "upscale"},
+}
+SAMPLES = ["weights/samples/*/*.png", "weights/samples/*/*/*.png"]
+
+
+class BuildPy(build_py):
+    """The lite distribution copies only ``LITE_MODULES``."""
+
+    def find_package_modules(self, package, package_dir):
+        modules = super().find_package_modules(package, package_dir)
+        if not LITE:
+            return modules
+        return [m for m in modules if m[1] in LITE_MODULES.get(package, ())]
+
+
+if LITE:
+    NAME, PACKAGES = "vdsr-tf-lite", list(LITE_MODULES)
+    PACKAGE_DATA = {"vdsr_tf": ["weights/*.tflite", "weights/*.json"] + SAMPLES}
+    INSTALL_REQUIRES = ["numpy", "pillow", "absl-py", "ai-edge-litert>=2.3"]
+    EXTRAS = {}
+    SCRIPTS = ["vdsr-upscale=vdsr_tf.cli.upscale:run_cli"]
+    SUMMARY = "VDSR super-resolution on LiteRT, without TensorFlow or Keras"
+else:
+    NAME = "vdsr-tf"
+    PACKAGES = ["vdsr_tf", "vdsr_tf.cli", "vdsr_tf.export"]
+    PACKAGE_DATA = {"vdsr_tf": ["weights/*.h5", "weights/*.json", "weights/*.tflite"] + SAMPLES}
+    INSTALL_REQUIRES = [
+        # CI tests exactly these minor versions (the oldest and newest claimed are the same).
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15.1,<3.16",
+        "tensorflow-serving-api>=2.21,<2.22",  # warm-up records of the SavedModel export
         "tensorflow-datasets>=4.9",
         "importlib_resources",
         "numpy",
@@ -22,19 +66,43 @@ setup(
         "absl-py",
         "tensorboard",
         "h5py",
-    ],
-    extras_require={
-        "test": ["pytest", "jax[cpu]", "tensorflow-serving-api", "ai-edge-litert>=2.3",
-                 "nbclient", "nbformat", "ipykernel", "matplotlib"],
-        "serving": ["tensorflow-serving-api"],
+    ]
+    # apache-beam 2.77 needs protobuf < 7; TensorFlow 2.21 needs >= 6.31.1.
+    BEAM = ["apache-beam>=2.77,<2.78", "protobuf>=6.31.1,<7"]
+    EXTRAS = {
+        "beam": BEAM,
         "litert": ["ai-edge-litert>=2.3"],
-    },
-    entry_points={
-        "console_scripts": [
-            "vdsr-train=vdsr_tf.cli.train:run",
-            "vdsr-eval=vdsr_tf.cli.eval:run",
-            "vdsr-upscale=vdsr_tf.cli.upscale:run_cli",
-            "vdsr-export=vdsr_tf.cli.export:run",
-        ],
-    },
+        "serving": [],  # kept for old install lines: tensorflow-serving-api is a dependency
+        "test": ["pytest", "jax[cpu]", "ai-edge-litert>=2.3", "nbclient", "nbformat",
+                 "ipykernel", "matplotlib"] + BEAM,
+    }
+    SCRIPTS = [
+        "vdsr-train=vdsr_tf.cli.train:run",
+        "vdsr-eval=vdsr_tf.cli.eval:run",
+        "vdsr-upscale=vdsr_tf.cli.upscale:run_cli",
+        "vdsr-upscale-beam=vdsr_tf.cli.upscale_beam:run",
+        "vdsr-export=vdsr_tf.cli.export:run",
+    ]
+    SUMMARY = "VDSR super-resolution (Kim et al., CVPR 2016) in Keras 3 / TensorFlow"
+
+setup(
+    name=NAME,
+    version=VERSION,
+    description=SUMMARY,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE", "NOTICE"],
+    python_requires=">=3.11,<3.12",
+    packages=PACKAGES,
+    package_data=PACKAGE_DATA,
+    cmdclass={"build_py": BuildPy},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": SCRIPTS},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Image Processing",
+    ],
 )

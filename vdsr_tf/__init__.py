@@ -30,7 +30,7 @@ _EXPORTS = {
     "build_vdsr": "vdsr_tf.model",
     "load_model": "vdsr_tf.model",
     "load_pretrained": "vdsr_tf.model",
-    "bundled_weights_info": "vdsr_tf.model",
+    "bundled_weights_info": "vdsr_tf.bundled",
     "Upscaler": "vdsr_tf.upscaler",
     "upscale": "vdsr_tf.upscaler",
 }

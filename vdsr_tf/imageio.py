@@ -84,6 +84,24 @@ def format_for(path):
     return FORMATS[ext]
 
 
+def sniff_format(data):
+    """The output format that keeps an encoded image's own format: its Pillow
+    format name when an output can be written in it (an MPO, a phone's
+    multi-picture JPEG, is JPEG), else "PNG". Reads the header only; bytes
+    Pillow cannot identify give "PNG" too (reading them reports the error).
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                fmt = "JPEG" if im.format == "MPO" else im.format
+    except Exception:  # noqa: BLE001 -- any header Pillow cannot read
+        return "PNG"
+    return fmt if fmt in FORMATS.values() else "PNG"
+
+
 def to_supported(im):
     """Converts a PIL image to L, LA, RGB or RGBA (pixels only; see ``prepare``).
 

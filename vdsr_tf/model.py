@@ -14,6 +14,7 @@ This module imports without TensorFlow (it is used on a JAX-only GPU machine).
 import keras
 from keras import ops
 
+from vdsr_tf.bundled import bundled_weights_info, bundled_weights_path  # noqa: F401 (API)
 from vdsr_tf.clipping import clip_by_lr
 
 _PACKAGE = "vdsr_tf"
@@ -220,32 +221,6 @@ def flops_per_pixel(depth=20, filters=64):
     return 2 * 9 * (filters + (depth - 2) * filters * filters + filters)
 
 
-
-
-def bundled_weights_path():
-    """Path of the pretrained weights shipped in the package (may not exist)."""
-    import os
-
-    return os.path.join(os.path.dirname(__file__), "weights", "vdsr.weights.h5")
-
-
-def bundled_weights_info():
-    """Metadata of the bundled weights, or None when none are bundled.
-
-    Returns:
-        The dict of ``weights/vdsr.weights.json``: ``version``, ``date``,
-        ``sha256``, ``architecture``, ``recipe``, ``patches_seen``,
-        ``scores`` (``{set: {"x2": {"psnr", "ssim"}, ...}}``, from
-        ``vdsr-eval``), ``label`` and more.
-    """
-    import json
-    import os
-
-    path = bundled_weights_path()[: -len(".weights.h5")] + ".weights.json"
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def load_pretrained(path=None):

@@ -353,6 +353,42 @@ class Upscaler:
         notes += save_frames(out, dst, fmt, meta, overwrite)
         return frames[0].size, out[0].size, len(out), notes
 
+    def upscale_bytes(self, data, scale=None, size=None, fmt=None):
+        """``upscale_file`` for an encoded image in memory (bytes in, bytes out).
+
+        The bytes go through ``upscale_file`` by way of a private temporary
+        folder, so they get exactly what ``vdsr-upscale`` writes for the same
+        file (frames, EXIF, ICC profile, alpha).
+
+        Args:
+            data: the content of an image file.
+            scale, size: as ``upscale``.
+            fmt: output Pillow format name ("PNG", "JPEG", ...); None keeps
+                the input's format (PNG for one no output format holds).
+
+        Returns:
+            ``(output bytes, (input (w, h), output (w, h), frames, notes))``.
+
+        Raises:
+            vdsr_tf.imageio.ImageError, ValueError: as ``upscale_file``.
+        """
+        import tempfile
+
+        from vdsr_tf.imageio import ImageError, sniff_format
+
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"Expected the bytes of an image file, got {type(data).__name__}")
+        if not data:
+            raise ImageError("empty file (0 bytes)")
+        fmt = fmt or sniff_format(data)
+        with tempfile.TemporaryDirectory(prefix="vdsr-") as folder:
+            src, dst = os.path.join(folder, "input"), os.path.join(folder, "output")
+            with open(src, "wb") as f:
+                f.write(data)
+            info = self.upscale_file(src, dst, scale, size, fmt)
+            with open(dst, "rb") as f:
+                return f.read(), info
+
 
 def _peak(image):
     """The value of white for an array's dtype; ValueError for others."""

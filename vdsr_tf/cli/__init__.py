@@ -79,13 +79,15 @@ def _print_and_exit(text):
     sys.exit(0)
 
 
-def run(main, prog, module_name, doc):
+def run(main, prog, module_name, doc, known_only=False):
     """``absl.app.run(main)`` with the package's conventions for help and flag errors.
 
     Args:
         main: the command's ``main(argv)`` (``entry_point``-decorated).
         prog: the command's name, for messages.
         module_name, doc: the command module's ``__name__`` and ``__doc__``.
+        known_only: leave flags this program does not define in ``argv`` for
+            ``main`` (Beam pipeline options), instead of refusing them.
     """
     from absl import app, flags
 
@@ -96,7 +98,7 @@ def run(main, prog, module_name, doc):
         if any(a in _HELP_FULL for a in options):
             _print_and_exit(f"{(doc or '').strip()}\n\n{flags.FLAGS.get_help()}")
         try:
-            return flags.FLAGS(argv)
+            return flags.FLAGS(argv, known_only=known_only)
         except flags.Error as e:
             message = " ".join(str(e).split())
             print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)

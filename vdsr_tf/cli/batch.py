@@ -38,6 +38,17 @@ def _folder_images(folder, recursive, exclude):
     return images, skipped
 
 
+def parse_size(text):
+    """'WxH' -> (H, W); ValueError otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 1920x1080, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"--size must be positive, got {text!r}")
+    return h, w
+
+
 def collect_inputs(paths, recursive=False, output=None):
     """Expands files and folders into the files to upscale.
 

@@ -20,6 +20,7 @@ from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import batch
+from vdsr_tf.cli.batch import parse_size
 from vdsr_tf.cli import CliError, entry_point
 
 FLAGS = flags.FLAGS
@@ -44,17 +45,6 @@ flags.DEFINE_boolean("demo", False, "Upscale a bundled sample image x3 (no other
 flags.DEFINE_boolean("version", False, "Print the package version and the bundled weights' "
                      "metadata (version, training, scores, sha256), then exit.")
 flags.DEFINE_boolean("progress", None, "Show a progress bar (default: when stderr is a terminal).")
-
-
-def parse_size(text):
-    """'WxH' -> (H, W); ValueError otherwise."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must look like 1920x1080, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise ValueError(f"--size must be positive, got {text!r}")
-    return h, w
 
 
 def version_text():

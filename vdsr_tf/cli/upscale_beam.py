@@ -1,0 +1,129 @@
+r"""vdsr-upscale-beam: upscale every image a glob matches, on Apache Beam.
+
+    vdsr-upscale-beam --input_pattern='photos/*.jpg' --output_dir=out --scale=2
+    vdsr-upscale-beam --input_pattern='gs://bucket/in/**' --output_dir=gs://bucket/out \
+        --scale=2 --runner=DataflowRunner --project=P --region=R \
+        --temp_location=gs://bucket/tmp --setup_file=./setup.py
+
+Needs ``pip install "vdsr-tf[beam]"``. Each output is what vdsr-upscale writes
+for the same file, written atomically; inputs whose output exists are skipped,
+so a rerun after a crash does only the rest. Files that fail are listed in
+OUTPUT_DIR/vdsr_failed.tsv (path, tab, reason) and the pipeline goes on. Any
+flag not listed below is a Beam pipeline option (--runner, --direct_num_workers,
+...); the default runner is the DirectRunner. Exit status: 0, 1 if any file
+failed, 2 for a usage error.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from vdsr_tf import cli
+from vdsr_tf.cli import CliError, entry_point
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input_pattern", None, "A glob of input files (local, gs://, s3://, "
+                    "hdfs:// where Beam has the filesystem); ** matches subfolders.")
+flags.DEFINE_string("output_dir", None, "Output folder; outputs keep their paths relative "
+                    "to the pattern's folder.")
+flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
+flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
+flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"],
+                  "Output format for every file (default: keep each input's extension).")
+flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file (local or on a Beam "
+                    "filesystem), or 'bicubic'; default: the bundled weights.")
+flags.DEFINE_string("model", None, "A .tflite file to run with LiteRT instead of Keras.")
+flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
+flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
+flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
+
+
+def unknown_options(args):
+    """The flags in ``args`` that no Beam ``PipelineOptions`` class defines."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(args)
+    known = options.get_all_options(retain_unknown_options=False)
+    everything = options.get_all_options(retain_unknown_options=True)
+    return sorted(set(everything) - set(known))
+
+
+@entry_point("vdsr-upscale-beam")
+def main(argv):
+    if not FLAGS["verbosity"].present:
+        from absl import logging
+
+        # Beam logs through the root logger: its INFO lines and import-time warnings
+        # (optional GCP clients) would bury the summary. --verbosity=0 shows them.
+        logging.set_verbosity(logging.ERROR)
+    try:
+        import apache_beam as beam
+        from apache_beam.io.filesystems import FileSystems
+        from apache_beam.options.pipeline_options import PipelineOptions
+    except ImportError:
+        raise CliError('Apache Beam is not installed: pip install "vdsr-tf[beam]"') from None
+    from vdsr_tf.cli.batch import parse_size
+
+    beam_args = argv[1:]
+    positional = [a for a in beam_args if not a.startswith("-")]
+    if positional:
+        raise CliError(f"unexpected arguments {positional}: inputs go in --input_pattern")
+    unknown = unknown_options(beam_args)
+    if unknown:
+        raise CliError(f"unknown flag --{unknown[0]}: not a flag of vdsr-upscale-beam nor a "
+                       "Beam pipeline option (see vdsr-upscale-beam --help)")
+    if not FLAGS.input_pattern or not FLAGS.output_dir:
+        raise CliError("--input_pattern and --output_dir are required")
+    if (FLAGS.scale is None) == (FLAGS.size is None):
+        raise CliError("give exactly one of --scale or --size")
+    if FLAGS.weights and FLAGS.model:
+        raise CliError("--weights is for Keras, --model for LiteRT: give one")
+    try:
+        size = parse_size(FLAGS.size) if FLAGS.size else None
+        from vdsr_tf.beam import UpscaleModelHandler, build_pipeline, metric_totals
+
+        handler = UpscaleModelHandler(FLAGS.scale, size, weights=FLAGS.weights,
+                                      tflite_model=FLAGS.model, tile=FLAGS.tile,
+                                      ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels)
+    except ValueError as e:
+        raise CliError(str(e))
+    if FLAGS.tile < 0:
+        raise CliError("--tile must be >= 0")
+    try:
+        matched = FileSystems.match([FLAGS.input_pattern], limits=[1])[0].metadata_list
+    except Exception as e:  # noqa: BLE001 -- each filesystem raises its own errors
+        raise CliError(f"cannot list {FLAGS.input_pattern}: {str(e).splitlines()[0]}")
+    if not matched:
+        raise CliError(f"no file matches {FLAGS.input_pattern}")
+    for path in (FLAGS.weights, FLAGS.model):
+        if path and path != "bicubic" and not FileSystems.exists(path):
+            raise CliError(f"no such file: {path}")
+    if not FileSystems.exists(FLAGS.output_dir):
+        try:
+            FileSystems.mkdirs(FLAGS.output_dir)
+        except Exception as e:  # noqa: BLE001
+            raise CliError(f"cannot create {FLAGS.output_dir}: {str(e).splitlines()[0]}")
+
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    build_pipeline(pipeline, FLAGS.input_pattern, FLAGS.output_dir, handler, FLAGS.format)
+    result = pipeline.run()
+    result.wait_until_finish()
+    totals = metric_totals(result)
+    seconds = totals.get("upscale_milliseconds", 0) / 1000
+    print(f"{totals.get('written', 0)} written, {totals.get('failures', 0)} failed "
+          f"(listed in {FileSystems.join(FLAGS.output_dir, 'vdsr_failed.tsv')}), "
+          f"{totals.get('skipped_existing', 0)} already there, "
+          f"{totals.get('skipped_not_images', 0)} not images; "
+          f"{totals.get('output_pixels', 0):,} output pixels in {seconds:.1f} s of upscaling",
+          file=sys.stderr)
+    return 1 if totals.get("failures", 0) else 0
+
+
+def run():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli.run(main, "vdsr-upscale-beam", __name__, __doc__, known_only=True)
+
+
+if __name__ == "__main__":
+    run()
