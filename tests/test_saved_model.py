@@ -140,6 +140,49 @@ def _serve_proto(loaded, request):
     return predict_pb2.PredictResponse.FromString(response.SerializeToString())
 
 
+def test_warmup_records_replay_against_every_signature(exported):
+    """assets.extra/tf_serving_warmup_requests: PredictionLog records (TF Serving's
+    warm-up format) that cover each signature and run as TF Serving replays them."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, loaded, path = exported
+    warmup = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+               for r in tf.data.TFRecordDataset(warmup)]
+    assert len(records) >= 4
+    signatures = [r.predict_log.request.model_spec.signature_name for r in records]
+    assert set(signatures) == set(loaded.signatures)
+    assert {r.predict_log.request.model_spec.name for r in records} == {"vdsr"}
+    sizes = {tuple(d.size for d in r.predict_log.request.inputs["y"].tensor_shape.dim)
+             for r in records if r.predict_log.request.model_spec.signature_name
+             == "serving_default"}
+    assert len(sizes) >= 2  # a small request and a full tile
+    for record in records:
+        response = _serve_proto(loaded, record.predict_log.request)
+        assert response.outputs, record.predict_log.request.model_spec.signature_name
+        if "png_bytes" in response.outputs:
+            pngs = response.outputs["png_bytes"].string_val
+            assert [_decode(p).shape for p in pngs] == [(96, 128, 3), (120, 120)]
+
+
+def test_versions_are_numbered_and_never_overwritten(exported, tmp_path):
+    """No --version: the next free number beside the existing ones; an explicit
+    existing version is refused without --overwrite (and nothing changes)."""
+    from vdsr_tf.export.saved_model import export_saved_model, next_version
+    from vdsr_tf.model import load_pretrained
+
+    weights, _, path = exported
+    base = os.path.dirname(path)
+    assert next_version(str(tmp_path / "none")) == 1
+    model = load_pretrained(weights)
+    stamp = os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns
+    with pytest.raises(FileExistsError, match="exists"):
+        export_saved_model(model, os.path.dirname(base), version=3, warmup=False)
+    assert os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns == stamp
+    added = export_saved_model(model, os.path.dirname(base), warmup=False)
+    assert added == os.path.join(base, "4") and sorted(os.listdir(base)) == ["3", "4"]
+
+
 def test_predict_request_protos(exported, upscaler):
     from tensorflow_serving.apis import predict_pb2
 
@@ -401,3 +444,47 @@ def test_animations_are_refused_before_decoding(exported):
             buf = io.BytesIO()
             Image.new(mode, (5, 4)).save(buf, "WEBP", **kwargs)
             assert not bool(is_animation(tf.constant(buf.getvalue()))), (mode, kwargs)
+
+
+def _batching_parameters_class():
+    """TF Serving's BatchingParameters message (session_bundle_config.proto), rebuilt
+    from its documented fields: tensorflow-serving-api does not ship that proto."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="vdsr_batching_test.proto", package="vdsr_test", syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"])
+    message = proto.message_type.add(name="BatchingParameters")
+    wrapped = [("max_batch_size", ".google.protobuf.Int64Value"),
+               ("batch_timeout_micros", ".google.protobuf.Int64Value"),
+               ("num_batch_threads", ".google.protobuf.Int64Value"),
+               ("max_enqueued_batches", ".google.protobuf.Int64Value")]
+    F = descriptor_pb2.FieldDescriptorProto
+    for number, (name, type_name) in enumerate(wrapped, 1):
+        message.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=type_name,
+                          label=F.LABEL_OPTIONAL)
+    message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64,
+                      label=F.LABEL_REPEATED)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL,
+                      label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(
+        "vdsr_test.BatchingParameters"))
+
+
+def test_serving_config_files_parse():
+    """models.config as TF Serving's ModelServerConfig; batching.config as
+    BatchingParameters, without padding (it would change the border pixels)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    folder = os.path.join(REPO, "export", "serving")
+    config = text_format.Parse(open(os.path.join(folder, "models.config")).read(),
+                               model_server_config_pb2.ModelServerConfig())
+    assert [m.name for m in config.model_config_list.config] == ["vdsr"]
+    batching = text_format.Parse(open(os.path.join(folder, "batching.config")).read(),
+                                 _batching_parameters_class()())
+    assert batching.max_batch_size.value >= 2 and not batching.pad_variable_length_inputs
+    assert "batching.config" in open(os.path.join(folder, "docker-compose.yml")).read()

@@ -1,6 +1,6 @@
 r"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite).
 
-    vdsr-export --format=saved_model --output=models [--model_name=vdsr --version=1]
+    vdsr-export --format=saved_model --output=models [--model_name=vdsr] [--version=N]
     vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8 --output=vdsr.tflite \
         [--calibration_data=../shared/datasets/train/T91]
 
@@ -19,7 +19,8 @@ flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
 flags.DEFINE_string("output", None, "saved_model: the base folder; tflite: the .tflite file.")
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file; default: the bundled weights.")
 flags.DEFINE_string("model_name", "vdsr", "saved_model: model folder name.")
-flags.DEFINE_integer("version", 1, "saved_model: version folder (a positive integer).")
+flags.DEFINE_integer("version", None, "saved_model: version folder (a positive integer); "
+                     "default: the next free number under the model folder.")
 flags.DEFINE_enum("quantization", "fp32", ["fp32", "fp16", "dynamic", "int8"],
                   "tflite: weight/activation precision.")
 flags.DEFINE_list("calibration_data", None, "tflite int8: HR image folders or .npz packs for "
@@ -59,7 +60,8 @@ def main(argv):
                                       max_pixels=FLAGS.max_pixels)
         except (FileExistsError, ValueError) as e:
             raise CliError(str(e))
-        print(f"SavedModel written to {path}")
+        print(f"SavedModel written to {path} (version {os.path.basename(path)}, with TF "
+              "Serving warm-up requests)")
         return 0
     if not FLAGS.output.endswith(".tflite"):
         raise CliError(f"--output {FLAGS.output} should end in .tflite")

@@ -260,8 +260,88 @@ class VDSRServing(tf.Module):
             return {"sr_rgb": self._upscale(rgb[0], scale, 3)[None]}
 
 
-def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrite=False,
-                       tile=DEFAULT_TILE, max_pixels=DEFAULT_MAX_PIXELS):
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def _sample_image(height, width, channels, seed):
+    """A deterministic uint8 test card: gradients plus a little noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = (255 * (x / max(width - 1, 1) + y / max(height - 1, 1)) / 2)[:, :, None]
+    noise = rng.normal(0, 12, (height, width, channels))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def warmup_requests(model_name):
+    """TF Serving warm-up records: ``[(signature, {input: numpy array})]``.
+
+    Each signature at the sizes a first client is likely to send: the
+    network alone on a small and on a full 384-pixel tile (plus context),
+    ``upscale_image`` on a PNG (RGB, x2) and a grey JPEG (x3) in one batch,
+    ``upscale_rgb`` on a small RGB image.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def encoded(image, fmt):
+        buffer = io.BytesIO()
+        Image.fromarray(image.squeeze()).save(buffer, format=fmt)
+        return buffer.getvalue()
+
+    y_small = _sample_image(64, 64, 1, 0).astype(np.float32)[None] / 255
+    y_tile = _sample_image(424, 424, 1, 1).astype(np.float32)[None] / 255
+    images = np.array([encoded(_sample_image(48, 64, 3, 2), "PNG"),
+                       encoded(_sample_image(40, 40, 1, 3), "JPEG")], dtype=object)
+    return [
+        ("serving_default", {"y": y_small}),
+        ("serving_default", {"y": y_tile}),
+        ("upscale_image", {"image_bytes": images,
+                           "scale": np.array([2.0, 3.0], np.float32)}),
+        ("upscale_rgb", {"rgb": _sample_image(48, 48, 3, 4)[None],
+                         "scale": np.array(2.0, np.float32)}),
+    ]
+
+
+def write_warmup(version_dir, model_name):
+    """Writes ``assets.extra/tf_serving_warmup_requests`` (a TFRecord file of
+    ``PredictionLog`` protos, TF Serving's warm-up format) into a SavedModel
+    folder. TF Serving replays them when it loads the version, so the first
+    client request does not pay for the first run of each signature.
+
+    Returns:
+        The number of records written.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    folder = os.path.join(version_dir, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    records = warmup_requests(model_name)
+    with tf.io.TFRecordWriter(os.path.join(version_dir, WARMUP_FILE)) as writer:
+        for signature, inputs in records:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return len(records)
+
+
+def next_version(base):
+    """The next free version number under a model folder: one more than the
+    largest numeric subfolder, 1 for a new model."""
+    numbers = [int(name) for name in os.listdir(base) if name.isdigit()] if os.path.isdir(
+        base) else []
+    return max(numbers, default=0) + 1
+
+
+def export_saved_model(model, output_dir, model_name="vdsr", version=None, overwrite=False,
+                       tile=DEFAULT_TILE, max_pixels=DEFAULT_MAX_PIXELS, warmup=True):
     """Writes ``output_dir/model_name/version/`` for TF Serving.
 
     Args:
@@ -269,10 +349,14 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrit
         output_dir: the model base folder (TF Serving's ``--model_base_path``
             parent).
         model_name: folder name of the model.
-        version: positive integer version folder.
-        overwrite: replace an existing version folder.
+        version: positive integer version folder; None: the next free
+            number (``next_version``), so a new export sits beside the
+            served one and TF Serving switches to it.
+        overwrite: replace an existing version folder (only with an
+            explicit ``version``).
         tile: tile side in output pixels; the graph's memory is bounded by it.
         max_pixels: requests with a larger input or output get InvalidArgument.
+        warmup: write TF Serving warm-up records (``write_warmup``).
 
     Returns:
         The version folder's path. It is written to a temporary folder beside
@@ -284,12 +368,15 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrit
     """
     if not model_name or os.sep in model_name or model_name.startswith("."):
         raise ValueError(f"Bad model name {model_name!r}")
+    base = os.path.join(output_dir, model_name)
+    if version is None:
+        version = next_version(base)
     if int(version) < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
-    base = os.path.join(output_dir, model_name)
     path = os.path.join(base, str(int(version)))
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists (use --overwrite or another --version)")
+        raise FileExistsError(f"{path} exists (use --overwrite, another --version, or no "
+                              "--version for the next free one)")
     os.makedirs(base, exist_ok=True)
     module = VDSRServing(model, tile=tile, max_pixels=max_pixels)
     with atomic_directory(path, overwrite=overwrite) as tmp:
@@ -298,7 +385,10 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=1, overwrit
             "upscale_image": module.upscale_image,
             "upscale_rgb": module.upscale_rgb,
         })
+        if warmup:
+            write_warmup(tmp, model_name)
     return path
 
 
-__all__ = ["export_saved_model", "header_size", "is_animation", "VDSRServing"]
+__all__ = ["export_saved_model", "header_size", "is_animation", "next_version", "VDSRServing",
+           "warmup_requests", "write_warmup"]
