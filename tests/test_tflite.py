@@ -192,8 +192,7 @@ def test_cli_tflite_backend(small, variants, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backend=tflite"], "--backend=tflite needs --model"),
-    (["--model=m.tflite"], "--model is for --backend=tflite"),
+    (["--model=m.tflite"], "are for --backend=tflite"),
     (["--backend=tflite", "--model=missing.tflite"], "No such TFLite model file"),
     (["--backend=tflite", f"--model={BIRD_X2}"], "not a TFLite model"),
 ])
@@ -202,3 +201,118 @@ def test_cli_tflite_usage_errors(tmp_path, args, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "o.png")
+
+
+# -- static-size models for GPU / NPU delegates ---------------------------------------
+FIXED = 160
+
+
+@pytest.fixture(scope="module")
+def six():
+    """depth 6 x 8 filters: context 6, so the windows' overlaps are exercised."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    return build_vdsr(depth=6, filters=8)
+
+
+@pytest.fixture(scope="module")
+def fixed_pairs(six, tmp_path_factory):
+    """{quantization: (dynamic info, static FIXED x FIXED info)}; the int8 pair
+    calibrated on the same FIXED-pixel patches."""
+    folder = tmp_path_factory.mktemp("fixed")
+    pairs = {}
+    for q in ("fp32", "fp16", "int8"):
+        kwargs = {"patch_size": FIXED, "num_calibration": 4} if q == "int8" else {}
+        pairs[q] = (export_tflite(six, str(folder / f"dyn_{q}.tflite"), q, **kwargs),
+                    export_tflite(six, str(folder / f"fix_{q}.tflite"), q, fixed_size=FIXED,
+                                  **kwargs))
+    return pairs
+
+
+def test_static_models_have_static_shapes_and_report_their_ops(fixed_pairs):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from vdsr_tf.litert import op_counts
+
+    for q, (dynamic, fixed) in fixed_pairs.items():
+        assert fixed["fixed_size"] == (FIXED, FIXED) and dynamic["fixed_size"] is None
+        detail = Interpreter(model_path=fixed["path"]).get_input_details()[0]
+        assert list(detail["shape_signature"]) == [1, FIXED, FIXED, 1]
+        assert fixed["ops"] == op_counts(fixed["path"])
+        assert fixed["ops"]["CONV_2D"] == 6 and fixed["ops"]["ADD"] == 1
+    assert fixed_pairs["int8"][1]["ops"].get("QUANTIZE") == 1
+    assert LiteRTPredictor(fixed_pairs["fp32"][1]["path"]).min_window == (FIXED, FIXED)
+
+
+def test_static_models_give_the_dynamic_models_pixels_on_set5(fixed_pairs, datasets_dir):
+    """The acceptance check: Set5 LR files whose upscaled size is at least the
+    static input, through the Upscaler (colour, tiles of 200 px, windows widened
+    to the model's input), static and dynamic variant by variant."""
+    from vdsr_tf.imageio import read_image
+
+    for q, (dynamic, fixed) in fixed_pairs.items():
+        dyn = Upscaler(predictor=LiteRTPredictor(dynamic["path"]), tile=200)
+        fix = Upscaler(predictor=LiteRTPredictor(fixed["path"]), tile=200)
+        for scale in (2, 3, 4):
+            folder = datasets_dir / "Set5" / "LR_bicubic" / f"X{scale}"
+            for path in sorted(folder.glob("*.png")):
+                lr = read_image(str(path))
+                if min(lr.shape[:2]) * scale < FIXED:
+                    continue
+                a, b = dyn.upscale(lr, scale=scale), fix.upscale(lr, scale=scale)
+                # Same pixels; +-1 allowed where float rounding meets a .5 boundary.
+                diff = np.abs(a.astype(int) - b)
+                assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, (q, path.name, scale)
+
+
+def test_static_model_tiles_planes_and_falls_back_for_small_ones(fixed_pairs):
+    dynamic, fixed = fixed_pairs["fp32"]
+    dyn = LiteRTPredictor(dynamic["path"])
+    with_fallback = LiteRTPredictor(fixed["path"], fallback=dynamic["path"])
+    alone = LiteRTPredictor(fixed["path"])
+    for h, w in [(FIXED, FIXED), (FIXED + 1, 333), (401, FIXED + 7)]:
+        x = _random_image(h, w, seed=h + w)
+        assert np.abs(alone(x) - dyn(x)).max() < 1e-5, (h, w)
+    small_plane = _random_image(100, 300, seed=5)
+    np.testing.assert_array_equal(with_fallback(small_plane), dyn(small_plane))
+    approx = alone(small_plane)  # edge-padded to the window: exact away from the padding
+    assert approx.shape == small_plane.shape
+    assert np.abs(approx - dyn(small_plane))[:, : 100 - 6].max() < 1e-5
+    with pytest.raises(ValueError, match="dynamic-shape"):
+        LiteRTPredictor(fixed["path"], fallback=fixed["path"])
+
+
+def test_cli_static_model_with_fallback(fixed_pairs, tmp_path):
+    dynamic, fixed = fixed_pairs["fp32"]
+    out = tmp_path / "bird.png"
+    proc = run_cli(BIRD_X2, "--scale=2", f"--output={out}", "--backend=tflite",
+                   f"--model={fixed['path']}", f"--fallback_model={dynamic['path']}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
+    ref = Upscaler(predictor=LiteRTPredictor(dynamic["path"])).upscale(lr, scale=2)
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - ref).max() <= 1
+    proc = run_cli(BIRD_X2, "--scale=2", f"--output={tmp_path / 'x.png'}", "--backend=tflite",
+                   f"--model={dynamic['path']}", f"--fallback_model={dynamic['path']}")
+    assert proc.returncode == 2 and "is for a static-size --model" in proc.stderr
+
+
+def test_bundled_tflite_is_the_bundled_weights(tmp_path):
+    """vdsr.fp16.tflite was converted from the bundled weights: the recorded
+    digests match the files, and it computes what the Keras model computes."""
+    import hashlib
+
+    from vdsr_tf.bundled import bundled_tflite_path, bundled_weights_info, bundled_weights_path
+    from vdsr_tf.model import load_pretrained
+
+    info = bundled_weights_info()
+    lite = info["tflite"]
+
+    def digest(path):
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+    assert lite["weights_sha256"] == info["sha256"] == digest(bundled_weights_path())
+    assert lite["sha256"] == digest(bundled_tflite_path())
+    x = _random_image(40, 56, seed=9) * 0.8 + 0.1
+    keras_y = np.asarray(load_pretrained()(x))
+    assert np.abs(LiteRTPredictor(bundled_tflite_path())(x) - keras_y).max() < 2e-3

@@ -1,6 +1,7 @@
 """Bundles weights from a release run into the package, if they are better.
 
     python tools/bundle_weights.py --run=DIR --eval_json=EVAL.json [--version=V] [--force]
+    python tools/bundle_weights.py --tflite_only   # re-convert the bundled weights' .tflite
 
 DIR is a train_release.sh output folder (vdsr.weights.h5, state.npz,
 log.json); EVAL.json is ``vdsr-eval --json`` of those weights on Set5, Set14
@@ -8,7 +9,9 @@ and B100 at x2/x3/x4 (the reference scores). The weights are bundled when
 their mean PSNR over the nine cells beats the bundled weights' (or with
 --force): a clean 20 x 64 ``vdsr_tf/weights/vdsr.weights.h5`` (no optimizer
 state) and ``vdsr.weights.json`` beside it with the architecture, recipe,
-patches seen, scores, date, version and the file's sha256. Add the
+patches seen, scores, date, version and the file's sha256, and the LiteRT
+conversion ``vdsr.fp16.tflite`` (what the light install runs) with its
+sha256 under ``"tflite"``. Add the
 CHANGELOG.md entry and the BUILD.md training-history row by hand.
 """
 
@@ -28,6 +31,8 @@ flags.DEFINE_string("run", None, "A train_release.sh output folder.")
 flags.DEFINE_string("eval_json", None, "vdsr-eval --json of the run's weights.")
 flags.DEFINE_string("version", None, "Weights version (default: the date and cycle).")
 flags.DEFINE_boolean("force", False, "Bundle even if not better than the bundled weights.")
+flags.DEFINE_boolean("tflite_only", False, "Only convert the bundled weights to the bundled "
+                     ".tflite again (and record it in vdsr.weights.json).")
 
 PAPER = {"Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
          "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
@@ -38,11 +43,39 @@ def mean_psnr(scores):
     return sum(scores[s][x]["psnr"] for s in PAPER for x in PAPER[s]) / 9
 
 
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def bundle_tflite(model, info):
+    """Writes the bundled fp16 ``.tflite`` of ``model``; records it in ``info``."""
+    from vdsr_tf.bundled import bundled_tflite_path
+    from vdsr_tf.export.tflite import export_tflite
+
+    result = export_tflite(model, bundled_tflite_path(), quantization="fp16")
+    info["tflite"] = {"file": os.path.basename(result["path"]), "quantization": "fp16",
+                      "bytes": result["bytes"], "sha256": sha256(result["path"]),
+                      "weights_sha256": info["sha256"], "ops": result["ops"]}
+    print(f"Bundled {result['path']} (fp16, {result['bytes']:,} bytes)")
+
+
 def main(argv):
     del argv
     from vdsr_tf.checkpoint import read_state
     from vdsr_tf.files import atomic_path, atomic_write_text
     from vdsr_tf.model import build_vdsr, bundled_weights_info, bundled_weights_path
+
+    json_path = bundled_weights_path()[: -len(".weights.h5")] + ".weights.json"
+    if FLAGS.tflite_only:
+        from vdsr_tf.model import load_pretrained
+
+        info = bundled_weights_info()
+        bundle_tflite(load_pretrained(), info)
+        atomic_write_text(json_path, json.dumps(info, indent=2))
+        return 0
+    if not FLAGS.run or not FLAGS.eval_json:
+        raise app.UsageError("--run and --eval_json are required (or --tflite_only)")
 
     with open(FLAGS.eval_json) as f:
         scores = json.load(f)
@@ -62,8 +95,7 @@ def main(argv):
     path = bundled_weights_path()
     with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-    with open(path, "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
+    sha = sha256(path)
     with open(os.path.join(FLAGS.run, "log.json")) as f:
         log = json.load(f)
     runs = meta.get("runs", [])
@@ -91,12 +123,11 @@ def main(argv):
                   + (f"; below the paper in {len(below)} of 9 cells" if below else
                      "; at or above the paper in all 9 cells")),
     }
-    json_path = path[: -len(".weights.h5")] + ".weights.json"
+    bundle_tflite(model, info)
     atomic_write_text(json_path, json.dumps(info, indent=2))
     print(f"Bundled {path} ({info['label']}); sha256 {sha}")
     return 0
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["run", "eval_json"])
     app.run(main)

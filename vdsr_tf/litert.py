@@ -60,22 +60,63 @@ def conv_kernel_sizes(path):
     return sizes
 
 
+def op_counts(path):
+    """How many operators of each kind a ``.tflite`` model runs, by name.
+
+    Returns:
+        ``{"CONV_2D": 20, "ADD": 1, ...}`` over every subgraph.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    with open(path, "rb") as f:
+        model = schema.Model.GetRootAs(f.read(), 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+    counts = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            name = names.get(codes[graph.Operators(o).OpcodeIndex()], "CUSTOM")
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 class LiteRTPredictor:
     """A ``.tflite`` VDSR model as an ``Upscaler`` predictor.
 
     Not thread-safe: one interpreter, resized in place when the input shape
     changes.
 
+    A model with a static input (1, S, S, 1), which GPU and NPU delegates
+    need (``vdsr-export --fixed_size=S``), runs any plane at least S pixels
+    on each side through overlapping S x S windows (``tiling.fixed_windows``:
+    the receptive-field rule of the ``Upscaler``, the last row and column
+    flush with the image), which equals the whole-plane result to float
+    rounding. A smaller plane goes to ``fallback`` (a dynamic-shape model);
+    without one it is edge-padded to S and cropped, an approximation near
+    the padded border (BUILD.md gives its measured difference).
+
     Args:
         path: a ``.tflite`` file written by ``vdsr_tf.export.tflite``, with a
-            float32 (1, H, W, 1) input and output (any quantization variant).
+            float32 (1, H, W, 1) input and output (any quantization variant;
+            H and W dynamic, or static for delegates).
         num_threads: CPU threads of the interpreter.
         context: receptive-field radius in pixels; None computes it from the
             model's convolutions (``vdsr_tf.tiling.receptive_radius``).
+        fallback: for a static model: a dynamic ``.tflite`` path (or a
+            predictor) for planes smaller than the model's input.
+        experimental_delegates: passed to the LiteRT ``Interpreter`` (GPU or
+            NPU delegates, which need a static model).
 
     Attributes:
         context: int, receptive-field radius in pixels (20 for 20-layer VDSR).
         path: the model file.
+        fixed: ``(S_h, S_w)`` of a static model, else None.
+        min_window: the same, for the ``Upscaler``: it widens its tile
+            windows to at least this where the image allows.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -84,7 +125,8 @@ class LiteRTPredictor:
         ImportError: if ``ai-edge-litert`` is not installed.
     """
 
-    def __init__(self, path, num_threads=2, context=None):
+    def __init__(self, path, num_threads=2, context=None, fallback=None,
+                 experimental_delegates=None):
         path = os.fspath(path)
         _check_file(path)
         try:
@@ -92,7 +134,8 @@ class LiteRTPredictor:
         except ImportError as e:
             raise ImportError("The LiteRT runner needs `pip install ai-edge-litert`") from e
         try:
-            self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads))
+            self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads),
+                                            experimental_delegates=experimental_delegates)
         except ValueError as e:
             raise ValueError(f"{path} is not a valid TFLite model: {e}") from None
         inputs = self._interpreter.get_input_details()
@@ -114,6 +157,22 @@ class LiteRTPredictor:
 
             context = receptive_radius(conv_kernel_sizes(path))
         self.context = int(context)
+        shape = [int(v) for v in inputs[0]["shape_signature"]]
+        self.fixed = tuple(shape[1:3]) if min(shape[1:3]) > 0 else None
+        self.min_window = self.fixed
+        if self.fixed is not None:
+            if shape[0] != 1:
+                raise ValueError(f"{path}: a static model must take one image, got {shape}")
+            if min(self.fixed) <= 2 * self.context:
+                raise ValueError(f"{path}: a {self.fixed[0]}x{self.fixed[1]} input leaves "
+                                 f"nothing inside the {self.context}-pixel context")
+            self._interpreter.allocate_tensors()
+            self._shape = (1, *self.fixed, 1)
+        if isinstance(fallback, (str, os.PathLike)):
+            fallback = LiteRTPredictor(fallback, num_threads=num_threads)
+        if fallback is not None and getattr(fallback, "fixed", None):
+            raise ValueError("the fallback must be a dynamic-shape model")
+        self.fallback = fallback
 
     def __call__(self, x):
         """Runs the model on one batch.
@@ -128,6 +187,12 @@ class LiteRTPredictor:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[-1] != 1 or min(x.shape) < 1:
             raise ValueError(f"Expected float32 (N, h, w, 1), got shape {x.shape}")
+        if self.fixed is not None:
+            return np.concatenate([self._static(plane[None]) for plane in x])
+        return self._invoke(x)
+
+    def _invoke(self, x):
+        """One interpreter call on ``x`` (resizing a dynamic model to it)."""
         if x.shape != self._shape:
             self._interpreter.resize_tensor_input(self._in, list(x.shape))
             self._interpreter.allocate_tensors()
@@ -135,3 +200,23 @@ class LiteRTPredictor:
         self._interpreter.set_tensor(self._in, x)
         self._interpreter.invoke()
         return np.array(self._interpreter.get_tensor(self._out), dtype=np.float32)
+
+    def _static(self, x):
+        """A static model on one (1, h, w, 1) plane of any size."""
+        (th, tw), (h, w) = self.fixed, x.shape[1:3]
+        if h < th or w < tw:
+            if self.fallback is not None:
+                return self.fallback(x)
+            # The approximation: edge-pad to the window, run, crop.
+            padded = np.pad(x, ((0, 0), (0, max(th - h, 0)), (0, max(tw - w, 0)), (0, 0)),
+                            mode="edge")
+            return self._static(padded)[:, :h, :w]
+        from vdsr_tf.tiling import fixed_windows
+
+        out = np.empty(x.shape, np.float32)
+        for top, keep_top, keep_bottom in fixed_windows(h, th, self.context):
+            for left, keep_left, keep_right in fixed_windows(w, tw, self.context):
+                y = self._invoke(np.ascontiguousarray(x[:, top:top + th, left:left + tw]))
+                out[:, keep_top:keep_bottom, keep_left:keep_right] = y[
+                    :, keep_top - top:keep_bottom - top, keep_left - left:keep_right - left]
+        return out

@@ -111,3 +111,46 @@ def tiles(height, width, tile, context):
             bottom, right, st, sl, sb, sr = tile_window(top, left, step_h, step_w, height,
                                                         width, context, min, max)
             yield (slice(top, bottom), slice(left, right)), (slice(st, sb), slice(sl, sr))
+
+
+def fixed_windows(length, window, context):
+    """Windows of exactly ``window`` pixels along one axis of ``length`` pixels,
+    for a model with a static input size, and the part of each that is kept.
+
+    The windows overlap by ``2 * context``; the last one is placed flush with
+    the end of the axis. Every kept pixel has at least ``context`` pixels of
+    real image on each side inside its window, or lies within ``context`` of
+    the image border (where the network sees its zero padding in both cases),
+    so the assembled result equals running the network on the whole axis.
+
+    Args:
+        length: the axis length, at least ``window``.
+        window: the model's input size along the axis, > 2 * context.
+        context: the receptive-field radius.
+
+    Returns:
+        A list of ``(start, keep_from, keep_to)`` in image coordinates: the
+        window covers ``start:start + window`` and gives ``keep_from:keep_to``;
+        the kept ranges partition ``0:length``.
+
+    Raises:
+        ValueError: if ``length < window`` or ``window <= 2 * context``.
+    """
+    if length < window:
+        raise ValueError(f"an axis of {length} pixels is shorter than the window ({window})")
+    if window <= 2 * context:
+        raise ValueError(f"a window of {window} pixels leaves nothing inside a context of "
+                         f"{context}")
+    starts = list(range(0, length - window, window - 2 * context)) + [length - window]
+    cuts = [0] + [s + context for s in starts[1:]] + [length]
+    return [(s, cuts[i], cuts[i + 1]) for i, s in enumerate(starts)]
+
+
+def grow_window(start, stop, least, length):
+    """``(start, stop)`` widened to at least ``least`` pixels inside ``[0, length)``
+    (to the whole axis when it is shorter): a fixed-size model then gets a
+    window it can run. More context never changes the kept pixels."""
+    if stop - start >= least or length <= least:
+        return (start, stop) if length > least else (0, length)
+    stop = min(length, start + least)
+    return stop - least, stop

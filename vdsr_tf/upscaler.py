@@ -25,7 +25,7 @@ import numpy as np
 from vdsr_tf import processing
 from vdsr_tf.dihedral import dihedral, undo_dihedral
 from vdsr_tf.imresize import imresize, quantise
-from vdsr_tf.tiling import output_size, receptive_radius, tiles
+from vdsr_tf.tiling import grow_window, output_size, receptive_radius, tiles
 
 DEFAULT_TILE = 384
 DEFAULT_MAX_PIXELS = 100_000_000  # output pixels; about 10k x 10k
@@ -160,9 +160,17 @@ class Upscaler:
         return (acc / 8).astype(np.float32)
 
     def _plan(self, height, width):
-        """``tiling.tiles``' plan for an output of (height, width)."""
+        """``tiling.tiles``' plan for an output of (height, width); for a
+        predictor with a static input size (``min_window``), each window is
+        widened to at least that size where the image allows."""
         tile = self.tile or max(height, width)
-        return list(tiles(height, width, tile, self.context if self.tile else 0))
+        plan = list(tiles(height, width, tile, self.context if self.tile else 0))
+        least = getattr(self.predictor, "min_window", None)
+        if not least:
+            return plan
+        return [(dst, (slice(*grow_window(src[0].start, src[0].stop, least[0], height)),
+                       slice(*grow_window(src[1].start, src[1].stop, least[1], width))))
+                for dst, src in plan]
 
     def _tiled(self, height, width, channels, make_tile):
         """Assembles ``make_tile(tile, src)`` over the plan, reporting progress."""

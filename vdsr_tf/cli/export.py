@@ -2,7 +2,11 @@ r"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite)
 
     vdsr-export --format=saved_model --output=models [--model_name=vdsr] [--version=N]
     vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8 --output=vdsr.tflite \
-        [--calibration_data=../shared/datasets/train/T91]
+        [--calibration_data=../shared/datasets/train/T91] [--fixed_size=256]
+
+--fixed_size writes a static 1 x S x S x 1 model for GPU and NPU delegates (the
+LiteRT runner tiles any image with it; pass a dynamic model as vdsr-upscale's
+--fallback_model for images smaller than S).
 
 --weights picks the weights (default: the bundled ones).
 """
@@ -30,6 +34,8 @@ flags.DEFINE_integer("tile", 384, "saved_model: tile side in output pixels; the 
 flags.DEFINE_integer("max_pixels", 100_000_000, "saved_model: requests whose input or output "
                      "has more pixels get InvalidArgument (checked from the header, before "
                      "decoding).")
+flags.DEFINE_integer("fixed_size", None, "tflite: a static 1 x S x S x 1 input (GPU/NPU "
+                     "delegates need one); default: dynamic H x W.")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
 
 
@@ -63,6 +69,8 @@ def main(argv):
         print(f"SavedModel written to {path} (version {os.path.basename(path)}, with TF "
               "Serving warm-up requests)")
         return 0
+    if FLAGS.fixed_size is not None and FLAGS.fixed_size < 1:
+        raise CliError("--fixed_size must be positive")
     if not FLAGS.output.endswith(".tflite"):
         raise CliError(f"--output {FLAGS.output} should end in .tflite")
     if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
@@ -76,9 +84,15 @@ def main(argv):
             planes = load_y_planes(FLAGS.calibration_data)
         except FileNotFoundError as e:
             raise CliError(str(e))
-    info = export_tflite(model, FLAGS.output, quantization=FLAGS.quantization,
-                         representative_planes=planes)
-    print(f"TFLite ({info['quantization']}) written to {info['path']} ({info['bytes']:,} bytes)")
+    try:
+        info = export_tflite(model, FLAGS.output, quantization=FLAGS.quantization,
+                             representative_planes=planes, fixed_size=FLAGS.fixed_size)
+    except ValueError as e:
+        raise CliError(str(e))
+    shape = "1x{}x{}x1".format(*info["fixed_size"]) if info["fixed_size"] else "dynamic HxW"
+    ops = ", ".join(f"{name} x{n}" for name, n in info["ops"].items())
+    print(f"TFLite ({info['quantization']}, {shape}) written to {info['path']} "
+          f"({info['bytes']:,} bytes; ops: {ops})")
     return 0
 
 

@@ -33,9 +33,13 @@ flags.DEFINE_boolean("recursive", False, "Also upscale the images in subfolders 
                      "folders, mirroring the subfolders into --output.")
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
                     "the bundled weights.")
-flags.DEFINE_enum("backend", "keras", ["keras", "tflite"],
-                  "Run the network with Keras (--weights) or LiteRT (--model=FILE.tflite).")
-flags.DEFINE_string("model", None, "A .tflite file (vdsr_tf.export.tflite); needs --backend=tflite.")
+flags.DEFINE_enum("backend", None, ["keras", "tflite"],
+                  "Run the network with Keras (--weights) or LiteRT (--model); default: keras "
+                  "where it is installed, else tflite (the light install).")
+flags.DEFINE_string("model", None, "A .tflite file (vdsr-export --format=tflite) for "
+                    "--backend=tflite; default: the bundled one.")
+flags.DEFINE_string("fallback_model", None, "With a static-size --model (vdsr-export "
+                    "--fixed_size): a dynamic .tflite for images smaller than its input.")
 flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
@@ -50,7 +54,7 @@ flags.DEFINE_boolean("progress", None, "Show a progress bar (default: when stder
 def version_text():
     """The package version and a summary of the bundled weights' metadata."""
     import vdsr_tf
-    from vdsr_tf.model import bundled_weights_info, bundled_weights_path
+    from vdsr_tf.bundled import bundled_tflite_path, bundled_weights_info, bundled_weights_path
 
     lines = [f"vdsr-tf {vdsr_tf.__version__}"]
     info = bundled_weights_info()
@@ -68,6 +72,10 @@ def version_text():
             f"{x} {v['psnr']:.2f} / {v['ssim']:.4f} [{info['paper'][name][x]:.2f}]"
             for x, v in cells.items()))
     lines.append(f"  sha256: {info['sha256']}")
+    lite = info.get("tflite")
+    if lite and os.path.exists(bundled_tflite_path()):
+        lines.append(f"bundled LiteRT model: {bundled_tflite_path()} ({lite['quantization']}, "
+                     f"sha256 {lite['sha256']})")
     return "\n".join(lines)
 
 
@@ -77,9 +85,10 @@ def main(argv):
     if FLAGS.version:
         print(version_text())
         return 0
+    backend = FLAGS.backend or default_backend()
     if FLAGS.demo:
+        from vdsr_tf.bundled import bundled_weights_path
         from vdsr_tf.imageio import sample_images_dir
-        from vdsr_tf.model import bundled_weights_path
 
         if inputs:
             raise CliError("--demo takes no inputs")
@@ -89,23 +98,22 @@ def main(argv):
         FLAGS.overwrite = True
         print(f"vdsr-upscale --demo: writing {os.path.abspath(FLAGS.output)} "
               "(--output=PATH to write elsewhere)", file=sys.stderr)
-        if (FLAGS.backend == "keras" and FLAGS.weights is None
+        if (backend == "keras" and FLAGS.weights is None
                 and not os.path.exists(bundled_weights_path())):
             print("vdsr-upscale: this build has no bundled weights yet; the demo uses "
                   "bicubic. Pass --weights=FILE for a trained model.", file=sys.stderr)
             FLAGS.weights = "bicubic"
-        elif FLAGS.backend == "keras" and FLAGS.weights is None:
-            from vdsr_tf.model import bundled_weights_info
+        elif backend == "keras" and FLAGS.weights is None:
+            from vdsr_tf.bundled import bundled_weights_info
 
             info = bundled_weights_info()
             if info:
                 print(f"vdsr-upscale: bundled weights {info['version']}: {info['label']}",
                       file=sys.stderr)
-    if FLAGS.backend == "tflite" and not FLAGS.model:
-        raise CliError("--backend=tflite needs --model=FILE.tflite")
-    if FLAGS.backend == "keras" and FLAGS.model:
-        raise CliError("--model is for --backend=tflite (Keras weights go in --weights)")
-    if FLAGS.backend == "tflite" and FLAGS.weights:
+    if backend == "keras" and (FLAGS.model or FLAGS.fallback_model):
+        raise CliError("--model and --fallback_model are for --backend=tflite (Keras weights "
+                       "go in --weights)")
+    if backend == "tflite" and FLAGS.weights:
         raise CliError("--weights is for --backend=keras; --backend=tflite runs --model")
     if not inputs:
         raise CliError("give at least one input file or folder (or --demo)")
@@ -153,21 +161,37 @@ def main(argv):
     destinations = batch.output_paths(jobs, FLAGS.output, to_folder, FLAGS.format)
     enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
     progress = batch.Progress(len(jobs), enabled)
-    return batch.run_batch(make_upscaler(progress.tiles), [src for src, _ in jobs], destinations,
+    return batch.run_batch(make_upscaler(backend, progress.tiles), [src for src, _ in jobs],
+                           destinations,
                            FLAGS.scale, size, FLAGS.format, FLAGS.overwrite, skipped, progress)
 
 
-def make_upscaler(progress=None):
+def default_backend():
+    """"keras" where Keras is installed, else "tflite" (the light install)."""
+    import importlib.util
+
+    return "keras" if importlib.util.find_spec("keras") else "tflite"
+
+
+def make_upscaler(backend, progress=None):
     """The Upscaler the flags describe; CliError if it cannot be made."""
     from vdsr_tf.upscaler import Upscaler
 
     try:
-        if FLAGS.backend == "tflite":
+        if backend == "tflite":
+            from vdsr_tf.bundled import bundled_tflite_path
             from vdsr_tf.litert import LiteRTPredictor
 
-            return Upscaler(predictor=LiteRTPredictor(FLAGS.model), tile=FLAGS.tile,
-                            ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
-                            progress=progress)
+            model = FLAGS.model or bundled_tflite_path()
+            if not FLAGS.model and not os.path.exists(model):
+                raise CliError("this install has no bundled .tflite model; pass "
+                               "--model=FILE.tflite (vdsr-export --format=tflite)")
+            predictor = LiteRTPredictor(model, fallback=FLAGS.fallback_model)
+            if FLAGS.fallback_model and predictor.fixed is None:
+                raise CliError(f"--fallback_model is for a static-size --model; {model} "
+                               "takes any size")
+            return Upscaler(predictor=predictor, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
+                            max_pixels=FLAGS.max_pixels, progress=progress)
         return Upscaler(FLAGS.weights, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
                         max_pixels=FLAGS.max_pixels, progress=progress)
     except (FileNotFoundError, ValueError, ImportError) as e:

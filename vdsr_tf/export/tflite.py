@@ -1,8 +1,7 @@
 """Export a VDSR Keras model to a TFLite (LiteRT) flatbuffer.
 
-Four variants, all with a dynamic (1, H, W, 1) float32 input and output, so
-one runner (``vdsr_tf.litert.LiteRTPredictor``) serves all of them and any
-image size is accepted through ``resize_tensor_input``:
+Four variants, each with a float32 (1, H, W, 1) input and output, so one
+runner (``vdsr_tf.litert.LiteRTPredictor``) serves all of them:
 
 * ``"fp32"``: no optimisation; matches Keras to float rounding.
 * ``"fp16"``: float16 weights (half the size), computed in float32.
@@ -13,10 +12,14 @@ image size is accepted through ``resize_tensor_input``:
   QUANTIZE op at the input and a DEQUANTIZE at the output keep the float32
   boundary.
 
-Conversion uses ``tf.lite.TFLiteConverter.from_keras_model``, which keeps the
-model's unknown spatial dimensions (shape signature ``[-1, -1, -1, 1]``), so
-no variant needs a fixed input shape. ``from_concrete_functions`` is not used:
-it produced NaN models with this TensorFlow build.
+By default H and W are dynamic (shape signature ``[-1, -1, -1, 1]``): any
+image size through ``resize_tensor_input``, on the CPU. GPU and NPU delegates
+need static shapes: ``fixed_size=S`` writes a (1, S, S, 1) model, which the
+runner applies to any image of at least S x S through overlapping windows
+with the same result. Conversion uses
+``tf.lite.TFLiteConverter.from_keras_model`` (of ``static_model`` for a
+static input); ``from_concrete_functions`` is not used: it produced NaN
+models with this TensorFlow build.
 """
 
 import contextlib
@@ -45,7 +48,8 @@ def check_quantization(quantization):
     return quantization
 
 
-def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0):
+def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0,
+                        downsize=(1.0, 0.7, 0.5)):
     """Real VDSR input patches for int8 calibration.
 
     Args:
@@ -55,6 +59,7 @@ def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0):
         patch_size: side of the square patches, in pixels.
         scales: degradation scales drawn per image visit.
         seed: sampling seed; the same seed gives the same patches.
+        downsize: HR downsizing factors drawn per visit (training's).
 
     Returns:
         float32 (num, patch_size, patch_size, 1): bicubic-upscaled LR Y in
@@ -65,10 +70,12 @@ def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0):
 
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
+    planes = [p for p in planes if min(p.shape[:2]) >= patch_size]
     if not planes:
-        raise ValueError("calibration needs at least one Y plane")
+        raise ValueError(f"calibration needs at least one Y plane of {patch_size} pixels or "
+                         "more per side")
     per_image = 8
-    config = DataConfig(patch_size=patch_size, scales=tuple(scales), downsize=(1.0, 0.7, 0.5),
+    config = DataConfig(patch_size=patch_size, scales=tuple(scales), downsize=tuple(downsize),
                         augment=True, patches_per_image=per_image, batch_size=1,
                         shuffle_buffer=max(1, min(num, 8 * per_image)))
     pairs = PatchSampler(list(planes), config, seed=seed).pairs()
@@ -103,9 +110,29 @@ def _configure(converter, quantization, patches):
         converter.inference_output_type = tf.float32
 
 
+def _parse_fixed(fixed_size):
+    """None, S or (H, W) -> None or (H, W)."""
+    if fixed_size is None:
+        return None
+    h, w = (fixed_size, fixed_size) if np.isscalar(fixed_size) else fixed_size
+    if int(h) < 1 or int(w) < 1:
+        raise ValueError(f"fixed_size must be positive, got {fixed_size}")
+    return int(h), int(w)
+
+
+def static_model(model, fixed_size):
+    """The same network with a static (1, H, W, 1) input, sharing its weights."""
+    import keras
+
+    h, w = fixed_size
+    inputs = keras.Input(batch_shape=(1, h, w, 1), name="y")
+    return keras.Model(inputs, model(inputs), name=f"{model.name}_{h}x{w}")
+
+
 def export_tflite(model, path, quantization="fp32", representative_planes=None,
-                  num_calibration=200, patch_size=41, seed=0, scales=(2, 3, 4)):
-    """Converts a VDSR Keras model to a ``.tflite`` file with a dynamic H x W.
+                  num_calibration=None, patch_size=None, seed=0, scales=(2, 3, 4),
+                  fixed_size=None):
+    """Converts a VDSR Keras model to a ``.tflite`` file.
 
     Args:
         model: a VDSR Keras model (``build_vdsr`` / ``load_pretrained``)
@@ -117,34 +144,52 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
         representative_planes: int8 only: list of uint8 (H, W) HR Y planes
             to cut calibration patches from; None uses the bundled sample
             HR images (``sample_images_dir()/HR``, two images).
-        num_calibration: int8 only: number of calibration patches.
-        patch_size: int8 only: side of the calibration patches in pixels.
+        num_calibration: int8 only: number of calibration patches; None:
+            200 for 41-pixel patches, and as many pixels for larger ones.
+        patch_size: int8 only: side of the calibration patches in pixels;
+            None: 41, or the static input size. A dynamic int8 model
+            calibrated with the patches of a static one gets the same
+            quantization, so the two give the same pixels.
         seed: int8 only: patch sampling seed.
         scales: int8 only: degradation scales of the calibration patches.
+        fixed_size: None for a dynamic H x W input (CPU), or S / (H, W)
+            for a static (1, H, W, 1) input, which GPU and NPU delegates
+            need; ``LiteRTPredictor`` tiles any image with it.
 
     Returns:
-        ``{"path": str, "bytes": int, "quantization": str}``.
+        ``{"path": str, "bytes": int, "quantization": str, "fixed_size":
+        (H, W) or None, "ops": {name: count}}``.
 
     Raises:
         ValueError: for an unknown ``quantization`` (the message lists the
-            valid ones) or bad calibration arguments.
+            valid ones), a bad ``fixed_size`` or bad calibration arguments.
         FileNotFoundError: if the destination folder does not exist.
     """
     check_quantization(quantization)
+    fixed = _parse_fixed(fixed_size)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Output folder does not exist: {folder}")
     patches = None
     if quantization == "int8":
+        size = patch_size or (max(fixed) if fixed else 41)
+        if fixed and size < max(fixed):
+            raise ValueError(f"calibration patches of {size} pixels cannot feed a "
+                             f"{fixed[0]}x{fixed[1]} input")
+        num = num_calibration or max(4, -(-200 * 41 * 41 // (size * size)))
         planes = _default_planes() if representative_planes is None else representative_planes
-        patches = calibration_patches(planes, num_calibration, patch_size, scales, seed)
+        downsize = (1.0, 0.7, 0.5) if size <= 64 else (1.0,)
+        patches = calibration_patches(planes, num, size, scales, seed, downsize)
+        if fixed:
+            patches = patches[:, : fixed[0], : fixed[1]]
         logging.info("int8 calibration: %d patches of %dx%d from %d images",
-                     len(patches), patch_size, patch_size, len(planes))
+                     len(patches), size, size, len(planes))
 
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(
+        static_model(model, fixed) if fixed else model)
     _configure(converter, quantization, patches)
     printed = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
@@ -156,4 +201,7 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
     logging.debug("converter output:\n%s", printed.getvalue())
     atomic_write_bytes(path, data)
     logging.info("wrote %s (%s, %d bytes)", path, quantization, len(data))
-    return {"path": path, "bytes": len(data), "quantization": quantization}
+    from vdsr_tf.litert import op_counts
+
+    return {"path": path, "bytes": len(data), "quantization": quantization,
+            "fixed_size": fixed, "ops": op_counts(path)}
