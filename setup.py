@@ -34,7 +34,15 @@ SAMPLES = ["weights/samples/*/*.png", "weights/samples/*/*/*.png"]
 
 
 class BuildPy(build_py):
-    """The lite distribution copies only ``LITE_MODULES``."""
+    """The lite distribution copies only ``LITE_MODULES`` (into a clean build
+    folder: an earlier full build must not leak modules into it)."""
+
+    def run(self):
+        if LITE:
+            import shutil
+
+            shutil.rmtree(os.path.join(self.build_lib, "vdsr_tf"), ignore_errors=True)
+        super().run()
 
     def find_package_modules(self, package, package_dir):
         modules = super().find_package_modules(package, package_dir)

@@ -62,7 +62,9 @@ def version_text():
         lines.append("bundled weights: none")
         return "\n".join(lines)
     arch = info["architecture"]
-    lines += [f"bundled weights: {info['version']} ({info['date']}), {bundled_weights_path()}",
+    where = bundled_weights_path()
+    where = where if os.path.exists(where) else "Keras weights not in this install"
+    lines += [f"bundled weights: {info['version']} ({info['date']}), {where}",
               f"  {info['label']}",
               f"  network: {arch['depth']} layers x {arch['filters']} filters; {info['recipe']}",
               f"  patches seen: {info['patches_seen']:,}",
@@ -86,6 +88,9 @@ def main(argv):
         print(version_text())
         return 0
     backend = FLAGS.backend or default_backend()
+    if backend == "keras" and default_backend() != "keras":
+        raise CliError("--backend=keras needs TensorFlow and Keras (pip install vdsr-tf); "
+                       "this install runs --backend=tflite")
     if FLAGS.demo:
         from vdsr_tf.bundled import bundled_weights_path
         from vdsr_tf.imageio import sample_images_dir
