@@ -173,3 +173,18 @@ def test_destinations_keep_paths_under_the_pattern():
         "/out/a/b.png")
     assert vbeam.destination("gs://b/in/x1.png", "gs://b/in/", "gs://b/out") == (
         "gs://b/out/x1.png")
+
+
+def test_handler_runs_litert_models(tmp_path):
+    """tflite_model: the bundled LiteRT model, behind a lock (Beam shares one model
+    among a worker's threads; a LiteRT interpreter is not thread-safe)."""
+    from vdsr_tf.bundled import bundled_tflite_path
+    from vdsr_tf.litert import LiteRTPredictor
+
+    image = np.asarray(Image.open(os.path.join(LR, "bird.png")))[:24, :20]
+    expected = Upscaler(predictor=LiteRTPredictor(bundled_tflite_path())).upscale(image, scale=2)
+    handler = vbeam.UpscaleModelHandler(scale=2, tflite_model=bundled_tflite_path())
+    upscaler = handler.load_model()
+    assert upscaler.context == 20
+    [result] = handler.run_inference([image], upscaler)
+    np.testing.assert_array_equal(result.inference, expected)

@@ -114,7 +114,7 @@ class UpscaleModelHandler(ModelHandler):
         if self.tflite_model is not None:
             from vdsr_tf.litert import LiteRTPredictor
 
-            predictor = LiteRTPredictor(_local(self.tflite_model))
+            predictor = _OneAtATime(LiteRTPredictor(_local(self.tflite_model)))
         return Upscaler(weights, tile=self.tile, ensemble=self.ensemble,
                         max_pixels=self.max_pixels, predictor=predictor)
 
@@ -169,6 +169,24 @@ class UpscaleModelHandler(ModelHandler):
 
     def get_metrics_namespace(self):
         return NAMESPACE
+
+
+class _OneAtATime:
+    """A predictor called by one thread at a time. Beam shares one loaded
+    model among the threads of a worker process; a LiteRT interpreter is not
+    thread-safe (a Keras model's compiled function is)."""
+
+    def __init__(self, predictor):
+        import threading
+
+        self._predictor, self._lock = predictor, threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+    def __call__(self, x):
+        with self._lock:
+            return self._predictor(x)
 
 
 def _local(path, siblings=()):
