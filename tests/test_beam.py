@@ -152,10 +152,8 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         vbeam.UpscaleModelHandler(scale=0.5)
     with pytest.raises(ValueError, match="Unknown output format"):
         vbeam.UpscaleModelHandler(scale=2, output_format="XYZ")
-    from vdsr_tf.cli.upscale_beam import unknown_options
-
-    assert unknown_options(["--runner=DirectRunner", "--direct_num_workers=2"]) == []
-    assert unknown_options(["--sclae=2"]) == ["sclae"]
+    assert vbeam.unknown_options(["--runner=DirectRunner", "--direct_num_workers=2"]) == []
+    assert vbeam.unknown_options(["--sclae=2"]) == ["sclae"]
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run(
         [sys.executable, "-m", "vdsr_tf.cli.upscale_beam", f"--input_pattern={tmp_path}/*.png",

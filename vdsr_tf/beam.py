@@ -383,6 +383,16 @@ def build_pipeline(pipeline, input_pattern, output_dir, handler, fmt=None):
     return written.written, failed
 
 
+def unknown_options(args):
+    """The flags in ``args`` that no Beam ``PipelineOptions`` class defines."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(args)
+    known = options.get_all_options(retain_unknown_options=False)
+    everything = options.get_all_options(retain_unknown_options=True)
+    return sorted(set(everything) - set(known))
+
+
 def metric_totals(result):
     """``{name: value}`` of the ``vdsr`` counters of a finished pipeline."""
     from apache_beam.metrics.metric import MetricsFilter

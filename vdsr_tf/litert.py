@@ -30,34 +30,39 @@ def _check_file(path):
         raise ValueError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
 
 
-def conv_kernel_sizes(path):
-    """Kernel heights of a ``.tflite`` model's convolutions, in file order.
+def _operators(path):
+    """Yields ``(builtin code, operator, subgraph)`` for every operator of a
+    ``.tflite`` file, read with LiteRT's public flatbuffer schema module
+    (``ai_edge_litert.schema_py_generated``)."""
+    from ai_edge_litert import schema_py_generated as schema
 
-    Read from the flatbuffer with LiteRT's public schema module
-    (``ai_edge_litert.schema_py_generated``): each CONV_2D or
-    DEPTHWISE_CONV_2D operator's filter tensor, layout [out, kh, kw, in].
+    with open(path, "rb") as f:
+        model = schema.Model.GetRootAs(f.read(), 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Newer files keep the code in BuiltinCode; old ones in the deprecated byte.
+        codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            yield codes[op.OpcodeIndex()], op, graph
+
+
+def conv_kernel_sizes(path):
+    """Kernel heights of a ``.tflite`` model's convolutions, in file order:
+    each CONV_2D or DEPTHWISE_CONV_2D operator's filter tensor, layout
+    [out, kh, kw, in].
 
     Returns:
         A list of ints (empty when the model has no convolution).
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    with open(path, "rb") as f:
-        model = schema.Model.GetRootAs(f.read(), 0)
     convs = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        # Newer files keep the code in BuiltinCode; old ones in the deprecated byte.
-        codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-    sizes = []
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            if codes[op.OpcodeIndex()] in convs and op.InputsLength() >= 2:
-                sizes.append(int(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1]))
-    return sizes
+    return [int(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1])
+            for code, op, graph in _operators(path) if code in convs and op.InputsLength() >= 2]
 
 
 def op_counts(path):
@@ -69,18 +74,9 @@ def op_counts(path):
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    with open(path, "rb") as f:
-        model = schema.Model.GetRootAs(f.read(), 0)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
     counts = {}
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            name = names.get(codes[graph.Operators(o).OpcodeIndex()], "CUSTOM")
-            counts[name] = counts.get(name, 0) + 1
+    for code, _, _ in _operators(path):
+        counts[names.get(code, "CUSTOM")] = counts.get(names.get(code, "CUSTOM"), 0) + 1
     return counts
 
 

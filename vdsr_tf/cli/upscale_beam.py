@@ -39,16 +39,6 @@ flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slowe
 flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
 
 
-def unknown_options(args):
-    """The flags in ``args`` that no Beam ``PipelineOptions`` class defines."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    options = PipelineOptions(args)
-    known = options.get_all_options(retain_unknown_options=False)
-    everything = options.get_all_options(retain_unknown_options=True)
-    return sorted(set(everything) - set(known))
-
-
 @entry_point("vdsr-upscale-beam")
 def main(argv):
     if not FLAGS["verbosity"].present:
@@ -69,6 +59,8 @@ def main(argv):
     positional = [a for a in beam_args if not a.startswith("-")]
     if positional:
         raise CliError(f"unexpected arguments {positional}: inputs go in --input_pattern")
+    from vdsr_tf.beam import unknown_options
+
     unknown = unknown_options(beam_args)
     if unknown:
         raise CliError(f"unknown flag --{unknown[0]}: not a flag of vdsr-upscale-beam nor a "
