@@ -40,11 +40,11 @@ def exported(tmp_path_factory, tiny_weights):
     weights = tiny_weights
     out = tmp_path_factory.mktemp("export") / "models"
     proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.export", "--format=saved_model",
-                           f"--output={out}", f"--weights={weights}", "--version=3"],
+                           f"--output={out}", f"--weights={weights}"],
                           env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    version_dir = out / "vdsr" / "3"
+    version_dir = out / "vdsr" / "1"  # no --version: the first free number
     return weights, tf.saved_model.load(str(version_dir), tags=["serve"]), str(version_dir)
 
 
@@ -166,21 +166,22 @@ def test_warmup_records_replay_against_every_signature(exported):
 
 
 def test_versions_are_numbered_and_never_overwritten(exported, tmp_path):
-    """No --version: the next free number beside the existing ones; an explicit
-    existing version is refused without --overwrite (and nothing changes)."""
+    """The acceptance check: a second export without --version writes version 2
+    beside version 1; an explicit existing version is refused without
+    --overwrite, and nothing changes."""
     from vdsr_tf.export.saved_model import export_saved_model, next_version
     from vdsr_tf.model import load_pretrained
 
     weights, _, path = exported
     base = os.path.dirname(path)
-    assert next_version(str(tmp_path / "none")) == 1
+    assert next_version(base) == 2 and next_version(str(tmp_path / "none")) == 1
     model = load_pretrained(weights)
     stamp = os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns
     with pytest.raises(FileExistsError, match="exists"):
-        export_saved_model(model, os.path.dirname(base), version=3, warmup=False)
+        export_saved_model(model, os.path.dirname(base), version=1, warmup=False)
     assert os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns == stamp
     added = export_saved_model(model, os.path.dirname(base), warmup=False)
-    assert added == os.path.join(base, "4") and sorted(os.listdir(base)) == ["3", "4"]
+    assert added == os.path.join(base, "2") and sorted(os.listdir(base)) == ["1", "2"]
 
 
 def test_predict_request_protos(exported, upscaler):
