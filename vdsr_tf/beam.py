@@ -181,7 +181,9 @@ class _OneAtATime:
 
         self._predictor, self._lock = predictor, threading.Lock()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # context, min_window, fixed, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._predictor, name)
 
     def __call__(self, x):
