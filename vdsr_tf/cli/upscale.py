@@ -22,12 +22,13 @@ from vdsr_tf import cli
 from vdsr_tf.cli import batch
 from vdsr_tf.cli.batch import parse_size
 from vdsr_tf.cli import CliError, entry_point
+from vdsr_tf.imageio import FORMATS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
 flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
 flags.DEFINE_string("output", None, "Output file (one input) or folder.")
-flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"],
+flags.DEFINE_enum("format", None, [ext[1:] for ext in FORMATS],
                   "Output format for every file (default: keep each input's extension).")
 flags.DEFINE_boolean("recursive", False, "Also upscale the images in subfolders of input "
                      "folders, mirroring the subfolders into --output.")
@@ -87,8 +88,9 @@ def main(argv):
     if FLAGS.version:
         print(version_text())
         return 0
-    backend = FLAGS.backend or default_backend()
-    if backend == "keras" and default_backend() != "keras":
+    installed = default_backend()
+    backend = FLAGS.backend or installed
+    if backend == "keras" and installed != "keras":
         raise CliError("--backend=keras needs TensorFlow and Keras (pip install vdsr-tf); "
                        "this install runs --backend=tflite")
     if FLAGS.demo:
@@ -134,8 +136,6 @@ def main(argv):
         raise CliError("--output is required")
     if FLAGS.tile < 0:
         raise CliError("--tile must be >= 0")
-    from vdsr_tf.imageio import FORMATS
-
     jobs, skipped, folder_given = batch.collect_inputs(inputs, FLAGS.recursive, FLAGS.output)
     to_folder = folder_given or len(inputs) > 1
     if to_folder:

@@ -21,6 +21,7 @@ from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
+from vdsr_tf.imageio import FORMATS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_pattern", None, "A glob of input files (local, gs://, s3://, "
@@ -29,7 +30,7 @@ flags.DEFINE_string("output_dir", None, "Output folder; outputs keep their paths
                     "to the pattern's folder.")
 flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
 flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
-flags.DEFINE_enum("format", None, ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"],
+flags.DEFINE_enum("format", None, [ext[1:] for ext in FORMATS],
                   "Output format for every file (default: keep each input's extension).")
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file (local or on a Beam "
                     "filesystem), or 'bicubic'; default: the bundled weights.")
@@ -53,14 +54,14 @@ def main(argv):
         from apache_beam.options.pipeline_options import PipelineOptions
     except ImportError:
         raise CliError('Apache Beam is not installed: pip install "vdsr-tf[beam]"') from None
+    from vdsr_tf.beam import (DEAD_LETTER, UpscaleModelHandler, build_pipeline, metric_totals,
+                              unknown_options)
     from vdsr_tf.cli.batch import parse_size
 
     beam_args = argv[1:]
     positional = [a for a in beam_args if not a.startswith("-")]
     if positional:
         raise CliError(f"unexpected arguments {positional}: inputs go in --input_pattern")
-    from vdsr_tf.beam import unknown_options
-
     unknown = unknown_options(beam_args)
     if unknown:
         raise CliError(f"unknown flag --{unknown[0]}: not a flag of vdsr-upscale-beam nor a "
@@ -73,8 +74,6 @@ def main(argv):
         raise CliError("--weights is for Keras, --model for LiteRT: give one")
     try:
         size = parse_size(FLAGS.size) if FLAGS.size else None
-        from vdsr_tf.beam import UpscaleModelHandler, build_pipeline, metric_totals
-
         handler = UpscaleModelHandler(FLAGS.scale, size, weights=FLAGS.weights,
                                       tflite_model=FLAGS.model, tile=FLAGS.tile,
                                       ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels)
@@ -104,7 +103,7 @@ def main(argv):
     totals = metric_totals(result)
     seconds = totals.get("upscale_milliseconds", 0) / 1000
     print(f"{totals.get('written', 0)} written, {totals.get('failures', 0)} failed "
-          f"(listed in {FileSystems.join(FLAGS.output_dir, 'vdsr_failed.tsv')}), "
+          f"(listed in {FileSystems.join(FLAGS.output_dir, DEAD_LETTER)}), "
           f"{totals.get('skipped_existing', 0)} already there, "
           f"{totals.get('skipped_not_images', 0)} not images; "
           f"{totals.get('output_pixels', 0):,} output pixels in {seconds:.1f} s of upscaling",

@@ -274,7 +274,7 @@ def _sample_image(height, width, channels, seed):
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def warmup_requests(model_name):
+def warmup_requests():
     """TF Serving warm-up records: ``[(signature, {input: numpy array})]``.
 
     Each signature at the sizes a first client is likely to send: the
@@ -319,7 +319,7 @@ def write_warmup(version_dir, model_name):
 
     folder = os.path.join(version_dir, "assets.extra")
     os.makedirs(folder, exist_ok=True)
-    records = warmup_requests(model_name)
+    records = warmup_requests()
     with tf.io.TFRecordWriter(os.path.join(version_dir, WARMUP_FILE)) as writer:
         for signature, inputs in records:
             request = predict_pb2.PredictRequest(
