@@ -1,7 +1,7 @@
 """Bundles weights from a release run into the package, if they are better.
 
     python tools/bundle_weights.py --run=DIR --eval_json=EVAL.json [--version=V] [--force]
-    python tools/bundle_weights.py --tflite_only   # re-convert the bundled weights' .tflite
+    python tools/bundle_weights.py --tflite_only   # re-convert the bundled weights' .tflite files
 
 DIR is a train_release.sh output folder (vdsr.weights.h5, state.npz,
 log.json); EVAL.json is ``vdsr-eval --json`` of those weights on Set5, Set14
@@ -10,8 +10,9 @@ their mean PSNR over the nine cells beats the bundled weights' (or with
 --force): a clean 20 x 64 ``vdsr_tf/weights/vdsr.weights.h5`` (no optimizer
 state) and ``vdsr.weights.json`` beside it with the architecture, recipe,
 patches seen, scores, date, version and the file's sha256, and the LiteRT
-conversion ``vdsr.fp16.tflite`` (what the light install runs) with its
-sha256 under ``"tflite"``. Add the
+conversions ``vdsr.fp32.tflite`` and ``vdsr.mixed_int8.tflite`` (the CPU
+default and ``--precision=int8``; int8 calibrated on --calibration_data and
+checked on Set5) with their sha256 under ``"tflite"``. Add the
 CHANGELOG.md entry and the BUILD.md training-history row by hand.
 """
 
@@ -32,7 +33,12 @@ flags.DEFINE_string("eval_json", None, "vdsr-eval --json of the run's weights.")
 flags.DEFINE_string("version", None, "Weights version (default: the date and cycle).")
 flags.DEFINE_boolean("force", False, "Bundle even if not better than the bundled weights.")
 flags.DEFINE_boolean("tflite_only", False, "Only convert the bundled weights to the bundled "
-                     ".tflite again (and record it in vdsr.weights.json).")
+                     ".tflite files again (and record them in vdsr.weights.json).")
+flags.DEFINE_list("calibration_data", [os.path.join(REPO, "..", "shared", "datasets", "train",
+                                                    "T91")],
+                  "HR image folders whose training patches calibrate the int8 model.")
+flags.DEFINE_string("set5", os.path.join(REPO, "..", "shared", "datasets", "Set5"),
+                    "Set5 (HR + LR_bicubic) for the int8 model's PSNR change.")
 
 PAPER = {"Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
          "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
@@ -49,15 +55,35 @@ def sha256(path):
 
 
 def bundle_tflite(model, info):
-    """Writes the bundled fp16 ``.tflite`` of ``model``; records it in ``info``."""
-    from vdsr_tf.bundled import bundled_tflite_path
+    """Writes the bundled fp32 and mixed_int8 ``.tflite`` files of ``model``
+    and records them in ``info["tflite"]``, with the int8 model's Set5 PSNR
+    change against the Keras model."""
+    from vdsr_tf.bundled import BUNDLED_TFLITE, bundled_tflite_path
+    from vdsr_tf.data import load_y_planes
+    from vdsr_tf.evaluate import evaluate_set
     from vdsr_tf.export.tflite import export_tflite
+    from vdsr_tf.litert import LiteRTPredictor
+    from vdsr_tf.upscaler import Upscaler
 
-    result = export_tflite(model, bundled_tflite_path(), quantization="fp16")
-    info["tflite"] = {"file": os.path.basename(result["path"]), "quantization": "fp16",
-                      "bytes": result["bytes"], "sha256": sha256(result["path"]),
-                      "weights_sha256": info["sha256"], "ops": result["ops"]}
-    print(f"Bundled {result['path']} (fp16, {result['bytes']:,} bytes)")
+    planes = load_y_planes(FLAGS.calibration_data)
+    records = {}
+    for precision, quantization in (("fp32", "fp32"), ("int8", "mixed_int8")):
+        result = export_tflite(model, bundled_tflite_path(precision), quantization=quantization,
+                               representative_planes=planes)
+        records[precision] = {"file": BUNDLED_TFLITE[precision], "quantization": quantization,
+                              "bytes": result["bytes"], "sha256": sha256(result["path"]),
+                              "weights_sha256": info["sha256"], "ops": result["ops"]}
+        print(f"Bundled {result['path']} ({quantization}, {result['bytes']:,} bytes)")
+    reference = Upscaler(model=model)
+    int8 = Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("int8")))
+    records["int8"]["calibration"] = (f"{len(planes)} images: "
+                                      + ", ".join(os.path.basename(os.path.normpath(p))
+                                                  for p in FLAGS.calibration_data))
+    records["int8"]["set5_psnr_change"] = {
+        f"x{s}": round(evaluate_set(int8, FLAGS.set5, s)["psnr"]
+                       - evaluate_set(reference, FLAGS.set5, s)["psnr"], 4) for s in (2, 3, 4)}
+    print("int8 Set5 PSNR change:", records["int8"]["set5_psnr_change"])
+    info["tflite"] = records
 
 
 def main(argv):

@@ -110,11 +110,13 @@ class UpscaleModelHandler(ModelHandler):
         """The worker's ``Upscaler`` (loaded once per worker process)."""
         from vdsr_tf.upscaler import Upscaler
 
+        # A LiteRT predictor takes one call at a time (it holds a lock), so
+        # the threads of a worker can share it as Beam shares one model.
         predictor, weights = None, _local(self.weights, ["config.json"])
         if self.tflite_model is not None:
             from vdsr_tf.litert import LiteRTPredictor
 
-            predictor = _OneAtATime(LiteRTPredictor(_local(self.tflite_model)))
+            predictor = LiteRTPredictor(_local(self.tflite_model))
         return Upscaler(weights, tile=self.tile, ensemble=self.ensemble,
                         max_pixels=self.max_pixels, predictor=predictor)
 
@@ -169,26 +171,6 @@ class UpscaleModelHandler(ModelHandler):
 
     def get_metrics_namespace(self):
         return NAMESPACE
-
-
-class _OneAtATime:
-    """A predictor called by one thread at a time. Beam shares one loaded
-    model among the threads of a worker process; a LiteRT interpreter is not
-    thread-safe (a Keras model's compiled function is)."""
-
-    def __init__(self, predictor):
-        import threading
-
-        self._predictor, self._lock = predictor, threading.Lock()
-
-    def __getattr__(self, name):  # context, min_window, fixed, ...
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._predictor, name)
-
-    def __call__(self, x):
-        with self._lock:
-            return self._predictor(x)
 
 
 def _local(path, siblings=()):

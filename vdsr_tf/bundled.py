@@ -8,9 +8,11 @@ import os
 
 _WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
 
-# The LiteRT model converted from the bundled weights (fp16 weights, float32
-# compute on CPU: half the size of fp32, the same PSNR; BUILD.md "TFLite").
-BUNDLED_TFLITE = "vdsr.fp16.tflite"
+# The LiteRT models converted from the bundled weights, by precision: fp32
+# (XNNPACK's float convolutions, the fastest exact CPU path; BUILD.md "CPU
+# inference") and mixed_int8 (int8 hidden layers, float ends and skip add).
+BUNDLED_TFLITE = {"fp32": "vdsr.fp32.tflite", "int8": "vdsr.mixed_int8.tflite"}
+PRECISIONS = tuple(BUNDLED_TFLITE)
 
 
 def bundled_weights_path():
@@ -18,9 +20,21 @@ def bundled_weights_path():
     return os.path.join(_WEIGHTS, "vdsr.weights.h5")
 
 
-def bundled_tflite_path():
-    """Path of the bundled ``.tflite`` model (may not exist)."""
-    return os.path.join(_WEIGHTS, BUNDLED_TFLITE)
+def check_precision(precision):
+    """Returns ``precision`` if it is one of ``PRECISIONS``.
+
+    Raises:
+        ValueError: naming the valid ones otherwise.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return precision
+
+
+def bundled_tflite_path(precision="fp32"):
+    """Path of the bundled ``.tflite`` model of ``precision`` ("fp32" or
+    "int8"; the file may not exist)."""
+    return os.path.join(_WEIGHTS, BUNDLED_TFLITE[check_precision(precision)])
 
 
 def bundled_weights_info():
@@ -30,8 +44,10 @@ def bundled_weights_info():
         The dict of ``weights/vdsr.weights.json``: ``version``, ``date``,
         ``sha256``, ``architecture``, ``recipe``, ``patches_seen``,
         ``scores`` (``{set: {"x2": {"psnr", "ssim"}, ...}}``, from
-        ``vdsr-eval``), ``label``, ``tflite`` (the bundled LiteRT model's
-        file name, sha256 and the weights it was converted from) and more.
+        ``vdsr-eval``), ``label``, ``tflite`` (``{precision: {...}}``: each
+        bundled LiteRT model's file name, quantization, sha256, the weights'
+        sha256 it was converted from, and for int8 its Set5 PSNR change)
+        and more.
     """
     path = os.path.join(_WEIGHTS, "vdsr.weights.json")
     if not os.path.exists(path):

@@ -14,6 +14,7 @@ Keras is imported.
 """
 
 import os
+import threading
 
 import numpy as np
 
@@ -65,6 +66,19 @@ def conv_kernel_sizes(path):
             for code, op, graph in _operators(path) if code in convs and op.InputsLength() >= 2]
 
 
+def conv_outputs(path):
+    """Output tensor names of a ``.tflite`` model's CONV_2D operators, in
+    execution order (the first is the network's first layer).
+
+    Returns:
+        A list of str.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    return [graph.Tensors(op.Outputs(0)).Name().decode()
+            for code, op, graph in _operators(path) if code == schema.BuiltinOperator.CONV_2D]
+
+
 def op_counts(path):
     """How many operators of each kind a ``.tflite`` model runs, by name.
 
@@ -83,8 +97,8 @@ def op_counts(path):
 class LiteRTPredictor:
     """A ``.tflite`` VDSR model as an ``Upscaler`` predictor.
 
-    Not thread-safe: one interpreter, resized in place when the input shape
-    changes.
+    One interpreter, resized in place when the input shape changes; calls
+    from several threads take turns (a lock), so one predictor can be shared.
 
     A model with a static input (1, S, S, 1), which GPU and NPU delegates
     need (``vdsr-export --fixed_size=S``), runs any plane at least S pixels
@@ -144,6 +158,7 @@ class LiteRTPredictor:
             if detail["dtype"] != np.float32 or len(shape) != 4 or shape[-1] != 1:
                 raise ValueError(f"{path}: the {kind} must be float32 (1, H, W, 1), got "
                                  f"{np.dtype(detail['dtype']).name} {list(shape)}")
+        self._lock = threading.Lock()
         self._in = inputs[0]["index"]
         self._out = outputs[0]["index"]
         self._shape = None  # the shape tensors are allocated for
@@ -183,9 +198,10 @@ class LiteRTPredictor:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[-1] != 1 or min(x.shape) < 1:
             raise ValueError(f"Expected float32 (N, h, w, 1), got shape {x.shape}")
-        if self.fixed is not None:
-            return np.concatenate([self._static(plane[None]) for plane in x])
-        return self._invoke(x)
+        with self._lock:
+            if self.fixed is not None:
+                return np.concatenate([self._static(plane[None]) for plane in x])
+            return self._invoke(x)
 
     def _invoke(self, x):
         """One interpreter call on ``x`` (resizing a dynamic model to it)."""

@@ -1,7 +1,7 @@
 r"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite).
 
     vdsr-export --format=saved_model --output=models [--model_name=vdsr] [--version=N]
-    vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8 --output=vdsr.tflite \
+    vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8|mixed_int8 --output=vdsr.tflite \
         [--calibration_data=../shared/datasets/train/T91] [--fixed_size=256]
 
 --fixed_size writes a static 1 x S x S x 1 model for GPU and NPU delegates (the
@@ -17,6 +17,7 @@ from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
+from vdsr_tf.export.tflite import QUANTIZATIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
@@ -25,9 +26,10 @@ flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file; default: the
 flags.DEFINE_string("model_name", "vdsr", "saved_model: model folder name.")
 flags.DEFINE_integer("version", None, "saved_model: version folder (a positive integer); "
                      "default: the next free number under the model folder.")
-flags.DEFINE_enum("quantization", "fp32", ["fp32", "fp16", "dynamic", "int8"],
-                  "tflite: weight/activation precision.")
-flags.DEFINE_list("calibration_data", None, "tflite int8: HR image folders or .npz packs for "
+flags.DEFINE_enum("quantization", "fp32", list(QUANTIZATIONS),
+                  "tflite: weight/activation precision (mixed_int8: int8 inside, the first and "
+                  "last layers and the skip add in float).")
+flags.DEFINE_list("calibration_data", None, "tflite int8 and mixed_int8: HR image folders or .npz packs for "
                   "the representative dataset of training patches (default: the bundled samples).")
 flags.DEFINE_integer("tile", 384, "saved_model: tile side in output pixels; the served graph's "
                      "memory is bounded by it.")
@@ -79,7 +81,7 @@ def main(argv):
     from vdsr_tf.export.tflite import export_tflite
 
     planes = None
-    if FLAGS.quantization == "int8" and FLAGS.calibration_data:
+    if FLAGS.quantization in ("int8", "mixed_int8") and FLAGS.calibration_data:
         try:
             planes = load_y_planes(FLAGS.calibration_data)
         except FileNotFoundError as e:

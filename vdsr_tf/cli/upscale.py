@@ -4,6 +4,7 @@
     vdsr-upscale photos/ more.png --scale=3.5 --output=out/ [--format=png]
     vdsr-upscale photos/ --recursive --scale=2 --output=out/
     vdsr-upscale img.png --size=1920x1080 --output=big.png
+    vdsr-upscale photo.jpg --scale=2 --precision=int8 --output=fast.jpg
     vdsr-upscale --demo
 
 Photos are read as a viewer shows them (EXIF orientation, colour profile) and
@@ -13,6 +14,7 @@ exit code is 1 if any file failed, 2 for a usage error. Outputs are written
 atomically (never half a file) and never overwritten without --overwrite.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -23,6 +25,7 @@ from vdsr_tf.cli import batch
 from vdsr_tf.cli.batch import parse_size
 from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.imageio import FORMATS
+from vdsr_tf.upscaler import DEFAULT_TILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
@@ -35,13 +38,17 @@ flags.DEFINE_boolean("recursive", False, "Also upscale the images in subfolders 
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
                     "the bundled weights.")
 flags.DEFINE_enum("backend", None, ["keras", "tflite"],
-                  "Run the network with Keras (--weights) or LiteRT (--model); default: keras "
-                  "where it is installed, else tflite (the light install).")
-flags.DEFINE_string("model", None, "A .tflite file (vdsr-export --format=tflite) for "
-                    "--backend=tflite; default: the bundled one.")
+                  "Run the network with Keras or LiteRT (XNNPACK); default: tflite for the "
+                  "bundled weights on a CPU (their bundled .tflite; the faster exact path), "
+                  "keras for other --weights (tflite converts them, about 10 s).")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "int8"],
+                  "fp32 (exact) or int8 (LiteRT: int8 hidden layers, float first and last "
+                  "layers; within 0.03 dB of fp32 on Set5).")
+flags.DEFINE_string("model", None, "A .tflite file (vdsr-export --format=tflite) to run "
+                    "instead of --weights (implies --backend=tflite).")
 flags.DEFINE_string("fallback_model", None, "With a static-size --model (vdsr-export "
                     "--fixed_size): a dynamic .tflite for images smaller than its input.")
-flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
+flags.DEFINE_integer("tile", DEFAULT_TILE, "Tile side in output pixels (bounds memory); 0 = whole image.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
 flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this "
@@ -75,10 +82,10 @@ def version_text():
             f"{x} {v['psnr']:.2f} / {v['ssim']:.4f} [{info['paper'][name][x]:.2f}]"
             for x, v in cells.items()))
     lines.append(f"  sha256: {info['sha256']}")
-    lite = info.get("tflite")
-    if lite and os.path.exists(bundled_tflite_path()):
-        lines.append(f"bundled LiteRT model: {bundled_tflite_path()} ({lite['quantization']}, "
-                     f"sha256 {lite['sha256']})")
+    for precision, lite in info.get("tflite", {}).items():
+        if os.path.exists(bundled_tflite_path(precision)):
+            lines.append(f"bundled LiteRT model ({precision}): {bundled_tflite_path(precision)} "
+                         f"({lite['quantization']}, sha256 {lite['sha256']})")
     return "\n".join(lines)
 
 
@@ -88,13 +95,23 @@ def main(argv):
     if FLAGS.version:
         print(version_text())
         return 0
-    installed = default_backend()
-    backend = FLAGS.backend or installed
-    if backend == "keras" and installed != "keras":
+    backend = FLAGS.backend
+    if backend == "keras" and importlib.util.find_spec("keras") is None:
         raise CliError("--backend=keras needs TensorFlow and Keras (pip install vdsr-tf); "
                        "this install runs --backend=tflite")
+    if backend == "keras" and (FLAGS.model or FLAGS.fallback_model):
+        raise CliError("--model and --fallback_model are .tflite files for --backend=tflite "
+                       "(Keras weights go in --weights)")
+    if backend == "keras" and FLAGS.precision != "fp32":
+        raise CliError(f"--precision={FLAGS.precision} runs on --backend=tflite")
+    if FLAGS.model and FLAGS.weights:
+        raise CliError("give --weights (Keras) or --model (.tflite), not both")
+    if FLAGS.model and FLAGS.precision != "fp32":
+        raise CliError("--precision picks a conversion of --weights; a --model file has its "
+                       "own (vdsr-export --quantization)")
+    if FLAGS.fallback_model and not FLAGS.model:
+        raise CliError("--fallback_model is for a static-size --model")
     if FLAGS.demo:
-        from vdsr_tf.bundled import bundled_weights_path
         from vdsr_tf.imageio import sample_images_dir
 
         if inputs:
@@ -105,23 +122,16 @@ def main(argv):
         FLAGS.overwrite = True
         print(f"vdsr-upscale --demo: writing {os.path.abspath(FLAGS.output)} "
               "(--output=PATH to write elsewhere)", file=sys.stderr)
-        if (backend == "keras" and FLAGS.weights is None
-                and not os.path.exists(bundled_weights_path())):
+        from vdsr_tf.bundled import bundled_weights_info
+
+        info = bundled_weights_info()
+        if FLAGS.weights is None and FLAGS.model is None and info is None:
             print("vdsr-upscale: this build has no bundled weights yet; the demo uses "
                   "bicubic. Pass --weights=FILE for a trained model.", file=sys.stderr)
             FLAGS.weights = "bicubic"
-        elif backend == "keras" and FLAGS.weights is None:
-            from vdsr_tf.bundled import bundled_weights_info
-
-            info = bundled_weights_info()
-            if info:
-                print(f"vdsr-upscale: bundled weights {info['version']}: {info['label']}",
-                      file=sys.stderr)
-    if backend == "keras" and (FLAGS.model or FLAGS.fallback_model):
-        raise CliError("--model and --fallback_model are for --backend=tflite (Keras weights "
-                       "go in --weights)")
-    if backend == "tflite" and FLAGS.weights:
-        raise CliError("--weights is for --backend=keras; --backend=tflite runs --model")
+        elif FLAGS.weights is None and FLAGS.model is None:
+            print(f"vdsr-upscale: bundled weights {info['version']}: {info['label']}",
+                  file=sys.stderr)
     if not inputs:
         raise CliError("give at least one input file or folder (or --demo)")
     if (FLAGS.scale is None) == (FLAGS.size is None):
@@ -171,34 +181,23 @@ def main(argv):
                            FLAGS.scale, size, FLAGS.format, FLAGS.overwrite, skipped, progress)
 
 
-def default_backend():
-    """"keras" where Keras is installed, else "tflite" (the light install)."""
-    import importlib.util
-
-    return "keras" if importlib.util.find_spec("keras") else "tflite"
-
-
 def make_upscaler(backend, progress=None):
     """The Upscaler the flags describe; CliError if it cannot be made."""
     from vdsr_tf.upscaler import Upscaler
 
+    options = dict(tile=FLAGS.tile, ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
+                   progress=progress)
     try:
-        if backend == "tflite":
-            from vdsr_tf.bundled import bundled_tflite_path
+        if FLAGS.model:
             from vdsr_tf.litert import LiteRTPredictor
 
-            model = FLAGS.model or bundled_tflite_path()
-            if not FLAGS.model and not os.path.exists(model):
-                raise CliError("this install has no bundled .tflite model; pass "
-                               "--model=FILE.tflite (vdsr-export --format=tflite)")
-            predictor = LiteRTPredictor(model, fallback=FLAGS.fallback_model)
+            predictor = LiteRTPredictor(FLAGS.model, fallback=FLAGS.fallback_model)
             if FLAGS.fallback_model and predictor.fixed is None:
-                raise CliError(f"--fallback_model is for a static-size --model; {model} "
+                raise CliError(f"--fallback_model is for a static-size --model; {FLAGS.model} "
                                "takes any size")
-            return Upscaler(predictor=predictor, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
-                            max_pixels=FLAGS.max_pixels, progress=progress)
-        return Upscaler(FLAGS.weights, tile=FLAGS.tile, ensemble=FLAGS.ensemble,
-                        max_pixels=FLAGS.max_pixels, progress=progress)
+            return Upscaler(predictor=predictor, **options)
+        engine = {"keras": "keras", "tflite": "litert", None: None}[backend]
+        return Upscaler(FLAGS.weights, backend=engine, precision=FLAGS.precision, **options)
     except (FileNotFoundError, ValueError, ImportError) as e:
         raise CliError(str(e))
 

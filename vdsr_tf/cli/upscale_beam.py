@@ -22,6 +22,7 @@ from absl import flags
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.imageio import FORMATS
+from vdsr_tf.upscaler import DEFAULT_TILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_pattern", None, "A glob of input files (local, gs://, s3://, "
@@ -35,7 +36,7 @@ flags.DEFINE_enum("format", None, [ext[1:] for ext in FORMATS],
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file (local or on a Beam "
                     "filesystem), or 'bicubic'; default: the bundled weights.")
 flags.DEFINE_string("model", None, "A .tflite file to run with LiteRT instead of Keras.")
-flags.DEFINE_integer("tile", 384, "Tile side in output pixels (bounds memory); 0 = whole image.")
+flags.DEFINE_integer("tile", DEFAULT_TILE, "Tile side in output pixels (bounds memory); 0 = whole image.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
 
