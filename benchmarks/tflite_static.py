@@ -23,12 +23,13 @@ Default weights: the bundled ones.
 
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+from timing import median_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -43,16 +44,6 @@ flags.DEFINE_string("calib_dir", os.path.join(_DATA, "train", "BSD200"),
 flags.DEFINE_list("quantizations", ["fp32", "fp16", "int8"], "Variants.")
 flags.DEFINE_integer("threads", 2, "LiteRT interpreter threads.")
 flags.DEFINE_integer("runs", 3, "Timed runs (median reported).")
-
-
-def median_ms(fn, runs):
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main(argv):
@@ -89,8 +80,8 @@ def main(argv):
                 p = LiteRTPredictor(info["path"], num_threads=FLAGS.threads)
                 predictors[kind] = p
                 rows.append((f"{q} {kind}", info["bytes"], info["ops"],
-                             median_ms(lambda p=p: p(window), FLAGS.runs),
-                             median_ms(lambda p=p: p(plane), FLAGS.runs)))
+                             1000 * median_seconds(lambda p=p: p(window), FLAGS.runs),
+                             1000 * median_seconds(lambda p=p: p(plane), FLAGS.runs)))
             dyn_up = Upscaler(predictor=predictors["dynamic"])
             fix_up = Upscaler(predictor=predictors["static"])
             total = differ = worst = 0
