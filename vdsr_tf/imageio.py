@@ -25,6 +25,7 @@ SavedModel's graph, which decodes the bytes TF Serving receives.
 """
 
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -153,8 +154,11 @@ def _profile_space(icc):
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def srgb_profile():
-    """The bytes of an sRGB ICC profile (littlecms's built-in)."""
+    """The bytes of an sRGB ICC profile (littlecms's built-in), made once per
+    process: littlecms stamps each new profile with the current time, so two
+    calls a second apart would otherwise give different bytes."""
     from PIL import ImageCms
 
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
