@@ -33,6 +33,7 @@ import tempfile
 import numpy as np
 
 from vdsr_tf import processing
+from vdsr_tf.bundled import bundled_tflite_path, check_precision
 from vdsr_tf.dihedral import dihedral, undo_dihedral
 from vdsr_tf.imresize import imresize, quantise
 from vdsr_tf.tiling import grow_window, output_size, receptive_radius, tiles
@@ -123,8 +124,6 @@ def default_backend(weights=None, model=None, precision="fp32"):
     """The engine an ``Upscaler`` uses when none is named: "litert" for the
     bundled weights (their ``.tflite`` is bundled) on a machine without a
     GPU when ``ai-edge-litert`` is installed, and for int8; else "keras"."""
-    from vdsr_tf.bundled import bundled_tflite_path
-
     if precision != "fp32":
         return "litert"
     if importlib.util.find_spec("ai_edge_litert") is None:
@@ -170,7 +169,6 @@ def litert_predictor(weights=None, model=None, precision="fp32"):
         FileNotFoundError: if the weights file or bundled model is missing.
         ValueError: for an unknown ``precision``.
     """
-    from vdsr_tf.bundled import bundled_tflite_path, check_precision
     from vdsr_tf.litert import LiteRTPredictor
 
     check_precision(precision)
@@ -224,8 +222,6 @@ class Upscaler:
     def __init__(self, weights=None, model=None, tile=DEFAULT_TILE, ensemble=False,
                  max_pixels=DEFAULT_MAX_PIXELS, progress=None, predictor=None, backend=None,
                  precision="fp32"):
-        from vdsr_tf.bundled import check_precision
-
         if predictor is not None and model is not None:
             raise ValueError("Give a model or a predictor, not both")
         if tile is not None and tile < 0:
@@ -497,8 +493,6 @@ class Upscaler:
         Raises:
             vdsr_tf.imageio.ImageError, ValueError: as ``upscale_file``.
         """
-        import tempfile
-
         from vdsr_tf.imageio import ImageError, sniff_format
 
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -17,7 +17,7 @@ from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
-from vdsr_tf.export.tflite import QUANTIZATIONS
+from vdsr_tf.export.tflite import CALIBRATED, QUANTIZATIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
@@ -81,7 +81,7 @@ def main(argv):
     from vdsr_tf.export.tflite import export_tflite
 
     planes = None
-    if FLAGS.quantization in ("int8", "mixed_int8") and FLAGS.calibration_data:
+    if FLAGS.quantization in CALIBRATED and FLAGS.calibration_data:
         try:
             planes = load_y_planes(FLAGS.calibration_data)
         except FileNotFoundError as e:

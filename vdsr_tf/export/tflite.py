@@ -1,6 +1,6 @@
 """Export a VDSR Keras model to a TFLite (LiteRT) flatbuffer.
 
-Four variants, each with a float32 (1, H, W, 1) input and output, so one
+Five variants, each with a float32 (1, H, W, 1) input and output, so one
 runner (``vdsr_tf.litert.LiteRTPredictor``) serves all of them:
 
 * ``"fp32"``: no optimisation; matches Keras to float rounding.
@@ -40,6 +40,7 @@ from absl import logging
 from vdsr_tf.files import atomic_write_bytes
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8", "mixed_int8")
+CALIBRATED = ("int8", "mixed_int8")  # the variants that need calibration patches
 
 
 def check_quantization(quantization):
@@ -105,7 +106,7 @@ def _configure(converter, quantization, patches):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization in ("int8", "mixed_int8"):
+    elif quantization in CALIBRATED:
         def representative_dataset():
             for patch in patches:
                 yield [patch[None]]
@@ -200,7 +201,7 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Output folder does not exist: {folder}")
     patches = None
-    if quantization in ("int8", "mixed_int8"):
+    if quantization in CALIBRATED:
         size = patch_size or (max(fixed) if fixed else 41)
         if fixed and size < max(fixed):
             raise ValueError(f"calibration patches of {size} pixels cannot feed a "
