@@ -76,10 +76,17 @@ def _checkpoint(run_dir):
     return meta["step"], weights_digest(weights)
 
 
+_EPOCH = re.compile(r"Epoch (\d+)/(\d+)")
+
+
 def _wait_and_kill(proc, log_path, plan):
     """Waits for ``proc``; with ``plan = (phase, seconds)`` SIGKILLs it that
     long after its start ("start-up") or after its second epoch began
-    ("training": the first one compiles). Returns whether it was killed, None if it hung."""
+    ("training": the first one compiles), or when its last epoch begins if
+    that comes first: a run resumed near the end (or on a fast machine) can
+    finish before the planned moment, and then the kill would never land.
+    Returns when it was killed ("training +1.20 s", "start-up, at the last
+    epoch"), False if it finished, None if it hung."""
     start, training_since = time.monotonic(), None
     while proc.poll() is None:
         now = time.monotonic()
@@ -88,15 +95,16 @@ def _wait_and_kill(proc, log_path, plan):
             proc.wait()
             return None
         if plan is not None:
-            if training_since is None and plan[0] == "training":
-                with open(log_path, errors="replace") as f:
-                    if f.read().count("Epoch ") >= 2:  # one epoch (and the compile) done
-                        training_since = now
+            with open(log_path, errors="replace") as f:
+                epochs = _EPOCH.findall(f.read())
+            if training_since is None and plan[0] == "training" and len(epochs) >= 2:
+                training_since = now  # one epoch (and the compile) done
             origin = start if plan[0] == "start-up" else training_since
-            if origin is not None and now - origin >= plan[1]:
+            planned = origin is not None and now - origin >= plan[1]
+            if planned or (epochs and epochs[-1][0] == epochs[-1][1]):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                return True
+                return f"{plan[0]} +{plan[1]:.2f} s" if planned else f"{plan[0]}, at the last epoch"
         time.sleep(0.02)
     return False
 
@@ -150,8 +158,7 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
             failures.append(f"attempt {attempt}: still running after {_LIMIT_S} s")
             break
         text = open(log_path, errors="replace").read()
-        record = {"attempt": attempt, "killed": killed,
-                  "kill": f"{kill_plan[0]} +{kill_plan[1]:.2f} s" if killed else None,
+        record = {"attempt": attempt, "killed": bool(killed), "kill": killed or None,
                   "step_before": before[0] if before else None, "returncode": proc.returncode}
         match = _RESUMED.search(text)
         if before is not None and match:
