@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python benchmarks/train_throughput.py [--depth=20 --filters=64]
         [--batch_sizes=64,256] [--steps_per_call=1,50] [--patch_size=41]
-        [--seconds=20] [--data=DIR_OR_NPZ] [--mixed_precision=float32]
+        [--seconds=20] [--data=DIR_OR_NPZ] [--mixed_precision=float32] [--engines=fit,fast]
 
 For each batch size: ``fit`` fed by the numpy ``PatchSampler`` (host sampling
 included, as users run it without TensorFlow) and the fast engine at each K
@@ -13,6 +13,7 @@ patches/s and TFLOP/s (3 x 1.33 MFLOP per pixel for the 20 x 64 network).
 Runs unchanged on the GPU machine.
 """
 
+import datetime
 import json
 import os
 import sys
@@ -28,6 +29,7 @@ flags.DEFINE_integer("filters", 64, "Hidden channels.")
 flags.DEFINE_integer("patch_size", 41, "Patch side.")
 flags.DEFINE_list("batch_sizes", ["16", "64"], "Batch sizes.")
 flags.DEFINE_list("steps_per_call", ["1", "10"], "K values of the fast engine.")
+flags.DEFINE_list("engines", ["fit", "fast"], "Engines timed (fit, fast).")
 flags.DEFINE_float("seconds", 20, "Timed seconds per row (after warm-up).")
 flags.DEFINE_string("data", None, "Training images (default: the bundled samples).")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16"], "Policy.")
@@ -97,6 +99,9 @@ def main(argv):
 
     if keras.backend.backend() != "jax":
         raise app.UsageError("run with KERAS_BACKEND=jax (both engines on the same backend)")
+    unknown = set(FLAGS.engines) - {"fit", "fast"}
+    if unknown or not FLAGS.engines:
+        raise app.UsageError(f"--engines: unknown {sorted(unknown)}; valid: fit, fast")
     from vdsr_tf import data, fast
     from vdsr_tf.imageio import sample_images_dir
     from vdsr_tf.model import flops_per_pixel
@@ -114,8 +119,8 @@ def main(argv):
     for batch in (int(b) for b in FLAGS.batch_sizes):
         cfg = _config(batch)
         pool = fast.DevicePool(planes, cfg.data, workers=FLAGS.pool_workers)
-        measured = [("fit", 1) + _fit_row(cfg, planes)]
-        for k in (int(v) for v in FLAGS.steps_per_call):
+        measured = [("fit", 1) + _fit_row(cfg, planes)] if "fit" in FLAGS.engines else []
+        for k in (int(v) for v in FLAGS.steps_per_call) if "fast" in FLAGS.engines else ():
             measured.append(("fast", k) + _fast_row(cfg, pool, k))
         for engine, k, rate, setup in measured:
             row = {"engine": engine, "batch": batch, "k": k, "patches_per_s": rate,
@@ -125,8 +130,14 @@ def main(argv):
             print(f"| {engine} | {batch} | {k if engine == 'fast' else '-'} | {rate:,.1f} | "
                   f"{row['eq41_per_s']:,.1f} | {row['tflops']:.3f} | {setup:.1f} |", flush=True)
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        from vdsr_tf.files import atomic_write_text
+
+        atomic_write_text(FLAGS.json, json.dumps({
+            "device": str(getattr(device, "device_kind", device)),
+            "date": datetime.date.today().isoformat(), "depth": FLAGS.depth,
+            "filters": FLAGS.filters, "patch_size": p, "mixed_precision": FLAGS.mixed_precision,
+            "tensorflow_loaded": sys.modules.get("tensorflow") is not None, "rows": rows},
+            indent=2))
 
 
 if __name__ == "__main__":

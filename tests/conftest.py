@@ -40,3 +40,17 @@ def tiny_weights(tmp_path_factory) -> str:
     path = str(folder / "vdsr.weights.h5")
     build_vdsr(depth=3, filters=8).save_weights(path)
     return path
+
+
+@pytest.fixture
+def no_tf_env(tmp_path):
+    """Environment for a subprocess that runs as on the GPU host: TensorFlow
+    cannot be imported (a ``sitecustomize`` blocks it), KERAS_BACKEND unset
+    (the scripts set it). Skips when JAX is missing."""
+    pytest.importorskip("jax")
+    block = tmp_path / "block_tf"
+    block.mkdir(exist_ok=True)
+    (block / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None\n")
+    env = dict(os.environ, PYTHONPATH=str(block), TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    return env

@@ -55,7 +55,8 @@ def test_from_dict_rejects_unknown_nested_key():
 
 
 @pytest.mark.parametrize("key,value", [("data.scales", "1,2"), ("optim.optimizer", "rmsprop"),
-                                       ("steps", "0"), ("data.downsize", "1.5")])
+                                       ("steps", "0"), ("data.downsize", "1.5"),
+                                       ("optim.clipvalue", "0"), ("optim.clipnorm", "-1")])
 def test_out_of_range_values_raise(key, value):
     with pytest.raises(ValueError):
         C.override(C.get_preset("paper"), **{key: value})

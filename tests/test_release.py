@@ -13,18 +13,11 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _dry_run(out, tmp_path, *extra):
-    pytest.importorskip("jax")
-    block = tmp_path / "block_tf"
-    block.mkdir(exist_ok=True)
-    (block / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None\n")
-    env = dict(os.environ, PYTHONPATH=str(block), TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)  # the script sets it
+def _dry_run(out, env, *extra):
     start = time.monotonic()
     proc = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "train_release.sh"), f"--output_dir={out}",
@@ -36,12 +29,12 @@ def _dry_run(out, tmp_path, *extra):
     return time.monotonic() - start
 
 
-def test_dry_run_twice_advances_the_chain(tmp_path):
+def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
     from vdsr_tf.checkpoint import read_state
 
     first, second = tmp_path / "one", tmp_path / "two"
-    seconds = _dry_run(first, tmp_path)
-    seconds += _dry_run(second, tmp_path, f"--state={first / 'state.npz'}")
+    seconds = _dry_run(first, no_tf_env)
+    seconds += _dry_run(second, no_tf_env, f"--state={first / 'state.npz'}")
     assert seconds < 180
     for out in (first, second):
         files = sorted(os.listdir(out))

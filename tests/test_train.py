@@ -1,6 +1,5 @@
 """Training with fit: a tiny run learns, checkpoints resume, schedules behave."""
 
-import json
 import os
 
 import keras
@@ -201,3 +200,17 @@ def test_cosine_schedule_and_serialisation():
     assert float(sched(100)) == pytest.approx(0.0, abs=1e-6)
     again = VDSRSchedule.from_config(sched.get_config())
     assert float(again(55)) == pytest.approx(float(sched(55)))
+
+
+@pytest.mark.parametrize("lr", [0.5, 0.05])
+def test_fixed_clipvalue_bounds_every_gradient_value_whatever_the_lr(lr):
+    # optim.clipvalue is the paper's "fixed clip" arm: the bound does not move
+    # with the learning rate (the adaptive theta/lr clip does).
+    from vdsr_tf.train import make_optimizer
+
+    optim = C.OptimConfig(optimizer="sgd", learning_rate=lr, momentum=0.0,
+                          schedule="constant", clipvalue=0.1)
+    opt = make_optimizer(optim, total_steps=10)
+    w = keras.Variable(np.zeros(3, np.float32))
+    opt.apply([keras.ops.convert_to_tensor(np.array([5.0, -5.0, 0.05], np.float32))], [w])
+    np.testing.assert_allclose(np.asarray(w), [-lr * 0.1, lr * 0.1, -lr * 0.05], rtol=1e-6)

@@ -20,15 +20,12 @@ done
 if [ -z "$out" ]; then echo "train_release.sh: error: --output_dir is required" >&2; exit 2; fi
 mkdir -p "$out" || exit 2
 log="$out/job.log"
+. "$here/tools/wheelhouse_env.sh"
 {
+  use_wheelhouse "$py" "$here" "$wheelhouse" || exit 3
   if [ -n "$wheelhouse" ]; then
-    site="${TMPDIR:-/tmp}/vdsr_site"
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$site" "$wheelhouse"/wheels/*.whl || exit 3
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     args+=("--data=$wheelhouse/train_y.npz" "--bench=$wheelhouse/bench_y.npz")
   fi
-  export KERAS_BACKEND=jax PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   "$py" "$here/tools/train_release.py" "${args[@]}"
 } 2>&1 | tee "$log"
 exit "${PIPESTATUS[0]}"

@@ -67,6 +67,10 @@ class OptimConfig:
             ``learning_rate``.
         clipnorm: global-norm gradient clip applied by the optimizer (None:
             off). Independent of the model's adaptive theta/lr clip.
+        clipvalue: a fixed clip of every gradient value to
+            ``[-clipvalue, clipvalue]`` applied by the optimizer (None: off),
+            whatever the learning rate: the "fixed clip" the paper's
+            adaptive theta/lr rule is compared against.
         adam_weight_decay: decoupled weight decay for "adamw".
         loss: "mse" (Keras's per-pixel mean) or "patch_sum_mse" (the paper's
             Caffe loss: half the sum over each patch's pixels, mean over the
@@ -83,6 +87,7 @@ class OptimConfig:
     warmup_fraction: float = 0.0
     warmup_start: float = 0.01
     clipnorm: Optional[float] = None
+    clipvalue: Optional[float] = None
     adam_weight_decay: float = 0.0
     loss: str = "mse"
 
@@ -254,6 +259,8 @@ def validate(config):
         (o.schedule in ("step", "cosine", "constant"), "optim.schedule must be step, cosine or constant"),
         (o.loss in ("mse", "patch_sum_mse"), "optim.loss must be mse or patch_sum_mse"),
         (o.learning_rate > 0, "optim.learning_rate must be > 0"),
+        (o.clipnorm is None or o.clipnorm > 0, "optim.clipnorm must be > 0 or None"),
+        (o.clipvalue is None or o.clipvalue > 0, "optim.clipvalue must be > 0 or None"),
         (0 <= o.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)"),
         (config.steps >= 1, "steps must be >= 1"),
         (config.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),

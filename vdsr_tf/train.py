@@ -130,13 +130,13 @@ def make_optimizer(optim, total_steps):
     """A Keras optimizer for an ``OptimConfig``, its schedule bound to it
     (``VDSRSchedule.bind``: the run's length is optimizer state)."""
     lr = make_schedule(optim, total_steps)
+    clip = {"clipnorm": optim.clipnorm, "clipvalue": optim.clipvalue}
     if optim.optimizer == "sgd":
-        opt = keras.optimizers.SGD(lr, momentum=optim.momentum, clipnorm=optim.clipnorm)
+        opt = keras.optimizers.SGD(lr, momentum=optim.momentum, **clip)
     elif optim.optimizer == "adam":
-        opt = keras.optimizers.Adam(lr, clipnorm=optim.clipnorm)
+        opt = keras.optimizers.Adam(lr, **clip)
     elif optim.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(lr, weight_decay=optim.adam_weight_decay,
-                                     clipnorm=optim.clipnorm)
+        opt = keras.optimizers.AdamW(lr, weight_decay=optim.adam_weight_decay, **clip)
     else:
         raise ValueError(f"Unknown optimizer {optim.optimizer!r}; valid: sgd, adam, adamw")
     lr.bind(opt)
