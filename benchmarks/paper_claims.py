@@ -306,9 +306,10 @@ def main(argv):
                 cfg = _config(preset, overrides, seed)
                 key = json.dumps(C.to_dict(cfg), sort_keys=True)
                 if key not in done:
-                    # Named by the config, so that a rerun with other claims finds it.
+                    # Named by the config alone, so that a rerun with other
+                    # claims finds the runs they share.
                     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-                    run_dir = os.path.join(out, "runs", f"{claim}-{digest}")
+                    run_dir = os.path.join(out, "runs", digest)
                     logging.info("%s / %s / seed %d -> %s", claim, label, seed, run_dir)
                     done[key] = _run(cfg, sources, run_dir, scores)
                 runs[label].append(done[key])

@@ -30,7 +30,8 @@ def _suite(out, env, *args):
 def test_gpu_suite_dry_run(tmp_path, no_tf_env):
     # Slow (about a minute): 3 tiny trainings for throughput, 9 for the claims.
     out = tmp_path / "out"
-    proc = _suite(out, no_tf_env, "--dry_run", "--parts=latency,throughput,claims")
+    env = dict(no_tf_env, TMPDIR=str(tmp_path))  # the claims' runs go to $TMPDIR/vdsr_claims
+    proc = _suite(out, env, "--dry_run", "--parts=latency,throughput,claims")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(os.listdir(out))
     assert files == ["claims.json", "claims.md", "latency.json", "suite.log",
@@ -64,6 +65,20 @@ def test_gpu_suite_dry_run(tmp_path, no_tf_env):
     for claim in ("residual", "clip", "depth", "scales"):
         assert f"#### {claim}" in md
     assert "Convergence" in md and "clip_fraction" in md
+
+    # A rerun with other claims trains nothing: runs are found by their config.
+    work = tmp_path / "vdsr_claims"
+    runs = sorted(os.listdir(work / "runs"))
+    stamps = [os.stat(work / "runs" / r / "result.json").st_mtime_ns for r in runs]
+    assert len(runs) == 10  # residual 2 arms, clip 4, depth 1 more, scales 3 more
+    rerun = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "paper_claims.py"), "--dry_run",
+         f"--output_dir={work}", "--claims=scales,depth"],
+        env=dict(env, KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted(os.listdir(work / "runs")) == runs
+    assert [os.stat(work / "runs" / r / "result.json").st_mtime_ns for r in runs] == stamps
+    assert "#### depth" in rerun.stdout and "#### scales" in rerun.stdout
 
 
 def test_gpu_suite_refuses_unknown_arguments(tmp_path):
