@@ -25,11 +25,12 @@ Runs on the GPU host from the release job's wheelhouse (no TensorFlow needed;
 import datetime
 import json
 import os
-import statistics
 import sys
 import time
 
 from absl import app, flags
+
+from timing import median_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -83,24 +84,20 @@ def forward_latency(precision, size, repeats, warmup):
         t0 = time.perf_counter()
         fn = jax.jit(forward).lower(trainable, non_trainable, x).compile()
         compile_s = time.perf_counter() - t0
-        for _ in range(warmup):
-            fn(trainable, non_trainable, x).block_until_ready()
-        runs = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(trainable, non_trainable, x).block_until_ready()
-            runs.append(time.perf_counter() - t0)
+        run = lambda: fn(trainable, non_trainable, x).block_until_ready()  # noqa: E731
+        for _ in range(warmup - 1):  # median_seconds makes the last warm-up call
+            run()
+        seconds = median_seconds(run, repeats)
     out = np.asarray(fn(trainable, non_trainable, x))
     if not np.isfinite(out).all():
         raise RuntimeError(f"{precision}: the forward pass gave non-finite values")
-    return statistics.median(runs), compile_s
+    return seconds, compile_s
 
 
 def upscale_latency(width, height, tile, repeats):
     """Median seconds of ``Upscaler(backend="keras").upscale_array`` at x2."""
     import numpy as np
 
-    from timing import median_seconds
     from vdsr_tf.upscaler import Upscaler
 
     up = Upscaler(tile=tile, backend="keras")

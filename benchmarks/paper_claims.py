@@ -169,13 +169,12 @@ def _run(cfg, sources, run_dir, scores):
         with open(path) as f:
             return json.load(f)
     curve = []
-    fast = keras.backend.backend() == "jax"
+    engine = "fast" if keras.backend.backend() == "jax" else "fit"
     t0 = time.time()
     train(cfg, sources, run_dir, verbose=0, extra_callbacks=[_score_callback(scores, curve)],
-          engine="fast" if fast else "fit",
-          steps_per_call=min(FLAGS.steps_per_call, cfg.steps_per_epoch))
+          engine=engine, steps_per_call=min(FLAGS.steps_per_call, cfg.steps_per_epoch))
     result = {"config": C.to_dict(cfg), "seconds": round(time.time() - t0, 1),
-              "engine": "fast" if fast else "fit", "curve": curve}
+              "engine": engine, "curve": curve}
     atomic_write_text(path, json.dumps(result, indent=1))
     return result
 
@@ -249,8 +248,8 @@ def _default_bench(out):
     path = os.path.join(out, "bench_y.npz")
     if not os.path.exists(path):
         if FLAGS.dry_run:
-            samples = sample_images_dir()
-            pack_benchmark_y(os.path.dirname(samples), [os.path.basename(samples)], SCALES, path)
+            pack_benchmark_y(os.path.dirname(sample_images_dir()), [FLAGS.bench_set], SCALES,
+                             path)
         elif os.path.isdir(os.path.join(SHARED, FLAGS.bench_set)):
             pack_benchmark_y(SHARED, [FLAGS.bench_set], SCALES, path)
         else:
@@ -276,6 +275,8 @@ def main(argv):
                             ("batch_size", 4), ("patch_size", 16), ("seeds", 1)):
             setattr(FLAGS, name, value)
         FLAGS.depths = ["2", "3"]
+        if not FLAGS.bench:
+            FLAGS.bench_set = os.path.basename(sample_images_dir())
     sources = FLAGS.data
     if not sources:
         if FLAGS.dry_run:
@@ -285,8 +286,7 @@ def main(argv):
         else:
             raise app.UsageError(f"--data is required (no {SHARED}/train here)")
     bench = FLAGS.bench or _default_bench(out)
-    set_name = os.path.basename(sample_images_dir()) if FLAGS.dry_run and not FLAGS.bench \
-        else FLAGS.bench_set
+    set_name = FLAGS.bench_set
     scores = _Scores(bench, set_name)
     bicubic = scores(Upscaler("bicubic"))
     report = [f"Backend {keras.backend.backend()}; networks {FLAGS.depth} x {FLAGS.filters} "
