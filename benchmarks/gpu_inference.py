@@ -102,8 +102,7 @@ def upscale_latency(width, height, tile, repeats):
 
     up = Upscaler(tile=tile, backend="keras")
     rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    seconds = median_seconds(lambda: up.upscale_array(rgb, scale=2), repeats)
-    return seconds
+    return median_seconds(lambda: up.upscale_array(rgb, scale=2), repeats)
 
 
 def main(argv):
@@ -137,10 +136,9 @@ def main(argv):
           "|---|---|---|---|")
     for p in FLAGS.precisions:
         seconds, compile_s = forward_latency(p, size, repeats, warmup)
-        result["forward"][p] = {"ms": seconds * 1e3, "tflops": flop / seconds / 1e12,
-                                "compile_s": compile_s}
-        print(f"| {p} | {seconds * 1e3:.2f} | {flop / seconds / 1e12:.1f} | {compile_s:.1f} |",
-              flush=True)
+        row = result["forward"][p] = {"ms": seconds * 1e3, "tflops": flop / seconds / 1e12,
+                                      "compile_s": compile_s}
+        print(f"| {p} | {row['ms']:.2f} | {row['tflops']:.1f} | {compile_s:.1f} |", flush=True)
     print(f"\n| Upscaler, {width} x {height} RGB x2, uint8 to uint8 | tile | median s |\n"
           "|---|---|---|")
     for tile in (DEFAULT_TILE, None):
