@@ -62,6 +62,12 @@ def test_out_of_range_values_raise(key, value):
         C.override(C.get_preset("paper"), **{key: value})
 
 
+def test_clipnorm_and_clipvalue_together_are_refused_by_the_config():
+    # Keras optimizers take one of them; the config says so before training starts.
+    with pytest.raises(ValueError, match="optim.clipnorm and optim.clipvalue cannot both"):
+        C.override(C.get_preset("paper"), **{"optim.clipnorm": "1", "optim.clipvalue": "0.1"})
+
+
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         C.get_preset("paper").steps = 3

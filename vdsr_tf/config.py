@@ -68,7 +68,7 @@ class OptimConfig:
         clipnorm: global-norm gradient clip applied by the optimizer (None:
             off). Independent of the model's adaptive theta/lr clip.
         clipvalue: a fixed clip of every gradient value to
-            ``[-clipvalue, clipvalue]`` applied by the optimizer (None: off),
+            ``[-clipvalue, clipvalue]`` applied by the optimizer (None: off; not with clipnorm),
             whatever the learning rate: the "fixed clip" the paper's
             adaptive theta/lr rule is compared against.
         adam_weight_decay: decoupled weight decay for "adamw".
@@ -261,6 +261,8 @@ def validate(config):
         (o.learning_rate > 0, "optim.learning_rate must be > 0"),
         (o.clipnorm is None or o.clipnorm > 0, "optim.clipnorm must be > 0 or None"),
         (o.clipvalue is None or o.clipvalue > 0, "optim.clipvalue must be > 0 or None"),
+        (o.clipnorm is None or o.clipvalue is None,
+         "optim.clipnorm and optim.clipvalue cannot both be set (the optimizer takes one)"),
         (0 <= o.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)"),
         (config.steps >= 1, "steps must be >= 1"),
         (config.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),
