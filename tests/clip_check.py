@@ -18,10 +18,12 @@ import numpy as np  # noqa: E402
 from vdsr_tf.model import build_vdsr  # noqa: E402
 
 
-def max_change(theta, lr, clip=True, schedule=None):
-    """One plain-SGD step on inputs with huge gradients; max |dw| per step."""
+def max_change(theta, lr, clip=True, schedule=None, mode="value"):
+    """Two plain-SGD steps on inputs with huge gradients; per step, max |dw|
+    (``mode="value"``) or the L2 norm of dw over all weights (``"norm"``)."""
     keras.utils.set_random_seed(0)
-    model = build_vdsr(depth=3, filters=8, clip_theta=theta if clip else None, weight_decay=0)
+    model = build_vdsr(depth=3, filters=8, clip_theta=theta if clip else None, weight_decay=0,
+                       clip_mode=mode)
     model.compile(optimizer=keras.optimizers.SGD(schedule or lr, momentum=0.0), loss="mse")
     rng = np.random.default_rng(0)
     x = (rng.random((4, 16, 16, 1)) * 100).astype("float32")
@@ -31,7 +33,11 @@ def max_change(theta, lr, clip=True, schedule=None):
         before = [np.array(w) for w in model.get_weights()]
         model.train_on_batch(x, y)
         after = model.get_weights()
-        changes.append(max(float(np.abs(a - b).max()) for a, b in zip(after, before)))
+        if mode == "norm":
+            changes.append(float(np.sqrt(sum(np.sum((a.astype(np.float64) - b) ** 2)
+                                             for a, b in zip(after, before)))))
+        else:
+            changes.append(max(float(np.abs(a - b).max()) for a, b in zip(after, before)))
     return changes
 
 
@@ -43,5 +49,8 @@ if __name__ == "__main__":
         "clipped": max_change(theta, 0.5),
         "unclipped": max_change(theta, 0.5, clip=False),
         "scheduled": max_change(theta, None, schedule=schedule),
+        "norm_clipped": max_change(theta, 0.5, mode="norm"),
+        "norm_unclipped": max_change(theta, 0.5, clip=False, mode="norm"),
+        "norm_scheduled": max_change(theta, None, schedule=schedule, mode="norm"),
     }
     print(json.dumps(result))

@@ -2,7 +2,7 @@
 TensorFlow made unimportable (as on the GPU machine). Prints one JSON line.
 
 Usage: KERAS_BACKEND=jax python tests/fast_check.py CHECK [ARGS...]
-  equivalence OPTIMIZER   fast engine vs train_on_batch on the same batches
+  equivalence OPTIMIZER [MODE]  fast engine vs train_on_batch on the same batches
   resume OUT_DIR          a run killed after epoch 2 resumes bit for bit
   pool                    device batches are crops of the degraded images
   forward                 bucketed, masked inference equals the plain call
@@ -34,10 +34,11 @@ def tiny(**updates):
     return C.override(C.get_preset("paper"), **base)
 
 
-def equivalence(optimizer):
-    # The paper's summed loss with SGD at lr 0.1 makes the theta/lr clip bind;
-    # Adam at lr 1e-3 with theta 1e-4 as well.
-    updates = {"optim.optimizer": optimizer, "optim.schedule": "constant"}
+def equivalence(optimizer, clip_mode="value"):
+    # The paper's summed loss with SGD at lr 0.1 makes the theta/lr clip bind
+    # (per value, or by global norm); Adam at lr 1e-3 with theta 1e-4 as well.
+    updates = {"optim.optimizer": optimizer, "optim.schedule": "constant",
+               "model.clip_mode": clip_mode}
     if optimizer == "adam":
         updates.update({"optim.learning_rate": 1e-3, "model.clip_theta": 1e-4})
     cfg = tiny(**updates)
@@ -175,7 +176,7 @@ def forward_check():
 if __name__ == "__main__":
     check = sys.argv[1]
     if check == "equivalence":
-        result = equivalence(sys.argv[2])
+        result = equivalence(*sys.argv[2:4])
     elif check == "resume":
         result = resume(sys.argv[2])
     elif check == "pool":
@@ -184,6 +185,7 @@ if __name__ == "__main__":
         result = forward_check()
     elif check == "all":  # every check in this one process (one JAX start-up for the suite)
         result = {"equivalence_sgd": equivalence("sgd"), "equivalence_adam": equivalence("adam"),
+                  "equivalence_sgd_norm": equivalence("sgd", "norm"),
                   "pool": pool_check(), "forward": forward_check(), "resume": resume(sys.argv[2])}
     else:
         raise SystemExit(f"unknown check {check}")

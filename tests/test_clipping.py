@@ -1,5 +1,6 @@
 """The theta/lr clip: the pure rule, and the train step on both backends."""
 
+import functools
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ def test_clip_scales_with_loss_scale():
     np.testing.assert_allclose(ops.convert_to_numpy(out[0]), [0.1 * 1024], rtol=1e-6)
 
 
+@functools.cache  # one subprocess per backend, shared by the tests below
 def _run_check(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     if backend == "jax":
@@ -55,3 +57,37 @@ def test_train_step_never_moves_a_weight_more_than_theta(backend):
     for change in result["scheduled"]:
         assert change <= THETA + tol
     assert result["scheduled"][1] == pytest.approx(THETA, rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_norm_mode_never_moves_the_weights_further_than_theta(backend):
+    # clip_mode="norm": the step's L2 norm over all weights is at most theta,
+    # at the current learning rate, and exactly theta when the clip binds.
+    result = _run_check(backend)
+    for change in result["norm_clipped"]:
+        assert change == pytest.approx(THETA, rel=1e-4)
+    assert result["norm_unclipped"][0] > 100 * THETA
+    for change in result["norm_scheduled"]:
+        assert change <= THETA * (1 + 1e-4)
+    assert result["norm_scheduled"][1] == pytest.approx(THETA, rel=1e-4)
+
+
+def test_norm_mode_scales_the_whole_gradient_by_one_factor():
+    g = [np.array([3.0, 0.0], "float32"), None, np.array([[4.0]], "float32")]  # norm 5
+    out, fraction = clip_by_lr(g, lr=0.1, theta=0.1, mode="norm", return_fraction=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(out[0]), [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(out[2]), [[0.8]], rtol=1e-6)
+    assert out[1] is None and float(fraction) == 1.0
+    # Below the bound nothing changes and nothing counts as cut.
+    out, fraction = clip_by_lr(g, lr=0.01, theta=0.1, mode="norm", return_fraction=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(out[0]), [3.0, 0.0])
+    assert float(fraction) == 0.0
+    # With loss scaling the bound applies to the unscaled gradient.
+    out = clip_by_lr([np.array([3e3, 4e3], "float32")], lr=0.1, theta=0.1, mode="norm",
+                     loss_scale=1000.0)
+    np.testing.assert_allclose(ops.convert_to_numpy(out[0]), [600.0, 800.0], rtol=1e-5)
+
+
+def test_unknown_clip_mode_is_refused():
+    with pytest.raises(ValueError, match="clip mode 'sign'"):
+        clip_by_lr([np.zeros(2, "float32")], lr=0.1, theta=0.1, mode="sign")

@@ -62,6 +62,25 @@ def test_out_of_range_values_raise(key, value):
         C.override(C.get_preset("paper"), **{key: value})
 
 
+def test_clip_mode_round_trips_through_the_config_json_into_the_model():
+    from vdsr_tf.train import build_model
+
+    cfg = C.override(C.get_preset("paper"), **{"model.clip_mode": "norm", "model.depth": "3",
+                                               "model.filters": "4"})
+    again = C.from_json(C.to_json(cfg))
+    assert again.model.clip_mode == "norm" and again == cfg
+    assert build_model(again).clip_mode == "norm"
+    with pytest.raises(ValueError, match="model.clip_mode must be value or norm"):
+        C.override(cfg, **{"model.clip_mode": "sign"})
+
+
+def test_a_checkpoint_config_written_before_clip_mode_still_matches():
+    # Configs saved before a field existed are read with its default.
+    saved = C.to_dict(C.get_preset("release"))
+    del saved["model"]["clip_mode"]
+    assert C.from_dict(saved) == C.get_preset("release")
+
+
 def test_clipnorm_and_clipvalue_together_are_refused_by_the_config():
     # Keras optimizers take one of them; the config says so before training starts.
     with pytest.raises(ValueError, match="optim.clipnorm and optim.clipvalue cannot both"):

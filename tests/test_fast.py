@@ -38,9 +38,9 @@ def checks(tmp_path_factory):
     return _check("all", str(tmp_path_factory.mktemp("fast") / "run"))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_fast_engine_matches_train_on_batch_step_for_step(checks, optimizer):
-    r = checks[f"equivalence_{optimizer}"]
+@pytest.mark.parametrize("arm", ["sgd", "adam", "sgd_norm"])
+def test_fast_engine_matches_train_on_batch_step_for_step(checks, arm):
+    r = checks[f"equivalence_{arm}"]
     assert r["traces"] == 1  # two calls of K=3 steps, one trace
     assert r["steps"] == r["ref_steps"] == 6
     assert min(r["clip_fraction"]) > 0  # the theta/lr clip binds in this setting

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from vdsr_tf.model import build_vdsr, flops_per_pixel, load_model, load_pretrained
+from vdsr_tf.model import VDSR, build_vdsr, flops_per_pixel, load_model, load_pretrained
 
 
 def test_default_parameter_count():
@@ -52,14 +52,14 @@ def test_weight_decay_is_on_kernels_only():
 
 
 @pytest.mark.parametrize("kwargs", [dict(depth=1), dict(filters=0), dict(weight_decay=-1),
-                                    dict(clip_theta=-0.1)])
+                                    dict(clip_theta=-0.1), dict(clip_mode="sign")])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         build_vdsr(**kwargs)
 
 
 def test_save_load_round_trip(tmp_path):
-    model = build_vdsr(depth=4, filters=8, clip_theta=0.05)
+    model = build_vdsr(depth=4, filters=8, clip_theta=0.05, clip_mode="norm")
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="mse")
     x = np.random.default_rng(1).random((2, 12, 12, 1), dtype=np.float32)
     model.fit(x, x, epochs=1, verbose=0)
@@ -67,7 +67,8 @@ def test_save_load_round_trip(tmp_path):
     model.save(path)
     loaded = load_model(path)
     assert type(loaded) is type(model)
-    assert loaded.clip_theta == 0.05
+    assert loaded.clip_theta == 0.05 and loaded.clip_mode == "norm"
+    assert VDSR.from_config(model.get_config()).clip_mode == "norm"
     assert len([l for l in loaded.layers if isinstance(l, keras.layers.Conv2D)]) == 4
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
     for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):

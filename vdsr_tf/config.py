@@ -18,6 +18,7 @@ class ModelConfig:
     depth: int = 20
     filters: int = 64
     clip_theta: Optional[float] = 0.01
+    clip_mode: str = "value"
     weight_decay: float = 1e-4
     residual: bool = True
     zero_init_residual: bool = False
@@ -250,6 +251,9 @@ def validate(config):
     checks = [
         (config.model.depth >= 2, "model.depth must be >= 2"),
         (config.model.filters >= 1, "model.filters must be >= 1"),
+        (config.model.clip_theta is None or config.model.clip_theta >= 0,
+         "model.clip_theta must be >= 0 or None"),
+        (config.model.clip_mode in ("value", "norm"), "model.clip_mode must be value or norm"),
         (d.patch_size >= 8, "data.patch_size must be >= 8"),
         (bool(d.scales) and all(s >= 2 for s in d.scales), "data.scales must be integers >= 2"),
         (bool(d.downsize) and all(0 < f <= 1 for f in d.downsize), "data.downsize factors must be in (0, 1]"),

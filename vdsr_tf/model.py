@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from vdsr_tf.bundled import bundled_weights_info, bundled_weights_path  # noqa: F401 (API)
-from vdsr_tf.clipping import clip_by_lr
+from vdsr_tf.clipping import CLIP_MODES, clip_by_lr
 
 _PACKAGE = "vdsr_tf"
 
@@ -29,15 +29,21 @@ class VDSR(keras.Model):
 
     Args:
         clip_theta: the clip parameter theta (> 0), or None for no clipping.
+        clip_mode: ``"value"`` (the paper's rule: every gradient value to
+            ``[-theta/lr, theta/lr]``) or ``"norm"`` (the global gradient
+            norm to at most ``theta/lr``); see ``vdsr_tf.clipping``.
         *args, **kwargs: the functional ``keras.Model`` arguments
             (``inputs``, ``outputs``, ``name``).
     """
 
-    def __init__(self, *args, clip_theta=0.01, **kwargs):
+    def __init__(self, *args, clip_theta=0.01, clip_mode="value", **kwargs):
         super().__init__(*args, **kwargs)
         if clip_theta is not None and clip_theta < 0:
             raise ValueError(f"clip_theta must be >= 0 or None, got {clip_theta}")
+        if clip_mode not in CLIP_MODES:
+            raise ValueError(f"clip_mode must be one of {list(CLIP_MODES)}, got {clip_mode!r}")
         self.clip_theta = float(clip_theta) if clip_theta else None
+        self.clip_mode = clip_mode
         # Fraction of gradient values the theta/lr bound cut, averaged over
         # the epoch's steps (0 without a clip): is the paper's clip acting?
         self.clip_fraction_tracker = keras.metrics.Mean(name="clip_fraction")
@@ -45,6 +51,7 @@ class VDSR(keras.Model):
     def get_config(self):
         config = super().get_config()
         config["clip_theta"] = self.clip_theta
+        config["clip_mode"] = self.clip_mode
         return config
 
     # -- the adaptive clip --------------------------------------------------
@@ -55,7 +62,8 @@ class VDSR(keras.Model):
         scale = 1.0
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             scale = self.optimizer.scale_loss(1.0)
-        return clip_by_lr(grads, lr, self.clip_theta, loss_scale=scale, return_fraction=True)
+        return clip_by_lr(grads, lr, self.clip_theta, loss_scale=scale, return_fraction=True,
+                          mode=self.clip_mode)
 
     def train_step(self, *args):
         """One optimisation step: loss, theta/lr clip of every gradient, update.
@@ -145,6 +153,7 @@ def build_vdsr(
     depth=20,
     filters=64,
     clip_theta=0.01,
+    clip_mode="value",
     weight_decay=1e-4,
     residual=True,
     kernel_initializer="he_normal",
@@ -158,6 +167,8 @@ def build_vdsr(
         filters: channels of the hidden layers. The paper uses 64.
         clip_theta: theta of the adaptive gradient clip (gradient values are
             clipped to ``[-theta/lr, theta/lr]``); None disables it.
+        clip_mode: ``"value"`` (the paper's per-value rule) or ``"norm"``
+            (the global gradient norm bounded by ``theta/lr``).
         weight_decay: L2 weight decay on the conv kernels, as in the paper
             (1e-4): the kernels' loss term is ``weight_decay / 2 * sum(w**2)``
             so that its gradient is ``weight_decay * w``, Caffe's convention.
@@ -208,7 +219,7 @@ def build_vdsr(
         h = keras.layers.Add(name="skip", dtype="float32")([inputs, h])
     else:
         h = keras.layers.Activation("linear", name="image", dtype="float32")(h)
-    return VDSR(inputs=inputs, outputs=h, clip_theta=clip_theta, name=name)
+    return VDSR(inputs=inputs, outputs=h, clip_theta=clip_theta, clip_mode=clip_mode, name=name)
 
 
 def load_model(path):

@@ -147,6 +147,7 @@ def build_model(config):
     """A compiled VDSR model for a ``TrainConfig`` (its loss, PSNR metric)."""
     m = config.model
     model = build_vdsr(depth=m.depth, filters=m.filters, clip_theta=m.clip_theta,
+                       clip_mode=m.clip_mode,
                        weight_decay=m.weight_decay, residual=m.residual,
                        zero_init_residual=m.zero_init_residual)
     model.compile(optimizer=make_optimizer(config.optim, config.steps),
@@ -463,7 +464,10 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
     meta = {"config": config_lib.to_dict(config), "data": data_hash, "engine": engine}
     if os.path.exists(state_path):
         saved, weights, optimizer = read_state(state_path)
-        diff = config_difference(saved["config"], meta["config"])
+        # A field added since the checkpoint was written takes its default
+        # (the behaviour the run had), so older checkpoints still resume.
+        diff = config_difference(config_lib.to_dict(config_lib.from_dict(saved["config"])),
+                                 meta["config"])
         if diff:
             raise ValueError(
                 f"{output_dir} holds a checkpoint of a different config ({'; '.join(diff)}); "

@@ -31,6 +31,8 @@ flags.DEFINE_enum("loss", None, ["mse", "patch_sum_mse"], "mse: Keras's per-pixe
                   "patch_sum_mse: the paper's half sum over each patch (the clip binds).")
 flags.DEFINE_float("learning_rate", None, "Peak learning rate.")
 flags.DEFINE_float("clip_theta", None, "Adaptive clip theta (0 disables).")
+flags.DEFINE_enum("clip_mode", None, ["value", "norm"], "value: every gradient value to "
+                  "[-theta/lr, theta/lr] (the paper); norm: the global gradient norm to theta/lr.")
 flags.DEFINE_integer("depth", None, "Convolution layers.")
 flags.DEFINE_integer("filters", None, "Hidden channels.")
 flags.DEFINE_integer("seed", None, "Seed of initialisation and sampling.")
@@ -58,6 +60,7 @@ _FLAG_FIELDS = {
     "steps": "steps", "steps_per_epoch": "steps_per_epoch", "batch_size": "data.batch_size",
     "patch_size": "data.patch_size", "scales": "data.scales", "optimizer": "optim.optimizer", "loss": "optim.loss",
     "learning_rate": "optim.learning_rate", "clip_theta": "model.clip_theta",
+    "clip_mode": "model.clip_mode",
     "depth": "model.depth", "filters": "model.filters", "seed": "seed",
     "mixed_precision": "mixed_precision",
 }
