@@ -53,7 +53,8 @@ def test_gpu_suite_dry_run(tmp_path, no_tf_env):
 
     claims = json.loads((out / "claims.json").read_text())
     assert list(claims["claims"]) == ["residual", "clip", "depth", "scales"]
-    assert len(claims["claims"]["clip"]["arms"]) == 4
+    # paper preset, no clip, a fixed clip, no clip at lr/10, and Adam (the residual run).
+    assert len(claims["claims"]["clip"]["arms"]) == 5
     assert len(claims["claims"]["scales"]["arms"]) == 4
     for claim in claims["claims"].values():
         # One seed in a dry run: no claim may count.
@@ -70,7 +71,7 @@ def test_gpu_suite_dry_run(tmp_path, no_tf_env):
     work = tmp_path / "vdsr_claims"
     runs = sorted(os.listdir(work / "runs"))
     stamps = [os.stat(work / "runs" / r / "result.json").st_mtime_ns for r in runs]
-    assert len(runs) == 10  # residual 2 arms, clip 4, depth 1 more, scales 3 more
+    assert len(runs) == 10  # residual 2 arms, clip 4 more, depth 1 more, scales 3 more
     rerun = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "paper_claims.py"), "--dry_run",
          f"--output_dir={work}", "--claims=scales,depth"],
