@@ -21,7 +21,8 @@ def test_paper_preset_is_the_paper_recipe():
     assert cfg.optim.momentum == 0.9
     assert cfg.optim.schedule == "step"
     assert len(cfg.optim.step_boundaries) == 3 and cfg.optim.step_factor == 10.0
-    assert cfg.model.weight_decay == 1e-4 and cfg.model.clip_theta == 0.01
+    assert cfg.model.weight_decay == 1e-4 and cfg.model.clip_theta == 1e-4
+    assert cfg.model.clip_mode == "value" and cfg.optim.warmup_fraction == 0.0
     assert (cfg.model.depth, cfg.model.filters) == (20, 64)
     assert cfg.data.scales == (2, 3, 4) and cfg.data.patch_size == 41
 

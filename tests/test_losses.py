@@ -30,7 +30,7 @@ def test_patch_sum_mse_is_half_the_per_patch_sum_averaged_over_the_batch():
 
 def test_paper_preset_uses_the_summed_loss():
     cfg = C.get_preset("paper")
-    assert cfg.optim.loss == "patch_sum_mse" and cfg.model.clip_theta == 0.01
+    assert cfg.optim.loss == "patch_sum_mse" and cfg.model.clip_theta == 1e-4
 
 
 def _first_step_clip_fraction(preset, **updates):
@@ -44,7 +44,7 @@ def _first_step_clip_fraction(preset, **updates):
 
 
 def test_clip_binds_at_step_0_for_the_paper_network_with_the_paper_loss():
-    # 20 x 64, He init, real patches, at the warm-up's first learning rate.
+    # 20 x 64, He init, real patches, at lr 0.1: the bound theta/lr = 1e-3.
     assert _first_step_clip_fraction("paper") > 0
 
 
