@@ -50,3 +50,30 @@ def test_clip_binds_at_step_0_for_the_paper_network_with_the_paper_loss():
 
 def test_clip_never_binds_with_mse_and_adam():
     assert _first_step_clip_fraction("modern", **{"data.patch_size": 41}) == 0
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1.0 / np.mean((np.clip(a, 0.0, 1.0) - b) ** 2))
+
+
+def test_paper_preset_trains_past_bicubic_on_real_patches():
+    # The paper's recipe (summed loss, SGD lr 0.1, momentum 0.9, weight decay,
+    # the theta/lr clip, three x0.1 drops) on an 8 x 16 network: 200 steps of
+    # 16 patches from the bird, scored on butterfly patches it never saw.
+    # Measured: +0.36..+0.56 dB over bicubic (3 seeds); with theta = 0.01
+    # the same run ends 1.6 dB below bicubic.
+    steps, batch = 200, 16
+    cfg = C.override(C.get_preset("paper"), **{"model.depth": 8, "model.filters": 16,
+                                               "data.batch_size": batch, "steps": steps})
+    bird, butterfly = (imageio.read_y(os.path.join(HR, n)) for n in ("bird.png", "butterfly.png"))
+    batches = data.PatchSampler([bird], cfg.data, seed=0).batches()
+    x, y = (np.concatenate(a) for a in zip(*(next(batches) for _ in range(steps))))
+    held = C.override(cfg, **{"data.augment": False}).data
+    hx, hy = next(data.PatchSampler([butterfly], held, seed=99).batches(128))
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg)
+    history = model.fit(x, y, batch_size=batch, epochs=4, steps_per_epoch=steps // 4,
+                        shuffle=False, verbose=0).history
+    assert history["clip_fraction"][0] > 0.1  # the clip acts at lr 0.1 ...
+    bicubic, trained = _psnr(hx, hy), _psnr(model.predict(hx, verbose=0), hy)
+    assert trained > bicubic + 0.2, (bicubic, trained)  # ... and the network learns
