@@ -42,7 +42,7 @@ import time
 
 from absl import app, flags, logging
 
-from seed_stats import compare, fmt, stats
+from seed_stats import MIN_SEEDS, compare, fmt, stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -235,9 +235,12 @@ def _table(claim, arms, runs, bicubic):
                 if label == ADAM_ARM:
                     # "As good as Adam": at most WITHIN_DB below it (means).
                     gap = a["mean"] - b["mean"]
-                    ok = math.isfinite(gap) and gap >= -WITHIN_DB
+                    if min(a["n"], b["n"]) < MIN_SEEDS:
+                        verdict = f"n/a (< {MIN_SEEDS} seeds)"
+                    else:
+                        verdict = "yes" if math.isfinite(gap) and gap >= -WITHIN_DB else "no"
                     tests.append((f"{first} within {WITHIN_DB:g} dB of {label} or better", s,
-                                  gap, "yes" if ok else "no"))
+                                  gap, verdict))
                     continue
                 gap, verdict = compare(a, b)
                 tests.append((f"{first} > {label}", s, gap, verdict))

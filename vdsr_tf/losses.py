@@ -5,7 +5,7 @@ squared errors over each patch's pixels, averaged over the batch. Keras's
 ``"mse"`` averages over the pixels too, which makes every gradient about
 ``P * P / 2`` times smaller (840x for 41 x 41 patches). The paper's theta/lr
 clip was tuned against the summed loss: with ``"mse"`` its bound
-``theta / lr`` is never reached (BUILD.md, "The paper's loss and the clip").
+``theta / lr`` is never reached (BUILD.md, "The paper's recipe: theta").
 
 Imports without TensorFlow.
 """
