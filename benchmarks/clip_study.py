@@ -126,11 +126,11 @@ def _sample(planes_dir, seed, count, batch_size):
 def _cached(path, make):
     import numpy as np
 
+    from vdsr_tf.files import atomic_write
+
     if not os.path.exists(path):
         x, y = make()
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, x=x, y=y)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, x=x, y=y), suffix=".npz")
     with np.load(path) as f:
         return f["x"], f["y"]
 

@@ -42,7 +42,7 @@ import time
 
 from absl import app, flags, logging
 
-from seed_stats import MIN_SEEDS, compare, fmt, stats
+from seed_stats import compare, fmt, stats, within
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -201,10 +201,8 @@ def _final(results, scale):
 
 
 def _above_bicubic(results, bicubic):
-    """Seeds whose last scores are finite and above bicubic at every scale."""
-    return sum(1 for r in results
-               if all(math.isfinite(_final([r], s)["mean"]) and _final([r], s)["mean"] > bicubic[s]
-                      for s in SCALES))
+    """Seeds whose last scores are above bicubic at every scale (NaN, diverged, is not)."""
+    return sum(1 for r in results if all(_final([r], s)["mean"] > bicubic[s] for s in SCALES))
 
 
 def _mean_over_scales(result, i):
@@ -232,18 +230,13 @@ def _table(claim, arms, runs, bicubic):
         for label in labels[1:]:
             for s in SCALES:
                 a, b = _final(runs[first], s), _final(runs[label], s)
-                if label == ADAM_ARM:
-                    # "As good as Adam": at most WITHIN_DB below it (means).
-                    gap = a["mean"] - b["mean"]
-                    if min(a["n"], b["n"]) < MIN_SEEDS:
-                        verdict = f"n/a (< {MIN_SEEDS} seeds)"
-                    else:
-                        verdict = "yes" if math.isfinite(gap) and gap >= -WITHIN_DB else "no"
+                if label == ADAM_ARM:  # "as good as Adam"
+                    gap, verdict = within(a, b, WITHIN_DB)
                     tests.append((f"{first} within {WITHIN_DB:g} dB of {label} or better", s,
                                   gap, verdict))
-                    continue
-                gap, verdict = compare(a, b)
-                tests.append((f"{first} > {label}", s, gap, verdict))
+                else:
+                    gap, verdict = compare(a, b)
+                    tests.append((f"{first} > {label}", s, gap, verdict))
     elif claim == "depth":
         for lo, hi in zip(labels, labels[1:]):
             for s in SCALES:

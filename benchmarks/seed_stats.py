@@ -47,6 +47,19 @@ def compare(a, b):
     return gap, "no (within spread)"
 
 
+def within(a, b, margin):
+    """Is arm ``a`` at most ``margin`` below arm ``b`` ("as good as", on the means)?
+
+    Returns:
+        ``(gap, verdict)``: the difference of the means and "yes", "no" (a
+        diverged arm counts as no) or "n/a (< 3 seeds)".
+    """
+    gap = a["mean"] - b["mean"]
+    if min(a["n"], b["n"]) < MIN_SEEDS:
+        return gap, f"n/a (< {MIN_SEEDS} seeds)"
+    return gap, "yes" if math.isfinite(gap) and gap >= -margin else "no"
+
+
 def fmt(s):
     """``"mean ± half range"`` (dB), or how many seeds diverged."""
     if s["diverged"]:

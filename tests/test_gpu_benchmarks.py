@@ -112,6 +112,18 @@ def test_a_difference_counts_only_beyond_twice_the_seed_range(a, b, verdict):
         assert gap == pytest.approx(sum(a) / 3 - sum(b) / 3)
 
 
+@pytest.mark.parametrize("a, b, verdict", [
+    ((30.0, 30.1, 30.2), (30.1, 30.2, 30.3), "yes"),  # 0.1 below: within a 0.1 margin
+    ((30.0, 30.1, 30.2), (30.2, 30.3, 30.4), "no"),   # 0.2 below
+    ((31.0, 31.1, 31.2), (30.0, 30.1, 30.2), "yes"),  # above
+    ((float("nan"), 30.1, 30.2), (30.0, 30.1, 30.2), "no"),  # diverged
+    ((30.0, 30.1), (30.0, 30.1), "n/a (< 3 seeds)"),
+])
+def test_as_good_as_means_at_most_the_margin_below(a, b, verdict):
+    gap, got = seed_stats.within(_arm(*a), _arm(*b), 0.1 + 1e-9)
+    assert got == verdict
+
+
 def test_seed_stats_report_the_range_and_divergence():
     s = _arm(1.0, 4.0, 2.5)
     assert (s["mean"], s["range"], s["n"], s["diverged"]) == (2.5, 3.0, 3, 0)
