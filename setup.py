@@ -27,7 +27,7 @@ if os.environ.get("VDSR_TF_DIST", "full") not in ("full", "lite"):
 # What `vdsr-upscale --backend=tflite` imports, and nothing else.
 LITE_MODULES = {
     "vdsr_tf": {"__init__", "bundled", "dihedral", "files", "imageio", "imresize", "litert",
-                "processing", "tiling", "upscaler"},
+                "engines", "precision", "processing", "tiling", "upscaler"},
     "vdsr_tf.cli": {"__init__", "batch", "upscale"},
 }
 SAMPLES = ["weights/samples/*/*.png", "weights/samples/*/*/*.png"]

@@ -8,6 +8,13 @@ import pytest
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _timing_cache(tmp_path_factory):
+    """``precision="auto"``'s per-machine timing cache lives in a folder of
+    this test session (subprocesses inherit it), never in the user's home."""
+    os.environ["VDSR_TF_CACHE"] = str(tmp_path_factory.mktemp("vdsr_tf_cache"))
+
+
 @pytest.fixture(scope="session")
 def datasets_dir() -> pathlib.Path:
     """Root of the benchmark images (``Set5/``, ``Set14/``, ``B100/``, ...).

@@ -186,3 +186,17 @@ def test_handler_runs_litert_models(tmp_path):
     assert upscaler.context == 20
     [result] = handler.run_inference([image], upscaler)
     np.testing.assert_array_equal(result.inference, expected)
+
+
+def test_handler_passes_the_precision_to_the_workers_upscaler():
+    image = np.asarray(Image.open(os.path.join(LR, "bird.png")))[:24, :20]
+    handler = vbeam.UpscaleModelHandler(scale=2, precision="int8")
+    upscaler = handler.load_model()
+    assert (upscaler.backend, upscaler.precision) == ("litert", "int8")
+    [result] = handler.run_inference([image], upscaler)
+    np.testing.assert_array_equal(result.inference,
+                                  Upscaler(precision="int8").upscale(image, scale=2))
+    with pytest.raises(ValueError, match="has its own precision"):
+        vbeam.UpscaleModelHandler(scale=2, tflite_model="m.tflite", precision="fp32")
+    with pytest.raises(ValueError, match="Unknown precision"):
+        vbeam.UpscaleModelHandler(scale=2, precision="fp8")

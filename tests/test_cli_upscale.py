@@ -151,6 +151,17 @@ def test_usage_errors_are_one_clear_line(tmp_path, args, message):
     assert not os.path.exists(tmp_path / "o.png")
 
 
+def test_a_bare_v_means_verbose_and_absl_verbosity_still_parses():
+    from vdsr_tf.cli import _apply_aliases
+
+    aliases = {"-v": "--verbose"}
+    assert _apply_aliases(["p", "-v", "a.png"], aliases) == ["p", "--verbose", "a.png"]
+    assert _apply_aliases(["p", "a.png", "-v"], aliases) == ["p", "a.png", "--verbose"]
+    assert _apply_aliases(["p", "-v", "1", "a.png"], aliases) == ["p", "-v", "1", "a.png"]
+    assert _apply_aliases(["p", "-v=1"], aliases) == ["p", "-v=1"]
+    assert _apply_aliases(["p", "--", "-v"], aliases) == ["p", "--", "-v"]
+
+
 def test_demo(tmp_path):
     proc = run_cli("--demo", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]

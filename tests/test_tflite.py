@@ -200,6 +200,8 @@ def test_cli_tflite_backend(small, variants, tmp_path):
     (["--weights=w.weights.h5", "--model=m.tflite"], "not both"),
     (["--fallback_model=m.tflite"], "is for a static-size --model"),
     (["--precision=int4"], "--precision"),
+    (["--backend=tflite", "--precision=bf16"], "--precision=bf16 runs on --backend=keras"),
+    (["--threads=0"], "--threads=0: 0 is not a positive integer"),
     (["--backend=tflite", "--model=missing.tflite"], "No such TFLite model file"),
     (["--backend=tflite", f"--model={BIRD_X2}"], "not a TFLite model"),
 ])
@@ -313,7 +315,7 @@ def test_bundled_tflite_is_the_bundled_weights(tmp_path, real_input):
 
     from ai_edge_litert import schema_py_generated as schema
 
-    from vdsr_tf.bundled import (PRECISIONS, bundled_tflite_path, bundled_weights_info,
+    from vdsr_tf.bundled import (BUNDLED_TFLITE, bundled_tflite_path, bundled_weights_info,
                                  bundled_weights_path)
     from vdsr_tf.litert import _operators, op_counts
     from vdsr_tf.model import load_pretrained
@@ -323,7 +325,7 @@ def test_bundled_tflite_is_the_bundled_weights(tmp_path, real_input):
     def digest(path):
         return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
-    assert sorted(info["tflite"]) == sorted(PRECISIONS)
+    assert sorted(info["tflite"]) == sorted(BUNDLED_TFLITE)
     for precision, lite in info["tflite"].items():
         assert lite["weights_sha256"] == info["sha256"] == digest(bundled_weights_path())
         assert lite["sha256"] == digest(bundled_tflite_path(precision))
@@ -342,25 +344,25 @@ def test_bundled_tflite_is_the_bundled_weights(tmp_path, real_input):
         "CONV_2D": 20, "QUANTIZE": 1, "DEQUANTIZE": 1, "ADD": 1}
 
 
-# -- the CPU default (LiteRT fp32) and --precision=int8 ----------------------------------
-def test_default_cpu_path_is_litert_and_equals_keras(monkeypatch):
-    """Without a GPU the bundled weights run on LiteRT fp32, which equals the
-    Keras model after uint8 rounding but for float rounding: under 0.1 % of
-    values differ, by one level at most."""
-    import vdsr_tf.upscaler as upscaler
+# -- the exact CPU path (LiteRT fp32) and --precision=int8 ------------------------------
+def test_exact_cpu_path_is_litert_and_equals_keras(monkeypatch):
+    """Without a GPU, precision="fp32" runs the bundled weights on LiteRT
+    fp32, which equals the Keras model after uint8 rounding but for float
+    rounding: under 0.1 % of values differ, by one level at most."""
+    from vdsr_tf import engines
 
-    monkeypatch.setattr(upscaler, "_gpu_visible", lambda: False)
-    lite = Upscaler()
+    monkeypatch.setattr(engines, "gpu_visible", lambda: False)
+    lite = Upscaler(precision="fp32")
     assert lite.backend == "litert" and lite.model is None
-    keras_up = Upscaler(backend="keras")
+    keras_up = Upscaler(backend="keras", precision="fp32")
     assert keras_up.backend == "keras"
     lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
     for scale in (2, 3.5):
         a = lite.upscale(lr, scale=scale).astype(int)
         b = keras_up.upscale(lr, scale=scale).astype(int)
         assert np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3
-    monkeypatch.setattr(upscaler, "_gpu_visible", lambda: True)
-    assert Upscaler().backend == "keras"  # a GPU build of Keras is faster there
+    monkeypatch.setattr(engines, "gpu_visible", lambda: True)
+    assert Upscaler(precision="fp32").backend == "keras"  # a GPU build of Keras is faster there
 
 
 def test_int8_keeps_quality_on_the_samples():
@@ -370,7 +372,7 @@ def test_int8_keeps_quality_on_the_samples():
     numbers (-0.029 / -0.017 / -0.012) are in BUILD.md."""
     from vdsr_tf.evaluate import evaluate_set
 
-    fp32, int8 = Upscaler(), Upscaler(precision="int8")
+    fp32, int8 = Upscaler(precision="fp32"), Upscaler(precision="int8")
     assert int8.backend == "litert" and int8.precision == "int8"
     for scale in (2, 3, 4):
         loss = (evaluate_set(fp32, SAMPLES, scale)["psnr"]
@@ -407,10 +409,32 @@ def test_upscaler_engine_errors(kwargs, message):
 
 
 def test_a_predictor_takes_no_engine_options():
-    with pytest.raises(ValueError, match="give no backend or precision"):
+    with pytest.raises(ValueError, match="give no backend, precision"):
         Upscaler(predictor=lambda x: x, backend="keras")
-    with pytest.raises(ValueError, match="give no backend or precision"):
+    with pytest.raises(ValueError, match="give no backend, precision"):
         Upscaler(predictor=lambda x: x, precision="int8")
+
+
+def test_cli_says_which_path_runs_and_why(tmp_path):
+    """-v names the path auto picked (the session's timing cache: the same
+    choice as Upscaler() here) and why, and the output is that path's;
+    --version names it too."""
+    import re
+
+    out = tmp_path / "x2.png"
+    proc = run_cli("-v", BIRD_X2, "--scale=2", f"--output={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [line] = [l for l in proc.stderr.splitlines() if "network path:" in l]
+    auto = Upscaler()
+    assert f"network path: {auto.describe().split(':')[0]}: " in line, line
+    lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), auto.upscale(lr, scale=2))
+    proc = run_cli("--version", "--precision=fp32")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"network path: (litert|keras)-fp32( on \d+ threads?)?: precision='fp32' "
+                     "asked for",
+                     proc.stdout), proc.stdout
+    assert "Set5 PSNR change against fp32" in proc.stdout
 
 
 def test_cli_precision_int8(tmp_path):

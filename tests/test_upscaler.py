@@ -150,13 +150,12 @@ def test_one_call_form_and_model_attribute(small, tmp_path):
 
 
 def test_missing_bundled_weights_message(monkeypatch, tmp_path):
-    import vdsr_tf.model as m
-    import vdsr_tf.upscaler as u
+    import vdsr_tf.bundled as b
 
-    monkeypatch.setattr(m, "bundled_weights_path", lambda: str(tmp_path / "none.weights.h5"))
+    monkeypatch.setattr(b, "bundled_weights_path", lambda: str(tmp_path / "none.weights.h5"))
     with pytest.raises(FileNotFoundError, match="no bundled weights"):
         Upscaler(backend="keras")
-    monkeypatch.setattr(u, "bundled_tflite_path", lambda precision="fp32": str(tmp_path / "x"))
+    monkeypatch.setattr(b, "bundled_tflite_path", lambda precision="fp32": str(tmp_path / "x"))
     with pytest.raises(FileNotFoundError, match="No such TFLite model file"):
         Upscaler(backend="litert")
     with pytest.raises(FileNotFoundError, match="no bundled weights"):

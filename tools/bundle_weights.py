@@ -2,6 +2,7 @@
 
     python tools/bundle_weights.py --run=DIR --eval_json=EVAL.json [--version=V] [--force]
     python tools/bundle_weights.py --tflite_only   # re-convert the bundled weights' .tflite files
+    python tools/bundle_weights.py --costs_only    # re-measure the paths' Set5 costs
 
 DIR is a train_release.sh output folder (vdsr.weights.h5, state.npz,
 log.json); EVAL.json is ``vdsr-eval --json`` of those weights on Set5, Set14
@@ -12,8 +13,11 @@ state) and ``vdsr.weights.json`` beside it with the architecture, recipe,
 patches seen, scores, date, version and the file's sha256, and the LiteRT
 conversions ``vdsr.fp32.tflite`` and ``vdsr.mixed_int8.tflite`` (the CPU
 default and ``--precision=int8``; int8 calibrated on --calibration_data and
-checked on Set5) with their sha256 under ``"tflite"``. Add the
-CHANGELOG.md entry and the BUILD.md training-history row by hand.
+checked on Set5) with their sha256 under ``"tflite"``, and every inference
+path's Set5 PSNR change against Keras fp32 under ``"set5_psnr_change"``
+(LiteRT fp32, Keras bf16, LiteRT int8: what ``precision="auto"`` bounds;
+bf16 needs a CPU with AVX512-BF16 or AMX-BF16). Add the CHANGELOG.md entry
+and the BUILD.md training-history row by hand.
 """
 
 import datetime
@@ -34,11 +38,13 @@ flags.DEFINE_string("version", None, "Weights version (default: the date and cyc
 flags.DEFINE_boolean("force", False, "Bundle even if not better than the bundled weights.")
 flags.DEFINE_boolean("tflite_only", False, "Only convert the bundled weights to the bundled "
                      ".tflite files again (and record them in vdsr.weights.json).")
+flags.DEFINE_boolean("costs_only", False, "Only measure the inference paths' Set5 PSNR "
+                     "change against Keras fp32 again (and record it in vdsr.weights.json).")
 flags.DEFINE_list("calibration_data", [os.path.join(REPO, "..", "shared", "datasets", "train",
                                                     "T91")],
                   "HR image folders whose training patches calibrate the int8 model.")
 flags.DEFINE_string("set5", os.path.join(REPO, "..", "shared", "datasets", "Set5"),
-                    "Set5 (HR + LR_bicubic) for the int8 model's PSNR change.")
+                    "Set5 (HR + LR_bicubic) for the inference paths' PSNR change.")
 
 PAPER = {"Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
          "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
@@ -56,14 +62,10 @@ def sha256(path):
 
 def bundle_tflite(model, info):
     """Writes the bundled fp32 and mixed_int8 ``.tflite`` files of ``model``
-    and records them in ``info["tflite"]``, with the int8 model's Set5 PSNR
-    change against the Keras model."""
+    and records them in ``info["tflite"]``."""
     from vdsr_tf.bundled import BUNDLED_TFLITE, bundled_tflite_path
     from vdsr_tf.data import load_y_planes
-    from vdsr_tf.evaluate import evaluate_set
     from vdsr_tf.export.tflite import export_tflite
-    from vdsr_tf.litert import LiteRTPredictor
-    from vdsr_tf.upscaler import Upscaler
 
     planes = load_y_planes(FLAGS.calibration_data)
     records = {}
@@ -74,16 +76,43 @@ def bundle_tflite(model, info):
                               "bytes": result["bytes"], "sha256": sha256(result["path"]),
                               "weights_sha256": info["sha256"], "ops": result["ops"]}
         print(f"Bundled {result['path']} ({quantization}, {result['bytes']:,} bytes)")
-    reference = Upscaler(model=model)
-    int8 = Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("int8")))
     records["int8"]["calibration"] = (f"{len(planes)} images: "
                                       + ", ".join(os.path.basename(os.path.normpath(p))
                                                   for p in FLAGS.calibration_data))
-    records["int8"]["set5_psnr_change"] = {
-        f"x{s}": round(evaluate_set(int8, FLAGS.set5, s)["psnr"]
-                       - evaluate_set(reference, FLAGS.set5, s)["psnr"], 4) for s in (2, 3, 4)}
-    print("int8 Set5 PSNR change:", records["int8"]["set5_psnr_change"])
     info["tflite"] = records
+
+
+def record_costs(model, info):
+    """Measures each inference path of ``model`` (and the bundled ``.tflite``
+    files) on Set5 against Keras fp32 and records ``info["set5_psnr_change"]``
+    (``{path: {"x2": dB, ...}}``, negative is a loss) with where it was
+    measured."""
+    from vdsr_tf.bundled import bundled_tflite_path
+    from vdsr_tf.evaluate import evaluate_set
+    from vdsr_tf.litert import LiteRTPredictor
+    from vdsr_tf.precision import cpu_info
+    from vdsr_tf.upscaler import Upscaler
+
+    def psnr(upscaler):
+        return {f"x{s}": evaluate_set(upscaler, FLAGS.set5, s)["psnr"] for s in (2, 3, 4)}
+
+    reference = psnr(Upscaler(model=model, precision="fp32"))
+    paths = {"litert-fp32": Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("fp32"))),
+             "keras-bf16": Upscaler(model=model, precision="bf16"),
+             "litert-int8": Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("int8")))}
+    info["set5_psnr_change"] = {}
+    for name, upscaler in paths.items():
+        scores = psnr(upscaler)
+        info["set5_psnr_change"][name] = {x: round(scores[x] - reference[x], 4) + 0.0
+                                          for x in scores}  # no -0.0
+        print(f"{name} Set5 PSNR change:", info["set5_psnr_change"][name])
+    cpu, flags_seen = cpu_info()
+    info["set5_psnr_change_measured"] = {
+        "date": datetime.date.today().isoformat(),
+        "against": "Keras fp32 (vdsr-eval's path)",
+        "cpu": cpu + " (" + " ".join(f for f in ("avx2", "avx512_vnni", "avx512_bf16",
+                                                 "amx_bf16", "amx_int8") if f in flags_seen) + ")",
+        "command": "python tools/bundle_weights.py --costs_only"}
 
 
 def main(argv):
@@ -93,11 +122,13 @@ def main(argv):
     from vdsr_tf.model import build_vdsr, bundled_weights_info, bundled_weights_path
 
     json_path = bundled_weights_path()[: -len(".weights.h5")] + ".weights.json"
-    if FLAGS.tflite_only:
+    if FLAGS.tflite_only or FLAGS.costs_only:
         from vdsr_tf.model import load_pretrained
 
-        info = bundled_weights_info()
-        bundle_tflite(load_pretrained(), info)
+        info, model = bundled_weights_info(), load_pretrained()
+        if FLAGS.tflite_only:
+            bundle_tflite(model, info)
+        record_costs(model, info)
         atomic_write_text(json_path, json.dumps(info, indent=2))
         return 0
     if not FLAGS.run or not FLAGS.eval_json:
@@ -150,6 +181,7 @@ def main(argv):
                      "; at or above the paper in all 9 cells")),
     }
     bundle_tflite(model, info)
+    record_costs(model, info)
     atomic_write_text(json_path, json.dumps(info, indent=2))
     print(f"Bundled {path} ({info['label']}); sha256 {sha}")
     return 0

@@ -83,15 +83,19 @@ class UpscaleModelHandler(ModelHandler):
         output_format: Pillow format name for encoded outputs, or None.
         max_batch_size: images per ``run_inference`` call (1 bounds memory
             by one image; larger batches are still upscaled one by one).
+        precision: as ``Upscaler`` ("auto": each worker machine times the
+            paths once and caches the result); not with ``tflite_model``.
 
     Raises:
-        ValueError: for a bad scale/size or output format, at construction.
+        ValueError: for a bad scale/size, output format or precision, at
+            construction.
     """
 
     def __init__(self, scale=None, size=None, weights=None, tflite_model=None,
                  tile=DEFAULT_TILE, ensemble=False, max_pixels=DEFAULT_MAX_PIXELS,
-                 output_format=None, max_batch_size=1):
+                 output_format=None, max_batch_size=1, precision="auto"):
         from vdsr_tf.imageio import FORMATS
+        from vdsr_tf.precision import check_precision
         from vdsr_tf.tiling import output_size
 
         super().__init__(max_batch_size=max_batch_size)
@@ -101,10 +105,13 @@ class UpscaleModelHandler(ModelHandler):
                              f"{', '.join(sorted(set(FORMATS.values())))}")
         if tflite_model is not None and weights is not None:
             raise ValueError("Give weights (Keras) or tflite_model (LiteRT), not both")
+        if check_precision(precision) != "auto" and tflite_model is not None:
+            raise ValueError("A tflite_model has its own precision: give no precision")
         self.scale, self.size = scale, size
         self.weights, self.tflite_model = weights, tflite_model
         self.tile, self.ensemble, self.max_pixels = tile, ensemble, max_pixels
         self.output_format = output_format
+        self.precision = precision
 
     def load_model(self):
         """The worker's ``Upscaler`` (loaded once per worker process)."""
@@ -118,7 +125,8 @@ class UpscaleModelHandler(ModelHandler):
 
             predictor = LiteRTPredictor(_local(self.tflite_model))
         return Upscaler(weights, tile=self.tile, ensemble=self.ensemble,
-                        max_pixels=self.max_pixels, predictor=predictor)
+                        max_pixels=self.max_pixels, predictor=predictor,
+                        **({} if predictor else {"precision": self.precision}))
 
     def run_inference(self, batch, model, inference_args=None):
         """Upscales each example of ``batch`` with ``model`` (an Upscaler).

@@ -9,10 +9,9 @@ import os
 _WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
 
 # The LiteRT models converted from the bundled weights, by precision: fp32
-# (XNNPACK's float convolutions, the fastest exact CPU path; BUILD.md "CPU
-# inference") and mixed_int8 (int8 hidden layers, float ends and skip add).
+# (XNNPACK's float convolutions) and int8 (``mixed_int8``: int8 hidden
+# layers, float ends and skip add).
 BUNDLED_TFLITE = {"fp32": "vdsr.fp32.tflite", "int8": "vdsr.mixed_int8.tflite"}
-PRECISIONS = tuple(BUNDLED_TFLITE)
 
 
 def bundled_weights_path():
@@ -20,21 +19,17 @@ def bundled_weights_path():
     return os.path.join(_WEIGHTS, "vdsr.weights.h5")
 
 
-def check_precision(precision):
-    """Returns ``precision`` if it is one of ``PRECISIONS``.
-
-    Raises:
-        ValueError: naming the valid ones otherwise.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    return precision
-
-
 def bundled_tflite_path(precision="fp32"):
     """Path of the bundled ``.tflite`` model of ``precision`` ("fp32" or
-    "int8"; the file may not exist)."""
-    return os.path.join(_WEIGHTS, BUNDLED_TFLITE[check_precision(precision)])
+    "int8"; the file may not exist).
+
+    Raises:
+        ValueError: for another precision (LiteRT has no bf16 model).
+    """
+    if precision not in BUNDLED_TFLITE:
+        raise ValueError(f"No bundled LiteRT model of precision {precision!r}; there are: "
+                         f"{', '.join(BUNDLED_TFLITE)}")
+    return os.path.join(_WEIGHTS, BUNDLED_TFLITE[precision])
 
 
 def bundled_weights_info():
@@ -45,9 +40,11 @@ def bundled_weights_info():
         ``sha256``, ``architecture``, ``recipe``, ``patches_seen``,
         ``scores`` (``{set: {"x2": {"psnr", "ssim"}, ...}}``, from
         ``vdsr-eval``), ``label``, ``tflite`` (``{precision: {...}}``: each
-        bundled LiteRT model's file name, quantization, sha256, the weights'
-        sha256 it was converted from, and for int8 its Set5 PSNR change)
-        and more.
+        bundled LiteRT model's file name, quantization, sha256 and the
+        weights' sha256 it was converted from), ``set5_psnr_change``
+        (``{path: {"x2": dB, ...}}``: each inference path's Set5 PSNR minus
+        Keras fp32's, what ``precision="auto"`` bounds; see
+        ``vdsr_tf.precision``) and more.
     """
     path = os.path.join(_WEIGHTS, "vdsr.weights.json")
     if not os.path.exists(path):

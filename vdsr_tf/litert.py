@@ -113,7 +113,9 @@ class LiteRTPredictor:
         path: a ``.tflite`` file written by ``vdsr_tf.export.tflite``, with a
             float32 (1, H, W, 1) input and output (any quantization variant;
             H and W dynamic, or static for delegates).
-        num_threads: CPU threads of the interpreter.
+        num_threads: CPU threads of the interpreter; None uses every core
+            this process may run on (its affinity mask). LiteRT's own
+            default is one thread.
         context: receptive-field radius in pixels; None computes it from the
             model's convolutions (``vdsr_tf.tiling.receptive_radius``).
         fallback: for a static model: a dynamic ``.tflite`` path (or a
@@ -124,6 +126,7 @@ class LiteRTPredictor:
     Attributes:
         context: int, receptive-field radius in pixels (20 for 20-layer VDSR).
         path: the model file.
+        num_threads: the interpreter's thread count.
         fixed: ``(S_h, S_w)`` of a static model, else None.
         min_window: the same, for the ``Upscaler``: it widens its tile
             windows to at least this where the image allows.
@@ -135,9 +138,12 @@ class LiteRTPredictor:
         ImportError: if ``ai-edge-litert`` is not installed.
     """
 
-    def __init__(self, path, num_threads=2, context=None, fallback=None,
+    def __init__(self, path, num_threads=None, context=None, fallback=None,
                  experimental_delegates=None):
+        from vdsr_tf.precision import default_threads
+
         path = os.fspath(path)
+        num_threads = default_threads() if num_threads is None else num_threads
         _check_file(path)
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -163,6 +169,7 @@ class LiteRTPredictor:
         self._out = outputs[0]["index"]
         self._shape = None  # the shape tensors are allocated for
         self.path = path
+        self.num_threads = int(num_threads)
         if context is None:
             from vdsr_tf.tiling import receptive_radius
 

@@ -14,6 +14,7 @@ This module imports without TensorFlow (it is used on a JAX-only GPU machine).
 import keras
 from keras import ops
 
+from vdsr_tf import bundled
 from vdsr_tf.bundled import bundled_weights_info, bundled_weights_path  # noqa: F401 (API)
 from vdsr_tf.clipping import CLIP_MODES, clip_by_lr
 
@@ -158,6 +159,7 @@ def build_vdsr(
     residual=True,
     kernel_initializer="he_normal",
     zero_init_residual=False,
+    compute_dtype=None,
     name="vdsr",
 ):
     """Builds the VDSR network (Kim, Lee, Lee, CVPR 2016).
@@ -184,6 +186,10 @@ def build_vdsr(
         zero_init_residual: start the last layer at zero, so that the
             untrained network is exactly bicubic (output == input) instead of
             bicubic plus a random residual.
+        compute_dtype: dtype policy of the convolutions, e.g.
+            ``"mixed_bfloat16"`` (bf16 arithmetic, float32 weights); None
+            follows Keras's global policy. The skip ``Add`` and the input are
+            float32 under any policy.
         name: model name.
 
     Returns:
@@ -208,6 +214,7 @@ def build_vdsr(
             activation=activation,
             kernel_initializer=initializer,
             kernel_regularizer=regularizer,
+            dtype=compute_dtype,
             name=f"conv{index}",
         )
 
@@ -223,6 +230,33 @@ def build_vdsr(
     else:
         h = keras.layers.Activation("linear", name="image", dtype="float32")(h)
     return VDSR(inputs=inputs, outputs=h, clip_theta=clip_theta, clip_mode=clip_mode, name=name)
+
+
+def architecture(model):
+    """``build_vdsr``'s ``depth``, ``filters`` and ``residual`` of a VDSR model.
+
+    Raises:
+        ValueError: for a model without VDSR's 3x3 convolutions.
+    """
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    if len(convs) < 2 or any(tuple(l.kernel_size) != (3, 3) for l in convs):
+        raise ValueError(f"{model.name} is not a VDSR network (3x3 convolutions only)")
+    residual = any(isinstance(l, keras.layers.Add) for l in model.layers)
+    return {"depth": len(convs), "filters": convs[0].filters, "residual": residual}
+
+
+def compute_copy(model, compute_dtype):
+    """An inference copy of a VDSR model, its convolutions computing in
+    ``compute_dtype`` (e.g. ``"mixed_bfloat16"``) with the same float32 weights.
+
+    Returns:
+        A ``VDSR`` model with the same inputs and outputs as ``model``:
+        float32 (B, H, W, 1) in and out.
+    """
+    copy = build_vdsr(**architecture(model), compute_dtype=compute_dtype, clip_theta=None,
+                      weight_decay=0, name=f"{model.name}_{compute_dtype}")
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def load_model(path):
@@ -254,12 +288,12 @@ def load_pretrained(path=None):
     import os
 
     if path is None:
-        path = bundled_weights_path()
+        path = bundled.bundled_weights_path()
         if not os.path.exists(path):
             raise FileNotFoundError(
                 "This install has no bundled weights yet; pass a weights file "
                 "(a .keras or .weights.h5 written by vdsr-train).")
-        info = bundled_weights_info()
+        info = bundled.bundled_weights_info()
         if info and info.get("sha256"):
             import hashlib
 

@@ -16,176 +16,32 @@
 With ``weights="bicubic"`` it is the plain MATLAB bicubic baseline. The
 evaluation, the CLIs and the exporters' reference outputs all use this class.
 
-Two engines run the network (``backend``): Keras (TensorFlow's oneDNN
-convolutions, or JAX) and LiteRT (XNNPACK). On a CPU, LiteRT's float32
-convolutions are the faster exact path (1.5x on a 2-core AVX2 machine;
-BUILD.md "CPU inference"), so the bundled weights run there by default, from
-their bundled ``.tflite`` conversion; ``precision="int8"`` runs the bundled
-mixed-int8 model. Other weights run on Keras unless ``backend="litert"``,
-which converts them once per process.
+Two engines run the network (``backend``: Keras or LiteRT) in one of three
+precisions (fp32, bf16, int8); ``vdsr_tf.engines`` loads them. The default,
+``precision="auto"``, runs the bundled weights on the fastest path this
+machine has within 0.05 dB of fp32 on Set5 (measured once per machine and
+cached: ``vdsr_tf.precision``), and other weights exact. ``precision="fp32"``
+is always exact.
 """
 
-import functools
-import importlib.util
 import os
 import tempfile
 
 import numpy as np
 
 from vdsr_tf import processing
-from vdsr_tf.bundled import bundled_tflite_path, check_precision
 from vdsr_tf.dihedral import dihedral, undo_dihedral
+from vdsr_tf.engines import (BACKENDS, check_path, default_backend, keras_network,
+                             litert_predictor, network_context, resolve_auto, set_keras_threads)
 from vdsr_tf.imresize import imresize, quantise
-from vdsr_tf.tiling import grow_window, output_size, receptive_radius, tiles
+from vdsr_tf.precision import PATHS, check_precision, path_name
+from vdsr_tf.tiling import grow_window, output_size, tiles
 
 # 512 output pixels per tile side: a 512 x 512 output (a 256 x 256 image at
 # x2) is one window, with no tile context to recompute; a 552 x 552 window of
 # 20 x 64 float32 activations stays under 1.5 GB peak RSS.
 DEFAULT_TILE = 512
-BACKENDS = ("keras", "litert")
 DEFAULT_MAX_PIXELS = 100_000_000  # output pixels; about 10k x 10k
-
-
-def _compile_forward(model):
-    """A compiled ``f(x: float32 (N, H, W, 1)) -> numpy (N, H, W, 1)``.
-
-    One trace serves every tile shape on TensorFlow (the spatial dims are left
-    unknown) and one per size bucket on JAX.
-    """
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        fn = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
-        )
-        return lambda x: fn(x).numpy()
-    if keras.backend.backend() == "jax":
-        from vdsr_tf.fast import jax_forward
-
-        # Padded to a few bucket shapes (and masked, so results are those of
-        # the unpadded network): one compile serves many image sizes.
-        return jax_forward(model)
-    return lambda x: np.asarray(model(x, training=False))
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_network(path, stamp):
-    """``(model, forward)`` for a weights file; ``stamp`` (the file's and its
-    config.json's mtime and size) makes a changed file a new entry."""
-    from vdsr_tf.model import load_pretrained
-
-    model = load_pretrained(path)
-    return model, _compile_forward(model)
-
-
-def _stamp(path):
-    stamps = []
-    for p in (path, os.path.join(os.path.dirname(path), "config.json")):
-        try:
-            st = os.stat(p)
-            stamps.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            stamps.append(None)
-    return tuple(stamps)
-
-
-def load_network(weights=None):
-    """``(model, forward)`` for ``weights`` (None: the bundled weights), loaded
-    and compiled once per process and file version: Upscalers made with the
-    same weights file share them, and a file that changes is loaded again.
-
-    Raises:
-        FileNotFoundError: if the file (or the bundled weights) is missing.
-    """
-    from vdsr_tf.model import bundled_weights_path, load_pretrained
-
-    path = bundled_weights_path() if weights is None else os.fspath(weights)
-    if not os.path.isfile(path):
-        model = load_pretrained(weights)  # raises the loader's own clear error
-        return model, _compile_forward(model)
-    return _cached_network(os.path.realpath(path), _stamp(path))
-
-
-def _gpu_visible():
-    """Whether an NVIDIA GPU is visible to this process (without importing
-    TensorFlow: a GPU build of Keras is faster there than LiteRT on CPU)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    try:
-        return bool(os.listdir("/proc/driver/nvidia/gpus"))
-    except OSError:
-        return False
-
-
-def default_backend(weights=None, model=None, precision="fp32"):
-    """The engine an ``Upscaler`` uses when none is named: "litert" for the
-    bundled weights (their ``.tflite`` is bundled) on a machine without a
-    GPU when ``ai-edge-litert`` is installed, and for int8; else "keras"."""
-    if precision != "fp32":
-        return "litert"
-    if importlib.util.find_spec("ai_edge_litert") is None:
-        return "keras"
-    if importlib.util.find_spec("keras") is None:
-        return "litert"
-    bundled = weights is None and model is None and os.path.exists(bundled_tflite_path())
-    return "litert" if bundled and not _gpu_visible() else "keras"
-
-
-@functools.lru_cache(maxsize=4)
-def _converted(path, stamp, precision):
-    """A ``LiteRTPredictor`` of a weights file converted to ``.tflite``
-    (once per process, file version and precision)."""
-    from vdsr_tf.model import load_pretrained
-
-    return _convert(load_pretrained(path), precision)
-
-
-def _convert(model, precision):
-    """A ``LiteRTPredictor`` of a Keras model, converted in a temporary
-    folder that lives as long as the predictor (int8: ``mixed_int8``,
-    calibrated on the bundled sample images)."""
-    from absl import logging
-
-    from vdsr_tf.export.tflite import export_tflite
-    from vdsr_tf.litert import LiteRTPredictor
-
-    folder = tempfile.TemporaryDirectory(prefix="vdsr_tflite_", ignore_cleanup_errors=True)
-    path = os.path.join(folder.name, f"vdsr.{precision}.tflite")
-    logging.info("Converting the model to LiteRT (%s) for the litert backend", precision)
-    export_tflite(model, path, quantization="mixed_int8" if precision == "int8" else "fp32")
-    predictor = LiteRTPredictor(path)
-    predictor._folder = folder  # removed with the predictor
-    return predictor
-
-
-def litert_predictor(weights=None, model=None, precision="fp32"):
-    """A ``LiteRTPredictor`` for the bundled weights (their bundled
-    ``.tflite``), a weights file or a Keras model (converted).
-
-    Raises:
-        FileNotFoundError: if the weights file or bundled model is missing.
-        ValueError: for an unknown ``precision``.
-    """
-    from vdsr_tf.litert import LiteRTPredictor
-
-    check_precision(precision)
-    if model is not None:
-        return _convert(model, precision)
-    if weights is None:
-        return LiteRTPredictor(bundled_tflite_path(precision))
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such weights file: {path}")
-    return _converted(os.path.realpath(path), _stamp(path), precision)
-
-
-def network_context(model):
-    """The tile context a Keras VDSR model needs: its receptive-field radius
-    (``tiling.receptive_radius`` over its convolutions' kernel sizes)."""
-    return receptive_radius(l.kernel_size[0] for l in model.layers if hasattr(l, "kernel_size"))
 
 
 class Upscaler:
@@ -207,21 +63,35 @@ class Upscaler:
             wrapper (``vdsr_tf.litert``). Then Keras is never imported.
         backend: the engine for ``weights`` / ``model``: "keras", "litert"
             (XNNPACK; other weights than the bundled ones are converted once
-            per process, about 10 s) or None for ``default_backend``: LiteRT
-            for the bundled weights on a machine without a GPU.
-        precision: "fp32" (exact) or "int8" (LiteRT, the mixed-int8 model:
-            int8 hidden layers, float first and last layers; within 0.03 dB
-            of fp32 on Set5).
+            per process, about 10 s) or None: the one ``precision`` picks.
+        precision: "auto" (the default): for the bundled weights, the
+            fastest path on this machine within 0.05 dB of fp32 on Set5 at
+            every scale (Keras on a GPU where one is visible; on a CPU each
+            candidate is timed once and the result cached,
+            ``vdsr_tf.engines.resolve_auto``), for other weights fp32.
+            "fp32": exact (LiteRT for the bundled weights on a CPU, else
+            Keras). "bf16": Keras with bf16 convolutions (a GPU, or a CPU
+            with AVX512-BF16 or AMX-BF16). "int8": LiteRT, the mixed-int8
+            model (int8 hidden layers, float first and last layers). Their
+            Set5 costs are in ``bundled_weights_info()["set5_psnr_change"]``.
+        threads: CPU threads of the engine; None uses every core this
+            process may run on (its affinity mask).
+
+    Attributes:
+        backend, precision: the engine and precision that run the network
+            ("litert", "int8"); None for bicubic and a predictor.
+        why: why this path runs (``auto``'s measurement, or "asked for").
 
     Raises:
         FileNotFoundError: if the weights file (or bundled weights) is missing.
-        ValueError: for an unknown backend or precision, int8 on Keras, or
-            a backend or precision given with a predictor.
+        ValueError: for an unknown backend or precision, int8 on Keras, bf16
+            on LiteRT or on a CPU without bf16, or a backend, precision or
+            thread count given with a predictor.
     """
 
     def __init__(self, weights=None, model=None, tile=DEFAULT_TILE, ensemble=False,
                  max_pixels=DEFAULT_MAX_PIXELS, progress=None, predictor=None, backend=None,
-                 precision="fp32"):
+                 precision="auto", threads=None):
         if predictor is not None and model is not None:
             raise ValueError("Give a model or a predictor, not both")
         if tile is not None and tile < 0:
@@ -229,23 +99,32 @@ class Upscaler:
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         check_precision(precision)
-        if predictor is not None and (backend is not None or precision != "fp32"):
-            raise ValueError("A predictor is already a network: give no backend or precision")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        if predictor is not None and (backend is not None or precision != "auto"
+                                      or threads is not None):
+            raise ValueError("A predictor is already a network: give no backend, precision "
+                             "or threads")
         network = predictor is None and (model is not None or weights != "bicubic")
+        forward, why = predictor, None
         if network:
-            backend = backend or default_backend(weights, model, precision)
-            if backend == "keras" and precision != "fp32":
-                raise ValueError(f"precision={precision!r} runs on the litert backend")
-            if backend == "litert":
-                predictor, model = litert_predictor(weights, model, precision), None
-        forward = predictor
-        if network and backend == "keras":
-            if model is not None:
-                forward = _compile_forward(model)
+            if precision == "auto":
+                name, why = resolve_auto(weights, model, backend, threads)
+                backend, precision = PATHS[name]
             else:
-                model, forward = load_network(weights)
+                backend = backend or default_backend(weights, model, precision)
+                why = f"precision={precision!r} asked for"
+            check_path(backend, precision)
+            if backend == "litert":
+                predictor, model = litert_predictor(weights, model, precision, threads), None
+                forward = predictor
+            else:
+                set_keras_threads(threads)
+                model, forward = keras_network(weights, model, precision)
         self.backend = backend if network else None
-        self.precision = precision
+        self.precision = precision if network else None
+        self.why = why
         self.model = model
         self.tile = tile or None
         self.ensemble = bool(ensemble)
@@ -253,6 +132,18 @@ class Upscaler:
         self.progress = progress
         self.predictor = predictor
         self._forward = forward
+
+    def describe(self):
+        """One line: what runs the network and why (for ``vdsr-upscale -v``)."""
+        if self._forward is None:
+            return "bicubic (no network)"
+        if self.backend is None:
+            where = getattr(self.predictor, "path", None)
+            return f"the given predictor{f' ({where})' if where else ''}"
+        threads = getattr(self.predictor, "num_threads", None)
+        return (f"{path_name(self.backend, self.precision)}"
+                + (f" on {threads} thread{'s' if threads > 1 else ''}" if threads else "")
+                + f": {self.why}")
 
     @property
     def context(self):
@@ -531,7 +422,7 @@ def upscale(image, scale=None, size=None, weights=None, **kwargs):
 
     ``image`` is a numpy array (uint8, uint16, or float32 / float64 in
     [0, 1]; the result has the same dtype and range) or a PIL image. The
-    network is loaded once per weights file (``load_network``), so repeated
+    network is loaded once per weights file (``vdsr_tf.engines.load_network``), so repeated
     calls cost only the upscaling.
     """
     return Upscaler(weights, **kwargs).upscale(image, scale=scale, size=size)

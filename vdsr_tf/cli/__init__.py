@@ -79,7 +79,21 @@ def _print_and_exit(text):
     sys.exit(0)
 
 
-def run(main, prog, module_name, doc, known_only=False):
+def _apply_aliases(argv, aliases):
+    """``argv`` with each bare short option of ``aliases`` spelled out, before
+    any ``--``: ``-v`` becomes ``--verbose``, but ``-v 1`` / ``-v=1`` (absl's
+    verbosity) stay as they are."""
+    out, done = [argv[0]], False
+    for i, arg in enumerate(argv[1:], 1):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if not done and arg in aliases and not nxt.lstrip("-").isdigit():
+            arg = aliases[arg]
+        done = done or arg == "--"
+        out.append(arg)
+    return out
+
+
+def run(main, prog, module_name, doc, known_only=False, aliases=None):
     """``absl.app.run(main)`` with the package's conventions for help and flag errors.
 
     Args:
@@ -88,10 +102,13 @@ def run(main, prog, module_name, doc, known_only=False):
         module_name, doc: the command module's ``__name__`` and ``__doc__``.
         known_only: leave flags this program does not define in ``argv`` for
             ``main`` (Beam pipeline options), instead of refusing them.
+        aliases: ``{"-v": "--verbose"}``: short options that stand for a
+            boolean flag of the command.
     """
     from absl import app, flags
 
     def parse(argv):
+        argv = _apply_aliases(argv, aliases or {})
         options = _options(argv)
         if any(a in _HELP for a in options):
             _print_and_exit(help_text(module_name, doc))

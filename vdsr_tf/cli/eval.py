@@ -27,6 +27,9 @@ flags.DEFINE_string("manual_dir", None, "Local files (the ../shared/datasets lay
                     "tfds:NAME sets from on first use.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (self-ensemble).")
 flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --data_dir needed).")
+flags.DEFINE_enum("precision", "fp32", ["auto", "fp32", "bf16", "int8"],
+                  "The network's precision (fp32: exact, the reference scores; auto: what "
+                  "vdsr-upscale runs by default here; bf16, int8: see vdsr-upscale --help).")
 
 
 def _rounded(result):
@@ -35,13 +38,15 @@ def _rounded(result):
 
 
 def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None,
-             ensemble=False, out=sys.stdout, tfds_data_dir=None, manual_dir=None):
+             ensemble=False, out=sys.stdout, tfds_data_dir=None, manual_dir=None,
+             precision="fp32"):
     """Scores ``weights`` (or bicubic) and returns the JSON-shaped results.
 
     Returns:
         ``{set: {"x{s}": {"psnr", "ssim"}}}`` for the model (bicubic numbers
         if ``weights == "bicubic"``), plus ``"bicubic"`` with the same shape
-        when ``baseline`` and a model is scored.
+        when ``baseline`` and a model is scored. ``precision`` is the
+        ``Upscaler``'s (fp32, the exact path, unless told otherwise).
     """
     from vdsr_tf.evaluate import comparison_strip, evaluate_set
     from vdsr_tf.imageio import save_array
@@ -49,7 +54,8 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
 
     bicubic = Upscaler("bicubic")
     only_bicubic = weights == "bicubic"
-    model_upscaler = bicubic if only_bicubic else Upscaler(weights or None, ensemble=ensemble)
+    model_upscaler = bicubic if only_bicubic else Upscaler(weights or None, ensemble=ensemble,
+                                                           precision=precision)
     results, base = {}, {}
     header = f"{'set':<8}{'scale':>6}  {'bicubic PSNR/SSIM':>20}"
     if not only_bicubic:
@@ -121,7 +127,7 @@ def main(argv):
     try:
         results = run_eval(data_dir, sets, scales, weights, FLAGS.baseline, FLAGS.compare_dir,
                            FLAGS.ensemble, tfds_data_dir=FLAGS.tfds_data_dir,
-                           manual_dir=FLAGS.manual_dir)
+                           manual_dir=FLAGS.manual_dir, precision=FLAGS.precision)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     if FLAGS.json:

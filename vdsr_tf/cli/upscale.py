@@ -4,8 +4,13 @@
     vdsr-upscale photos/ more.png --scale=3.5 --output=out/ [--format=png]
     vdsr-upscale photos/ --recursive --scale=2 --output=out/
     vdsr-upscale img.png --size=1920x1080 --output=big.png
-    vdsr-upscale photo.jpg --scale=2 --precision=int8 --output=fast.jpg
+    vdsr-upscale photo.jpg --scale=2 --precision=fp32 --output=exact.jpg
+    vdsr-upscale -v photo.jpg --scale=2 --output=photo_x2.jpg   # says which path runs
     vdsr-upscale --demo
+
+The network runs on the fastest path this machine has within 0.05 dB of exact
+fp32 on Set5 (--precision=auto: LiteRT int8, Keras bf16, or fp32; timed once
+per machine and cached); --precision=fp32 is exact.
 
 Photos are read as a viewer shows them (EXIF orientation, colour profile) and
 written with their EXIF and a matching profile; animated GIF, WebP and PNG
@@ -38,12 +43,18 @@ flags.DEFINE_boolean("recursive", False, "Also upscale the images in subfolders 
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
                     "the bundled weights.")
 flags.DEFINE_enum("backend", None, ["keras", "tflite"],
-                  "Run the network with Keras or LiteRT (XNNPACK); default: tflite for the "
-                  "bundled weights on a CPU (their bundled .tflite; the faster exact path), "
-                  "keras for other --weights (tflite converts them, about 10 s).")
-flags.DEFINE_enum("precision", "fp32", ["fp32", "int8"],
-                  "fp32 (exact) or int8 (LiteRT: int8 hidden layers, float first and last "
-                  "layers; within 0.03 dB of fp32 on Set5).")
+                  "Run the network with Keras or LiteRT (XNNPACK); default: the one "
+                  "--precision picks (for other --weights keras; tflite converts them, "
+                  "about 10 s).")
+flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16", "int8"],
+                  "auto: the fastest path on this machine within 0.05 dB of fp32 on Set5 "
+                  "(the bundled weights; other --weights run fp32), measured once and cached "
+                  "in $VDSR_TF_CACHE or ~/.cache/vdsr_tf. fp32: exact. bf16: Keras with bf16 "
+                  "convolutions (a GPU, or a CPU with AVX512-BF16 or AMX). int8: LiteRT, int8 "
+                  "hidden layers. -v prints the choice and why.")
+flags.DEFINE_integer("threads", None, "CPU threads of the network (default: every core this "
+                     "process may run on).", lower_bound=1)
+flags.DEFINE_boolean("verbose", False, "Say which path runs the network, and why (also -v).")
 flags.DEFINE_string("model", None, "A .tflite file (vdsr-export --format=tflite) to run "
                     "instead of --weights (implies --backend=tflite).")
 flags.DEFINE_string("fallback_model", None, "With a static-size --model (vdsr-export "
@@ -54,8 +65,9 @@ flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
 flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this "
                      "(all frames of an animation together), before decoding.")
 flags.DEFINE_boolean("demo", False, "Upscale a bundled sample image x3 (no other arguments).")
-flags.DEFINE_boolean("version", False, "Print the package version and the bundled weights' "
-                     "metadata (version, training, scores, sha256), then exit.")
+flags.DEFINE_boolean("version", False, "Print the package version, the bundled weights' "
+                     "metadata (version, training, scores, sha256) and the path the other "
+                     "flags would run the network on, then exit.")
 flags.DEFINE_boolean("progress", None, "Show a progress bar (default: when stderr is a terminal).")
 
 
@@ -86,15 +98,17 @@ def version_text():
         if os.path.exists(bundled_tflite_path(precision)):
             lines.append(f"bundled LiteRT model ({precision}): {bundled_tflite_path(precision)} "
                          f"({lite['quantization']}, sha256 {lite['sha256']})")
+    changes = info.get("set5_psnr_change", {})
+    if changes:
+        lines.append("  Set5 PSNR change against fp32 (dB, x2 / x3 / x4): " + "; ".join(
+            f"{name} " + " / ".join(f"{v:+.3f}" for v in change.values())
+            for name, change in changes.items()))
     return "\n".join(lines)
 
 
 @entry_point("vdsr-upscale")
 def main(argv):
     inputs = argv[1:]
-    if FLAGS.version:
-        print(version_text())
-        return 0
     backend = FLAGS.backend
     if backend == "keras" and importlib.util.find_spec("keras") is None:
         raise CliError("--backend=keras needs TensorFlow and Keras (pip install vdsr-tf); "
@@ -102,13 +116,24 @@ def main(argv):
     if backend == "keras" and (FLAGS.model or FLAGS.fallback_model):
         raise CliError("--model and --fallback_model are .tflite files for --backend=tflite "
                        "(Keras weights go in --weights)")
-    if backend == "keras" and FLAGS.precision != "fp32":
-        raise CliError(f"--precision={FLAGS.precision} runs on --backend=tflite")
+    if backend == "keras" and FLAGS.precision == "int8":
+        raise CliError("--precision=int8 runs on --backend=tflite")
+    if backend == "tflite" and FLAGS.precision == "bf16":
+        raise CliError("--precision=bf16 runs on --backend=keras (LiteRT has no bf16 "
+                       "convolutions)")
     if FLAGS.model and FLAGS.weights:
         raise CliError("give --weights (Keras) or --model (.tflite), not both")
-    if FLAGS.model and FLAGS.precision != "fp32":
+    if FLAGS.model and FLAGS.precision != "auto":
         raise CliError("--precision picks a conversion of --weights; a --model file has its "
                        "own (vdsr-export --quantization)")
+    if FLAGS.version:
+        print(version_text())
+        try:
+            path = make_upscaler(backend).describe()
+        except CliError as e:
+            path = f"none ({e})"
+        print(f"network path: {path}")
+        return 0
     if FLAGS.fallback_model and not FLAGS.model:
         raise CliError("--fallback_model is for a static-size --model")
     if FLAGS.demo:
@@ -176,8 +201,10 @@ def main(argv):
     destinations = batch.output_paths(jobs, FLAGS.output, to_folder, FLAGS.format)
     enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
     progress = batch.Progress(len(jobs), enabled)
-    return batch.run_batch(make_upscaler(backend, progress.tiles), [src for src, _ in jobs],
-                           destinations,
+    upscaler = make_upscaler(backend, progress.tiles)
+    if FLAGS.verbose:
+        print(f"vdsr-upscale: network path: {upscaler.describe()}", file=sys.stderr)
+    return batch.run_batch(upscaler, [src for src, _ in jobs], destinations,
                            FLAGS.scale, size, FLAGS.format, FLAGS.overwrite, skipped, progress)
 
 
@@ -191,19 +218,21 @@ def make_upscaler(backend, progress=None):
         if FLAGS.model:
             from vdsr_tf.litert import LiteRTPredictor
 
-            predictor = LiteRTPredictor(FLAGS.model, fallback=FLAGS.fallback_model)
+            predictor = LiteRTPredictor(FLAGS.model, num_threads=FLAGS.threads,
+                                        fallback=FLAGS.fallback_model)
             if FLAGS.fallback_model and predictor.fixed is None:
                 raise CliError(f"--fallback_model is for a static-size --model; {FLAGS.model} "
                                "takes any size")
             return Upscaler(predictor=predictor, **options)
         engine = {"keras": "keras", "tflite": "litert", None: None}[backend]
-        return Upscaler(FLAGS.weights, backend=engine, precision=FLAGS.precision, **options)
+        return Upscaler(FLAGS.weights, backend=engine, precision=FLAGS.precision,
+                        threads=FLAGS.threads, **options)
     except (FileNotFoundError, ValueError, ImportError) as e:
         raise CliError(str(e))
 
 
 def run_cli():
-    cli.run(main, "vdsr-upscale", __name__, __doc__)
+    cli.run(main, "vdsr-upscale", __name__, __doc__, aliases={"-v": "--verbose"})
 
 
 if __name__ == "__main__":

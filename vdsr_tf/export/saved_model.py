@@ -29,8 +29,9 @@ import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
 from vdsr_tf import processing, tiling
+from vdsr_tf.engines import network_context
 from vdsr_tf.files import atomic_directory
-from vdsr_tf.upscaler import DEFAULT_MAX_PIXELS, DEFAULT_TILE, network_context
+from vdsr_tf.upscaler import DEFAULT_MAX_PIXELS, DEFAULT_TILE
 
 
 class _GraphNumpy:
