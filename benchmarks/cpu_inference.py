@@ -8,16 +8,22 @@ fresh process, so its peak RSS is its own:
 
 1. The machine: CPU model, vector extensions, cores, and its fp32 matrix
    product peak (numpy ``float32`` 4096^3 ``matmul``, best of 5, GFLOP/s).
-2. The reference: the same 20 x 64 network in PyTorch (CPU, fp32, 2 threads,
-   ``inference_mode``), its bare forward pass on a 512 x 512 plane.
-3. Every path (the bundled weights): Keras on TensorFlow (oneDNN), LiteRT
-   fp32 (XNNPACK; the CPU default) and LiteRT int8 (``mixed_int8``): a bare
-   pass on the 512 x 512 plane (ms, effective GFLOP/s at 1.33 MFLOP per
-   pixel, fraction of the peak), the all-in ``Upscaler`` on a 256 x 256 RGB
-   image at x2 (speed-up over the reference), 1920 x 1080 -> 3840 x 2160,
-   Set5 PSNR at x2/x3/x4 (when ``../shared/datasets/Set5`` exists) and peak
-   RSS.
-4. Where the all-in time goes for the default path, file to file (PNG):
+2. The reference: the same 20 x 64 network in PyTorch (CPU, fp32, on every
+   core of the affinity mask, ``inference_mode``), its bare forward pass on a
+   512 x 512 plane.
+3. Every path (the bundled weights): Keras fp32 on TensorFlow (oneDNN),
+   Keras bf16 (``mixed_bfloat16``; where the CPU has AVX512-BF16 or AMX),
+   LiteRT fp32 (XNNPACK), LiteRT int8 (``mixed_int8``) and ``auto`` (the
+   default; its choice, and the seconds its first-run timing took with an
+   empty cache): a bare pass on the 512 x 512 plane (ms, effective GFLOP/s at
+   1.33 MFLOP per pixel, fraction of the peak), the all-in ``Upscaler`` on a
+   256 x 256 RGB image at x2 (speed-up over the reference), 1920 x 1080 ->
+   3840 x 2160, Set5 PSNR at x2/x3/x4 (when ``../shared/datasets/Set5``
+   exists) and peak RSS.
+4. Threads: LiteRT fp32 and TF fp32 on one thread and at their defaults
+   (LiteRT's own is one thread; the ``Upscaler`` gives it the affinity
+   mask's cores), the 512 x 512 pass.
+5. Where the all-in time goes for the default path, file to file (PNG):
    decode, colour, bicubic, network (with the share spent on tile context),
    encode and write.
 
@@ -51,9 +57,18 @@ flags.DEFINE_string("_child", None, "Internal: JSON spec of one measurement.")
 FLOP_PER_PIXEL = 2 * (9 * 64 + 18 * 9 * 64 * 64 + 9 * 64)
 PLANE = 512
 PATHS = {  # name -> Upscaler keyword arguments
-    "TF fp32 (Keras, oneDNN)": {"backend": "keras"},
-    "LiteRT fp32 (XNNPACK)": {"backend": "litert"},
+    "TF fp32 (Keras, oneDNN)": {"backend": "keras", "precision": "fp32"},
+    "Keras bf16 (oneDNN, mixed_bfloat16)": {"precision": "bf16"},
+    "LiteRT fp32 (XNNPACK)": {"backend": "litert", "precision": "fp32"},
     "LiteRT int8 (mixed_int8)": {"precision": "int8"},
+    "auto (the default)": {},
+}
+THREAD_CASES = {  # name -> (engine, threads; None: the engine's own default)
+    "LiteRT fp32, 1 thread": ("litert", 1),
+    "LiteRT fp32, LiteRT's default": ("litert", None),
+    "LiteRT fp32, the affinity mask's cores (the Upscaler's)": ("litert", "mask"),
+    "TF fp32, 1 thread": ("keras", 1),
+    "TF fp32, TensorFlow's default (the Upscaler's)": ("keras", None),
 }
 EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
               "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
@@ -94,7 +109,9 @@ def reference(repeats):
     """The PyTorch forward pass on the 512 x 512 plane (seconds)."""
     import torch
 
-    torch.set_num_threads(2)
+    from vdsr_tf.precision import default_threads
+
+    torch.set_num_threads(default_threads())
     convs = [torch.nn.Conv2d(1, 64, 3, padding=1)]
     convs += [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(18)]
     convs += [torch.nn.Conv2d(64, 1, 3, padding=1)]
@@ -107,7 +124,8 @@ def reference(repeats):
 
     x = torch.rand(1, 1, PLANE, PLANE)
     with torch.inference_mode():
-        return {"seconds": median_seconds(lambda: forward(x), repeats), "torch": torch.__version__}
+        return {"seconds": median_seconds(lambda: forward(x), repeats), "torch": torch.__version__,
+                "threads": torch.get_num_threads()}
 
 
 def _image(h, w, seed=0):
@@ -125,9 +143,12 @@ def path_case(kwargs, repeats, four_k, set5):
 
     from vdsr_tf.upscaler import Upscaler
 
+    start = time.perf_counter()
     up = Upscaler(**kwargs)
+    result = {"backend": up.backend, "precision": up.precision, "path": up.describe(),
+              "setup_seconds": time.perf_counter() - start}
     plane = np.random.default_rng(1).random((1, PLANE, PLANE, 1), dtype=np.float32)
-    result = {"backend": up.backend, "pass_seconds": median_seconds(lambda: up._forward(plane), repeats)}
+    result["pass_seconds"] = median_seconds(lambda: up._forward(plane), repeats)
     image = _image(256, 256)
     result["allin_seconds"] = median_seconds(lambda: up.upscale_array(image, scale=2),
                                            repeats)
@@ -141,6 +162,36 @@ def path_case(kwargs, repeats, four_k, set5):
 
         result["set5"] = {f"x{s}": round(evaluate_set(up, set5, s)["psnr"], 4) for s in (2, 3, 4)}
     return result
+
+
+def threads_case(engine, threads, repeats):
+    """The 512 x 512 fp32 pass of one engine at a thread count (seconds)."""
+    import numpy as np
+
+    plane = np.random.default_rng(1).random((1, PLANE, PLANE, 1), dtype=np.float32)
+    if engine == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from vdsr_tf.bundled import bundled_tflite_path
+        from vdsr_tf.litert import LiteRTPredictor
+
+        if threads is None:  # LiteRT's own default: the interpreter without num_threads
+            interpreter = Interpreter(model_path=bundled_tflite_path())
+            interpreter.resize_tensor_input(0, list(plane.shape))
+            interpreter.allocate_tensors()
+
+            def forward(x):
+                interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+                interpreter.invoke()
+        else:
+            forward = LiteRTPredictor(bundled_tflite_path(),
+                                      num_threads=None if threads == "mask" else threads)
+    else:
+        from vdsr_tf.engines import keras_network, set_keras_threads
+
+        set_keras_threads(threads)
+        forward = keras_network()[1]
+    return {"pass_seconds": median_seconds(lambda: forward(plane), repeats)}
 
 
 def breakdown(repeats):
@@ -201,7 +252,7 @@ def breakdown(repeats):
         v for k, v in result.items() if not k.startswith("network:"))
     result["total"] = total
     return {"parts": result, "windows": len(window_pixels) // repeats,
-            "backend": up.backend, "np": np.__version__}
+            "backend": up.backend, "path": f"{up.backend}-{up.precision}", "np": np.__version__}
 
 
 def child(spec):
@@ -212,15 +263,17 @@ def child(spec):
         out = reference(repeats)
     elif spec["kind"] == "breakdown":
         out = breakdown(repeats)
+    elif spec["kind"] == "threads":
+        out = threads_case(spec["engine"], spec["threads"], repeats)
     else:
         out = path_case(spec["kwargs"], repeats, spec["four_k"], spec["set5"])
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(out))
 
 
-def run_child(spec):
+def run_child(spec, env=None):
     proc = subprocess.run([sys.executable, __file__, f"--_child={json.dumps(spec)}"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -238,13 +291,27 @@ def main(argv):
     repeats = 1 if FLAGS.quick else 3
     four_k = not (FLAGS.quick or FLAGS.no_4k)
     set5 = None if FLAGS.quick or not os.path.isdir(FLAGS.set5) else FLAGS.set5
+    from vdsr_tf.precision import cpu_has_bf16, cpu_info
+
     results = {"machine": run_child({"kind": "machine", "repeats": repeats}),
                "reference": run_child({"kind": "reference", "repeats": repeats}),
-               "paths": {}}
+               "paths": {}, "threads": {}}
+    # auto times the paths in its first process with an empty cache (its
+    # setup_seconds), and the breakdown's default Upscaler reads that cache.
+    cache = tempfile.TemporaryDirectory(prefix="vdsr_auto_cache_")
+    env = dict(os.environ, VDSR_TF_CACHE=cache.name)
     for name, kwargs in PATHS.items():
+        if kwargs.get("precision") == "bf16" and not cpu_has_bf16(cpu_info()[1]):
+            print(f"<!-- {name}: skipped, this CPU has no avx512_bf16 / amx_bf16 -->")
+            continue
         results["paths"][name] = run_child({"kind": "path", "kwargs": kwargs, "repeats": repeats,
-                                            "four_k": four_k, "set5": set5})
-    results["breakdown"] = run_child({"kind": "breakdown", "repeats": repeats})
+                                            "four_k": four_k, "set5": set5}, env)
+    if not FLAGS.quick:
+        for name, (engine, threads) in THREAD_CASES.items():
+            results["threads"][name] = run_child({"kind": "threads", "engine": engine,
+                                                  "threads": threads, "repeats": repeats}, env)
+    results["breakdown"] = run_child({"kind": "breakdown", "repeats": repeats}, env)
+    cache.cleanup()
     report(results)
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
@@ -259,7 +326,7 @@ def report(results):
           f"{' '.join(m['extensions'])}\n")
     print(f"fp32 matrix-product peak (numpy 4096^3 matmul, best of 5): {peak:.0f} GFLOP/s\n")
     if ref:
-        print(f"Reference: PyTorch {ref['torch']} fp32, 2 threads, bare forward on a "
+        print(f"Reference: PyTorch {ref['torch']} fp32, {ref['threads']} threads, bare forward on a "
               f"{PLANE}x{PLANE} plane: {ref['seconds'] * 1e3:,.0f} ms = "
               f"{gflops(ref['seconds']):.0f} GFLOP/s = {gflops(ref['seconds']) / peak:.0%} "
               f"of peak\n")
@@ -273,14 +340,25 @@ def report(results):
         speed = f"{ref['seconds'] / r['allin_seconds']:.2f}x" if ref else "-"
         k4 = f"{r['4k_seconds']:.1f}" if "4k_seconds" in r else "-"
         psnr = " / ".join(f"{v:.2f}" for v in r["set5"].values()) if "set5" in r else "-"
-        print(f"| {name} | {s * 1e3:,.0f} | {gflops(s):.0f} | {gflops(s) / peak:.0%} | "
+        label = f"{name}: {r['backend']}-{r['precision']}" if name.startswith("auto") else name
+        print(f"| {label} | {s * 1e3:,.0f} | {gflops(s):.0f} | {gflops(s) / peak:.0%} | "
               f"{r['allin_seconds'] * 1e3:,.0f} | {speed} | {k4} | {psnr} | "
               f"{r['peak_rss_mb']:.0f} |")
+    auto = results["paths"].get("auto (the default)")
+    if auto:
+        print(f"\nauto chose {auto['backend']}-{auto['precision']} (its first-run timing took "
+              f"{auto['setup_seconds']:.1f} s with an empty cache): {auto['path']}")
+    if results.get("threads"):
+        print(f"\nThreads ({PLANE}² fp32 pass, bundled weights; {m['cores']} cores):\n")
+        print("| engine, threads | ms |\n|---|---|")
+        for name, r in results["threads"].items():
+            if r is not None:
+                print(f"| {name} | {r['pass_seconds'] * 1e3:,.0f} |")
     b = results["breakdown"]
     if b:
         total = b["parts"]["total"]
         print(f"\nAll-in, file to file (256x256 RGB PNG -> 512x512 PNG, default path "
-              f"{b['backend']}, {b['windows']} window(s)):\n")
+              f"{b['path']}, {b['windows']} window(s)):\n")
         print("| part | ms | share |\n|---|---|---|")
         order = ["decode", "colour", "bicubic", "network", "network: tile context share",
                  "encode and write", "other (Python, tiling, copies)", "total"]
