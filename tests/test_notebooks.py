@@ -143,7 +143,7 @@ def test_quickstart(run_notebook):
     assert 15 < bicubic[0] < 50 and math.isfinite(vdsr[0]), (bicubic, vdsr)
     # By default the bundled weights: well above bicubic (butterfly x3: 24.0 -> 27+ dB).
     assert "bundled weights: GPU-trained" in text, text
-    assert re.search(r"network: (litert|keras)-(fp32|bf16|int8): ", text), text
+    assert re.search(r"network: (litert|keras)-(fp32|bf16|int8)( on \d+ threads?)?: ", text), text
     assert vdsr[0] > bicubic[0] + 1, (bicubic, vdsr)
     _figure_paths(text)
 

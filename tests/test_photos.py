@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 import vdsr_tf
-from vdsr_tf import imageio, upscaler as upscaler_lib
+from vdsr_tf import engines, imageio
 from vdsr_tf.cli import batch
 from vdsr_tf.imageio import ImageError
 from vdsr_tf.model import build_vdsr
@@ -244,10 +244,10 @@ def test_upscale_function_loads_each_weights_file_once(tmp_path):
     path = str(folder / "vdsr.weights.h5")
     build_vdsr(depth=3, filters=8).save_weights(path)
     x = RNG.integers(0, 256, (8, 9, 3)).astype(np.uint8)
-    before = upscaler_lib._cached_network.cache_info()
+    before = engines._cached_network.cache_info()
     first = vdsr_tf.upscale(x, scale=2, weights=path, tile=0)
     second = vdsr_tf.upscale(x, scale=2, weights=path, tile=0)
-    after = upscaler_lib._cached_network.cache_info()
+    after = engines._cached_network.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
     np.testing.assert_array_equal(first, second)
     # A changed file is a new entry, never a stale model.
@@ -256,7 +256,7 @@ def test_upscale_function_loads_each_weights_file_once(tmp_path):
     model.save_weights(path)
     os.utime(path, ns=(1, 1))  # a different stamp even on a coarse clock
     third = vdsr_tf.upscale(x, scale=2, weights=path, tile=0)
-    assert upscaler_lib._cached_network.cache_info().misses - after.misses == 1
+    assert engines._cached_network.cache_info().misses - after.misses == 1
     assert not np.array_equal(first, third)
 
 
