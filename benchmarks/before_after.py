@@ -32,7 +32,7 @@ def main(argv):
     pairs = {name: (lr, hr) for name, lr, hr in benchmark_pairs(sample_images_dir(), 2)}
     lr, hr = pairs["butterfly.png"]
     bicubic = Upscaler("bicubic").upscale(lr, size=hr.shape[:2])
-    sr = Upscaler(FLAGS.weights).upscale(lr, size=hr.shape[:2])
+    sr = Upscaler(FLAGS.weights, precision="fp32").upscale(lr, size=hr.shape[:2])
     save_array(comparison_strip(bicubic, sr, hr, crop=FLAGS.crop), FLAGS.output)
     print(f"bicubic {psnr(bicubic, hr, crop_border=2):.2f} dB, VDSR "
           f"{psnr(sr, hr, crop_border=2):.2f} dB -> {FLAGS.output}")

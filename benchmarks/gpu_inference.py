@@ -12,7 +12,8 @@
    the GPU's matrix units use TF32) and ``fp32_highest``
    (``jax_default_matmul_precision="highest"``: true float32 products).
 2. The all-in ``Upscaler`` (the bundled weights, the Keras backend: on JAX,
-   ``fast.jax_forward``; what ``Upscaler()`` picks where a GPU is visible) on a 1920 x 1080 RGB image at x2, to
+   ``fast.jax_forward``; what ``Upscaler()`` picks where a GPU is visible:
+   ``precision="auto"``, bf16) on a 1920 x 1080 RGB image at x2, to
    3840 x 2160, from the uint8 array to the uint8 array: colour conversion,
    bicubic, the network, host transfers. With the default tile and whole
    (``tile=None``); median of ``--upscale_repeats`` after one warm-up.

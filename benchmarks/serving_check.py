@@ -5,7 +5,8 @@
 Exports the model (default: the bundled weights) to a temporary folder, then
 
 * runs ``upscale_image`` on every Set5 LR file at x2/x3/x4 and compares the PNGs
-  with ``vdsr_tf.Upscaler`` (what ``vdsr-upscale`` writes): share of differing
+  with ``vdsr_tf.Upscaler(precision="fp32")`` (what ``vdsr-upscale --precision=fp32``
+  writes): share of differing
   values and the largest difference, per scale;
 * in a fresh process, sends one 1920x1080 RGB PNG at x2 and reports the
   process's peak RSS and the time.

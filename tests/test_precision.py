@@ -54,7 +54,7 @@ def test_a_path_over_the_bound_never_wins_however_fast():
 
 
 def test_bound_is_inclusive_and_configurable():
-    edge = {"litert-int8": {"x2": -0.05}}
+    edge = {"litert-int8": {"x2": -0.05, "x3": 0.0, "x4": -0.01}}
     assert P.choose({"keras-fp32": 1.0, "litert-int8": 0.5}, edge)[0] == "litert-int8"
     assert P.choose({"keras-fp32": 1.0, "litert-int8": 0.5}, edge, bound=0.02)[0] == "keras-fp32"
 
@@ -126,9 +126,13 @@ def test_an_unwritable_cache_means_no_cache_not_an_error(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):  # a read-only home (chmod does not stop root)
         raise PermissionError(13, "Read-only file system")
 
+    monkeypatch.setattr("vdsr_tf.files.atomic_write_text", refuse)  # the folder exists
+    assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1}, str(tmp_path)) is None
     monkeypatch.setattr(os, "makedirs", refuse)
     assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1},
                            str(tmp_path / "ro")) is None
+    with P.measuring_lock(_key(), str(tmp_path / "ro")):  # no lock, no error
+        pass
 
 
 def test_concurrent_writers_never_leave_a_broken_file(tmp_path):
@@ -153,12 +157,42 @@ def test_concurrent_writers_never_leave_a_broken_file(tmp_path):
     assert os.listdir(tmp_path) == [os.path.basename(P.cache_file(key, str(tmp_path)))]
 
 
+def test_one_process_measures_while_the_others_wait(tmp_path):
+    """A process holding the measuring lock writes its timings before it lets
+    go: a second process that takes the lock then finds them."""
+    key = _key()
+    script = ("import sys, json, time, pathlib; from vdsr_tf import precision as P\n"
+              "key = json.loads(sys.argv[1])\n"
+              "with P.measuring_lock(key, sys.argv[2]):\n"
+              "    pathlib.Path(sys.argv[2], 'locked').touch()\n"
+              "    time.sleep(1.0)\n"
+              "    P.write_timings(key, {'keras-fp32': 0.2, 'litert-int8': 0.05}, sys.argv[2])\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(key), str(tmp_path)])
+    while not (tmp_path / "locked").exists():
+        assert proc.poll() is None, "the child ended before taking the lock"
+    with P.measuring_lock(key, str(tmp_path)):
+        assert P.read_timings(key, str(tmp_path)) == {"keras-fp32": 0.2, "litert-int8": 0.05}
+    assert proc.wait() == 0
+
+
+def test_a_cost_must_be_known_at_every_scale():
+    assert P.quality_loss("litert-int8", {"litert-int8": {"x2": -0.01}}) is None
+    assert P.quality_loss("litert-int8", {"litert-int8": {"x2": -0.01, "x3": float("nan"),
+                                                          "x4": 0}}) is None
+    assert P.quality_loss("litert-int8", {"litert-int8": None}) is None
+    assert P.quality_loss("litert-int8", None) is None
+    # A bf16 path that gains everywhere loses nothing, but is not called exact.
+    gains = {"keras-bf16": {"x2": 0.01, "x3": 0.0, "x4": 0.02}}
+    name, reason = P.choose({"keras-fp32": 1.0, "keras-bf16": 0.5}, gains)
+    assert name == "keras-bf16" and "exact" not in reason and "loses 0.000 dB" in reason
+
+
 # -- auto's resolution, with injected timings ----------------------------------------------
 @pytest.fixture
 def injected(monkeypatch, tmp_path):
     """auto on the bundled weights with the four paths installed, timings
     ``ALL`` and costs ``COSTS`` injected; ``calls`` counts measurements."""
-    calls = []
+    calls, threads_seen, failing = _Calls(), [], set()
     monkeypatch.setenv("VDSR_TF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(engines, "gpu_visible", lambda: False)
     monkeypatch.setattr(engines, "bundled_candidates", lambda backend=None: [
@@ -166,13 +200,24 @@ def injected(monkeypatch, tmp_path):
     info = dict(bundled.bundled_weights_info(), set5_psnr_change=COSTS)
     monkeypatch.setattr(bundled, "bundled_weights_info", lambda: info)
 
-    def measure(forwards):
+    def measure(forwards, failed):
         calls.append(sorted(forwards))
         return {n: ALL[n] for n in forwards}
 
+    def forward(name, threads):
+        threads_seen.append(threads)
+        if name in failing:
+            raise RuntimeError(f"{name} cannot load here\nsecond line")
+        return name
+
     monkeypatch.setattr(engines, "measure", measure)
-    monkeypatch.setattr(engines, "_forward", lambda name, threads: name)
+    monkeypatch.setattr(engines, "_forward", forward)
+    calls.threads, calls.failing = threads_seen, failing
     return calls, info
+
+
+class _Calls(list):
+    pass
 
 
 def test_auto_measures_once_then_reads_the_cache(injected):
@@ -182,8 +227,10 @@ def test_auto_measures_once_then_reads_the_cache(injected):
     assert calls == [sorted(P.PATHS)]
     name, reason = engines.resolve_auto()
     assert name == "litert-int8" and "measured earlier" in reason and len(calls) == 1
-    # Another thread count is another key: measured again.
+    assert set(calls.threads) == {None}  # the engines' own default: every core of the mask
+    # Another thread count is another key: measured again, with that count.
     assert engines.resolve_auto(threads=1)[0] == "litert-int8" and len(calls) == 2
+    assert calls.threads[-1] == 1
     # A backend restricts the choice (and the key).
     assert engines.resolve_auto(backend="keras")[0] == "keras-bf16"
     assert calls[-1] == ["keras-bf16", "keras-fp32"]
@@ -201,10 +248,31 @@ def test_auto_with_a_corrupt_cache_measures_again(injected):
     calls, _ = injected
     engines.resolve_auto()
     folder = os.environ["VDSR_TF_CACHE"]
-    (path,) = [os.path.join(folder, f) for f in os.listdir(folder)]
+    (path,) = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".json")]
     with open(path, "w") as f:
         f.write('{"key": ')
     assert engines.resolve_auto()[0] == "litert-int8" and len(calls) == 2
+
+
+def test_a_path_that_fails_here_is_left_out_and_nothing_is_cached(injected):
+    calls, _ = injected
+    calls.failing.add("litert-int8")
+    name, reason = engines.resolve_auto()
+    assert name == "keras-bf16"
+    assert "litert-int8 (failed here: RuntimeError: litert-int8 cannot load here)" in reason
+    assert "not cached, since a path failed" in reason
+    assert engines.resolve_auto()[0] == "keras-bf16" and len(calls) == 2  # tried again
+    calls.failing.update(P.PATHS)
+    name, reason = engines.resolve_auto()
+    assert name == "litert-fp32" and "every other path failed here" in reason
+
+
+def test_auto_without_metadata_runs_an_exact_path(injected, monkeypatch):
+    calls, _ = injected
+    monkeypatch.setattr(bundled, "bundled_weights_info", lambda: None)
+    name, reason = engines.resolve_auto()
+    assert name == "keras-fp32" and calls == [["keras-fp32", "litert-fp32"]]
+    assert "keras-bf16 (quality cost not measured)" in reason
 
 
 def test_auto_on_a_gpu_runs_keras_bf16_without_timing(injected, monkeypatch):
@@ -251,7 +319,10 @@ def test_threads_default_to_the_affinity_mask():
     from vdsr_tf.litert import LiteRTPredictor
 
     assert P.default_threads() == len(os.sched_getaffinity(0))
-    assert Upscaler(precision="fp32", backend="litert").predictor is not None
+    assert Upscaler(precision="fp32", backend="litert").predictor.num_threads == len(
+        os.sched_getaffinity(0))
+    assert Upscaler(precision="int8", threads=1).predictor.num_threads == 1
+    assert " on 1 thread: " in Upscaler(precision="int8", threads=1).describe()
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         Upscaler(threads=0)
     with pytest.raises(ValueError, match="give no backend, precision or threads"):

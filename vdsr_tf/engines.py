@@ -22,8 +22,8 @@ from absl import logging
 
 from vdsr_tf import bundled
 from vdsr_tf.precision import (PATHS, cache_file, cache_key, choose, cpu_has_bf16, cpu_info,
-                               default_threads, measure, path_name, quality_loss, read_timings,
-                               within_bound, write_timings)
+                               default_threads, first_line, measure, measuring_lock, path_name,
+                               quality_loss, read_timings, within_bound, write_timings)
 from vdsr_tf.tiling import receptive_radius
 
 BACKENDS = ("keras", "litert")
@@ -149,8 +149,11 @@ def gpu_visible():
 
 def _keras_sees_gpu():
     """Whether Keras's backend can run on the visible GPU (a CPU-only build
-    of TensorFlow or JAX cannot)."""
-    import keras
+    of TensorFlow or JAX cannot, nor one that does not import)."""
+    try:
+        import keras
+    except ImportError:
+        return False
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -187,6 +190,9 @@ def check_path(backend, precision):
     or bf16 where neither the CPU nor a GPU can do it."""
     if backend == "keras" and precision == "int8":
         raise ValueError("precision='int8' runs on the litert backend")
+    if backend == "keras" and not _has("keras"):
+        raise ValueError(f"precision={precision!r} runs on Keras, which this install lacks "
+                         "(pip install vdsr-tf); use 'int8' or 'fp32' (LiteRT)")
     if backend == "litert" and precision == "bf16":
         raise ValueError("precision='bf16' runs on the keras backend (LiteRT's XNNPACK has no "
                          "bf16 convolutions)")
@@ -298,7 +304,7 @@ def bundled_candidates(backend=None, flags=None):
         if engine == "litert" and not (
                 litert_ok and os.path.exists(bundled.bundled_tflite_path(precision))):
             continue
-        if precision == "bf16" and not cpu_has_bf16(flags):
+        if precision == "bf16" and not cpu_has_bf16(flags, unknown=False):
             continue
         names.append(name)
     return names
@@ -331,7 +337,7 @@ def resolve_auto(weights=None, model=None, backend=None, threads=None):
             "weights other than the bundled ones run exact (fp32): their bf16 and int8 quality "
             "costs were never measured")
     info = bundled.bundled_weights_info() or {}
-    costs = info.get("set5_psnr_change", {})
+    costs = info.get("set5_psnr_change") or {}
     if (backend in (None, "keras") and gpu_visible() and _has("keras")
             and os.path.exists(bundled.bundled_weights_path()) and _keras_sees_gpu()):
         name = "keras-bf16" if within_bound(["keras-bf16"], costs)[0] else "keras-fp32"
@@ -340,25 +346,48 @@ def resolve_auto(weights=None, model=None, backend=None, threads=None):
                          if name == "keras-bf16" else ""))
     candidates = bundled_candidates(backend)
     kept, refused = within_bound(candidates, costs)
-    if not kept:
+    if not kept:  # nothing runs here: the exact path's loader says why
         engine = backend or default_backend(precision="fp32")
-        return path_name(engine, "fp32"), "no other path is installed"
+        return path_name(engine, "fp32"), "no path for the bundled weights is installed"
     if len(kept) == 1:
-        return kept[0], ("the only path installed" + (
-            "; not eligible: " + ", ".join(f"{n} ({w})" for n, w in refused.items())
-            if refused else ""))
-    threads = threads or default_threads()
-    key = cache_key(kept, threads, info.get("sha256"), _versions(kept))
-    timings = read_timings(key)
+        return kept[0], ("the one path available here" + _not_eligible(refused))
+    key = cache_key(kept, threads or default_threads(), info.get("sha256"), _versions(kept))
+    timings, source = read_timings(key), None
     if timings is None:
-        logging.info("Timing %s on this machine (once; the result is cached)", ", ".join(kept))
-        timings = measure({name: _forward(name, threads) for name in kept})
-        where = write_timings(key, timings)
-        source = (f"measured now, cached in {where}" if where else
-                  "measured now; not cached (the cache folder cannot be written)")
-    else:
-        source = f"measured earlier, cached in {cache_file(key)}"
-    name, reason = choose(timings, dict(costs))
-    if refused:
-        reason += "; not eligible: " + ", ".join(f"{n} ({w})" for n, w in refused.items())
-    return name, f"{reason} ({source})"
+        with measuring_lock(key):
+            timings = read_timings(key)  # another process may have measured meanwhile
+            if timings is None:
+                timings, source = _time_paths(kept, threads, key, refused)
+    if timings is None:
+        engine = backend or default_backend(precision="fp32")
+        return path_name(engine, "fp32"), "every other path failed here" + _not_eligible(refused)
+    name, reason = choose(timings, costs)
+    source = source or f"measured earlier, cached in {cache_file(key)}"
+    return name, f"{reason}{_not_eligible(refused)} ({source})"
+
+
+def _not_eligible(refused):
+    return ("; not eligible: " + ", ".join(f"{n} ({w})" for n, w in refused.items())
+            if refused else "")
+
+
+def _time_paths(names, threads, key, refused):
+    """Times ``names`` and caches the result; a path that fails to load or
+    run is left out (into ``refused``), and then nothing is cached, so the
+    next process tries it again. Returns ``(timings or None, source)``."""
+    logging.info("Timing %s on this machine (once; the result is cached)", ", ".join(names))
+    forwards, failed = {}, {}
+    for name in names:
+        try:
+            forwards[name] = _forward(name, threads)
+        except Exception as e:  # noqa: BLE001 -- an engine that cannot load here is no candidate
+            failed[name] = first_line(e)
+    timings = measure(forwards, failed=failed)
+    refused.update({n: f"failed here: {why}" for n, why in failed.items()})
+    if failed:
+        logging.warning("Not timed, failed here: %s",
+                        "; ".join(f"{n}: {w}" for n, w in failed.items()))
+        return timings or None, "measured now; not cached, since a path failed"
+    where = write_timings(key, timings)
+    return timings, (f"measured now, cached in {where}" if where else
+                     "measured now; not cached (the cache folder cannot be written)")

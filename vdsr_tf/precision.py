@@ -27,6 +27,7 @@ processes measuring at once each write a whole file; the last one stays).
 Imports numpy and absl only: the LiteRT-only install uses it too.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -46,6 +47,7 @@ QUALITY_BOUND_DB = 0.05  # the most Set5 PSNR auto may give up, at any scale
 PROBE_SIDE = 128  # pixels per side of the plane each candidate is timed on
 PROBE_REPEATS = 3  # timed calls per candidate (after a warm-up), best kept
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+SCALES = ("x2", "x3", "x4")  # a path's cost must be known at each
 _CACHE_FORMAT = 1
 
 
@@ -75,14 +77,19 @@ def quality_loss(name, costs):
 
     Returns:
         A float >= 0 (0 for fp32 paths, which are exact by definition), or
-        None when the path's cost was never measured.
+        None when the path's cost was not measured at every scale of
+        ``SCALES`` (or is not a finite number).
     """
     if PATHS[name][1] == "fp32":
         return 0.0
-    change = costs.get(name)
-    if not change:
+    change = costs.get(name) if isinstance(costs, dict) else None
+    try:
+        values = [float(change[x]) for x in SCALES]
+    except (KeyError, TypeError, ValueError):
         return None
-    return max(0.0, -min(float(v) for v in change.values()))
+    if not all(math.isfinite(v) for v in values):
+        return None
+    return max(0.0, -min(values))
 
 
 def within_bound(names, costs, bound=QUALITY_BOUND_DB):
@@ -124,15 +131,16 @@ def choose(timings, costs, bound=QUALITY_BOUND_DB):
     reason = (f"the fastest on this machine within {bound} dB of fp32 on Set5: "
               f"{timings[best] * 1e3:.0f} ms on a {PROBE_SIDE}x{PROBE_SIDE} plane"
               + (f" (against {others})" if others else "")
-              + ("; exact" if loss == 0 else f"; loses {loss:.3f} dB at worst"))
+              + ("; exact" if PATHS[best][1] == "fp32" else f"; loses {loss:.3f} dB at worst"))
     if refused:
         reason += "; not eligible: " + ", ".join(f"{n} ({why})" for n, why in refused.items())
     return best, reason
 
 
 def cpu_info(cpuinfo="/proc/cpuinfo"):
-    """``(model name, set of feature flags)`` of this CPU; an empty set where
-    ``/proc/cpuinfo`` cannot be read (not Linux)."""
+    """``(model name, set of feature flags)`` of this CPU (x86 ``flags``, or
+    Arm ``Features``); an empty set where ``/proc/cpuinfo`` cannot be read
+    (not Linux)."""
     import platform
 
     model, flags = platform.processor() or platform.machine(), set()
@@ -142,7 +150,7 @@ def cpu_info(cpuinfo="/proc/cpuinfo"):
                 key, _, value = line.partition(":")
                 if key.strip() == "model name":
                     model = value.strip()
-                elif key.strip() == "flags":
+                elif key.strip() in ("flags", "Features"):
                     flags = set(value.split())
                 if flags and model:
                     break
@@ -151,10 +159,11 @@ def cpu_info(cpuinfo="/proc/cpuinfo"):
     return model, flags
 
 
-def cpu_has_bf16(flags):
-    """Whether a CPU with these flags has bf16 dot products (True when the
-    flags are unknown: an empty set)."""
-    return not flags or any(f in flags for f in BF16_FLAGS)
+def cpu_has_bf16(flags, unknown=True):
+    """Whether a CPU with these flags has x86 bf16 dot products (AVX512-BF16
+    or AMX-BF16); ``unknown`` when the flags are unknown (an empty set):
+    explicit bf16 is allowed there, ``auto`` does not time it."""
+    return unknown if not flags else any(f in flags for f in BF16_FLAGS)
 
 
 def default_threads():
@@ -239,7 +248,34 @@ def write_timings(key, timings, folder=None):
         return None
 
 
-def measure(forwards, side=PROBE_SIDE, repeats=PROBE_REPEATS):
+@contextlib.contextmanager
+def measuring_lock(key, folder=None):
+    """Holds an exclusive lock (``flock`` on the key's ``.lock`` file) while
+    one process measures, so processes that start together on one machine
+    (Beam workers) measure one after the other, each on a quiet machine, and
+    the later ones read the first one's result. No lock where the folder
+    cannot be written or the platform has no ``fcntl``."""
+    fd = None
+    try:
+        import fcntl
+
+        path = cache_file(key, folder) + ".lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError) as e:
+        logging.info("Measuring without a lock: %s", e)
+        if fd is not None:
+            os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def measure(forwards, side=PROBE_SIDE, repeats=PROBE_REPEATS, failed=None):
     """Times each candidate on one plane.
 
     Args:
@@ -248,6 +284,8 @@ def measure(forwards, side=PROBE_SIDE, repeats=PROBE_REPEATS):
         side: the plane's side in pixels.
         repeats: timed calls per candidate, after one untimed warm-up call
             (which pays for tracing, allocation and packing the weights).
+        failed: a dict that receives ``{path name: message}`` for each
+            candidate that raised; it is left out of the result.
 
     Returns:
         ``{path name: seconds}``, the fastest call of each.
@@ -257,11 +295,23 @@ def measure(forwards, side=PROBE_SIDE, repeats=PROBE_REPEATS):
     plane = np.random.default_rng(0).random((1, side, side, 1), dtype=np.float32)
     timings = {}
     for name, forward in forwards.items():
-        forward(plane)
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
+        try:
             forward(plane)
-            best = min(best, time.perf_counter() - start)
+            best = math.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                forward(plane)
+                best = min(best, time.perf_counter() - start)
+        except Exception as e:  # noqa: BLE001 -- an engine that cannot run here is no candidate
+            if failed is None:
+                raise
+            failed[name] = first_line(e)
+            continue
         timings[name] = best
     return timings
+
+
+def first_line(error):
+    """An exception as one short line: its type and its message's first line."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__

@@ -421,8 +421,9 @@ def upscale(image, scale=None, size=None, weights=None, **kwargs):
     """One call: ``Upscaler(weights, **kwargs).upscale(image, scale, size)``.
 
     ``image`` is a numpy array (uint8, uint16, or float32 / float64 in
-    [0, 1]; the result has the same dtype and range) or a PIL image. The
-    network is loaded once per weights file (``vdsr_tf.engines.load_network``), so repeated
-    calls cost only the upscaling.
+    [0, 1]; the result has the same dtype and range) or a PIL image. A Keras
+    network is loaded once per weights file (``vdsr_tf.engines.load_network``),
+    and ``auto``'s choice is read from its cache, so repeated calls cost the
+    upscaling and a few milliseconds; for many images, keep one ``Upscaler``.
     """
     return Upscaler(weights, **kwargs).upscale(image, scale=scale, size=size)

@@ -16,7 +16,8 @@ The image signatures run ``vdsr_tf.processing`` (colour, MATLAB-bicubic
 enlargement, rounding) and ``vdsr_tf.tiling`` (output size, tile plan,
 receptive field), the code ``vdsr_tf.Upscaler`` runs, through a
 ``tf.experimental.numpy`` namespace, tile by tile in a ``tf.while_loop``:
-the outputs agree with ``vdsr-upscale``'s up to float accumulation order,
+the outputs agree with ``vdsr-upscale --precision=fp32``'s up to float
+accumulation order,
 and memory is bounded by the tile, not the image. A request whose input or
 output exceeds the pixel limit fails with InvalidArgument before anything
 is decoded: the width and height are read from the PNG, JPEG, GIF, BMP or
