@@ -32,7 +32,6 @@ Prints markdown; --json also writes the numbers.
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -84,17 +83,9 @@ def machine():
     """CPU model, vector extensions and the fp32 matmul peak."""
     import numpy as np
 
-    model, flags_seen = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags_seen = set(value.split())
-    except OSError:
-        pass
+    from vdsr_tf.precision import cpu_info
+
+    model, flags_seen = cpu_info()
     # The best of several products: on a shared VM a single timing can
     # land on a busy moment, and the peak is what the machine can do.
     a = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
@@ -124,8 +115,8 @@ def reference(repeats):
 
     x = torch.rand(1, 1, PLANE, PLANE)
     with torch.inference_mode():
-        return {"seconds": median_seconds(lambda: forward(x), repeats), "torch": torch.__version__,
-                "threads": torch.get_num_threads()}
+        return {"seconds": median_seconds(lambda: forward(x), repeats),
+                "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def _image(h, w, seed=0):
@@ -326,8 +317,8 @@ def report(results):
           f"{' '.join(m['extensions'])}\n")
     print(f"fp32 matrix-product peak (numpy 4096^3 matmul, best of 5): {peak:.0f} GFLOP/s\n")
     if ref:
-        print(f"Reference: PyTorch {ref['torch']} fp32, {ref['threads']} threads, bare forward on a "
-              f"{PLANE}x{PLANE} plane: {ref['seconds'] * 1e3:,.0f} ms = "
+        print(f"Reference: PyTorch {ref['torch']} fp32, {ref['threads']} threads, bare forward "
+              f"on a {PLANE}x{PLANE} plane: {ref['seconds'] * 1e3:,.0f} ms = "
               f"{gflops(ref['seconds']):.0f} GFLOP/s = {gflops(ref['seconds']) / peak:.0%} "
               f"of peak\n")
     print(f"| path | {PLANE}² pass ms | GFLOP/s | of peak | all-in 256² RGB x2 ms | "

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -36,7 +37,8 @@ ALL = {"litert-fp32": 2.2, "keras-fp32": 1.9, "keras-bf16": 1.0, "litert-int8": 
 def test_the_fastest_path_within_the_bound_wins(timings, winner):
     name, reason = P.choose(timings, COSTS)
     assert name == winner
-    assert f"within {P.QUALITY_BOUND_DB} dB" in reason and f"{timings[winner] * 1e3:.0f} ms" in reason
+    assert f"within {P.QUALITY_BOUND_DB} dB" in reason
+    assert f"{timings[winner] * 1e3:.0f} ms" in reason
 
 
 def test_a_path_over_the_bound_never_wins_however_fast():
@@ -191,53 +193,50 @@ def test_a_cost_must_be_known_at_every_scale():
 @pytest.fixture
 def injected(monkeypatch, tmp_path):
     """auto on the bundled weights with the four paths installed, timings
-    ``ALL`` and costs ``COSTS`` injected; ``calls`` counts measurements."""
-    calls, threads_seen, failing = _Calls(), [], set()
+    ``ALL`` and costs ``COSTS`` injected: ``.calls`` lists each measurement's
+    paths, ``.threads`` the thread counts the engines got, ``.failing`` the
+    paths that fail to load, ``.info`` the weights' metadata."""
+    state = types.SimpleNamespace(calls=[], threads=[], failing=set())
     monkeypatch.setenv("VDSR_TF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(engines, "gpu_visible", lambda: False)
     monkeypatch.setattr(engines, "bundled_candidates", lambda backend=None: [
         n for n in P.PATHS if backend in (None, P.PATHS[n][0])])
-    info = dict(bundled.bundled_weights_info(), set5_psnr_change=COSTS)
-    monkeypatch.setattr(bundled, "bundled_weights_info", lambda: info)
+    state.info = dict(bundled.bundled_weights_info(), set5_psnr_change=COSTS)
+    monkeypatch.setattr(bundled, "bundled_weights_info", lambda: state.info)
 
     def measure(forwards, failed):
-        calls.append(sorted(forwards))
+        state.calls.append(sorted(forwards))
         return {n: ALL[n] for n in forwards}
 
     def forward(name, threads):
-        threads_seen.append(threads)
-        if name in failing:
+        state.threads.append(threads)
+        if name in state.failing:
             raise RuntimeError(f"{name} cannot load here\nsecond line")
         return name
 
     monkeypatch.setattr(engines, "measure", measure)
     monkeypatch.setattr(engines, "_forward", forward)
-    calls.threads, calls.failing = threads_seen, failing
-    return calls, info
-
-
-class _Calls(list):
-    pass
+    return state
 
 
 def test_auto_measures_once_then_reads_the_cache(injected):
-    calls, _ = injected
+    calls = injected.calls
     name, reason = engines.resolve_auto()
     assert name == "litert-int8" and "measured now, cached in" in reason
     assert calls == [sorted(P.PATHS)]
     name, reason = engines.resolve_auto()
     assert name == "litert-int8" and "measured earlier" in reason and len(calls) == 1
-    assert set(calls.threads) == {None}  # the engines' own default: every core of the mask
+    assert set(injected.threads) == {None}  # the engines' own default: every core of the mask
     # Another thread count is another key: measured again, with that count.
     assert engines.resolve_auto(threads=1)[0] == "litert-int8" and len(calls) == 2
-    assert calls.threads[-1] == 1
+    assert injected.threads[-1] == 1
     # A backend restricts the choice (and the key).
     assert engines.resolve_auto(backend="keras")[0] == "keras-bf16"
     assert calls[-1] == ["keras-bf16", "keras-fp32"]
 
 
 def test_auto_skips_paths_over_the_bound_without_timing_them(injected):
-    calls, info = injected
+    calls, info = injected.calls, injected.info
     info["set5_psnr_change"] = {**COSTS, "litert-int8": {"x2": -0.12, "x3": -0.05, "x4": -0.05}}
     name, reason = engines.resolve_auto()
     assert name == "keras-bf16" and "litert-int8 (loses 0.120 dB > 0.05 dB)" in reason
@@ -245,7 +244,7 @@ def test_auto_skips_paths_over_the_bound_without_timing_them(injected):
 
 
 def test_auto_with_a_corrupt_cache_measures_again(injected):
-    calls, _ = injected
+    calls = injected.calls
     engines.resolve_auto()
     folder = os.environ["VDSR_TF_CACHE"]
     (path,) = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".json")]
@@ -255,20 +254,20 @@ def test_auto_with_a_corrupt_cache_measures_again(injected):
 
 
 def test_a_path_that_fails_here_is_left_out_and_nothing_is_cached(injected):
-    calls, _ = injected
-    calls.failing.add("litert-int8")
+    calls = injected.calls
+    injected.failing.add("litert-int8")
     name, reason = engines.resolve_auto()
     assert name == "keras-bf16"
     assert "litert-int8 (failed here: RuntimeError: litert-int8 cannot load here)" in reason
     assert "not cached, since a path failed" in reason
     assert engines.resolve_auto()[0] == "keras-bf16" and len(calls) == 2  # tried again
-    calls.failing.update(P.PATHS)
+    injected.failing.update(P.PATHS)
     name, reason = engines.resolve_auto()
     assert name == "litert-fp32" and "every other path failed here" in reason
 
 
 def test_auto_without_metadata_runs_an_exact_path(injected, monkeypatch):
-    calls, _ = injected
+    calls = injected.calls
     monkeypatch.setattr(bundled, "bundled_weights_info", lambda: None)
     name, reason = engines.resolve_auto()
     assert name == "keras-fp32" and calls == [["keras-fp32", "litert-fp32"]]
@@ -276,7 +275,7 @@ def test_auto_without_metadata_runs_an_exact_path(injected, monkeypatch):
 
 
 def test_auto_on_a_gpu_runs_keras_bf16_without_timing(injected, monkeypatch):
-    calls, info = injected
+    calls, info = injected.calls, injected.info
     monkeypatch.setattr(engines, "gpu_visible", lambda: True)
     monkeypatch.setattr(engines, "_keras_sees_gpu", lambda: True)
     name, reason = engines.resolve_auto()

@@ -22,8 +22,9 @@ from absl import logging
 
 from vdsr_tf import bundled
 from vdsr_tf.precision import (PATHS, cache_file, cache_key, choose, cpu_has_bf16, cpu_info,
-                               default_threads, first_line, measure, measuring_lock, path_name,
-                               quality_loss, read_timings, within_bound, write_timings)
+                               default_threads, first_line, measure, measuring_lock,
+                               not_eligible, path_name, quality_loss, read_timings, within_bound,
+                               write_timings)
 from vdsr_tf.tiling import receptive_radius
 
 BACKENDS = ("keras", "litert")
@@ -331,11 +332,12 @@ def resolve_auto(weights=None, model=None, backend=None, threads=None):
     Returns:
         ``(path name, reason)``, e.g. ``("litert-int8", "the fastest ...")``.
     """
+    def exact(why):
+        return path_name(backend or default_backend(weights, model, "fp32"), "fp32"), why
+
     if weights is not None or model is not None:
-        engine = backend or default_backend(weights, model, "fp32")
-        return path_name(engine, "fp32"), (
-            "weights other than the bundled ones run exact (fp32): their bf16 and int8 quality "
-            "costs were never measured")
+        return exact("weights other than the bundled ones run exact (fp32): their bf16 and "
+                     "int8 quality costs were never measured")
     info = bundled.bundled_weights_info() or {}
     costs = info.get("set5_psnr_change") or {}
     if (backend in (None, "keras") and gpu_visible() and _has("keras")
@@ -347,10 +349,9 @@ def resolve_auto(weights=None, model=None, backend=None, threads=None):
     candidates = bundled_candidates(backend)
     kept, refused = within_bound(candidates, costs)
     if not kept:  # nothing runs here: the exact path's loader says why
-        engine = backend or default_backend(precision="fp32")
-        return path_name(engine, "fp32"), "no path for the bundled weights is installed"
+        return exact("no path for the bundled weights is installed")
     if len(kept) == 1:
-        return kept[0], ("the one path available here" + _not_eligible(refused))
+        return kept[0], "the one path available here" + not_eligible(refused)
     key = cache_key(kept, threads or default_threads(), info.get("sha256"), _versions(kept))
     timings, source = read_timings(key), None
     if timings is None:
@@ -359,16 +360,10 @@ def resolve_auto(weights=None, model=None, backend=None, threads=None):
             if timings is None:
                 timings, source = _time_paths(kept, threads, key, refused)
     if timings is None:
-        engine = backend or default_backend(precision="fp32")
-        return path_name(engine, "fp32"), "every other path failed here" + _not_eligible(refused)
+        return exact("every other path failed here" + not_eligible(refused))
     name, reason = choose(timings, costs)
     source = source or f"measured earlier, cached in {cache_file(key)}"
-    return name, f"{reason}{_not_eligible(refused)} ({source})"
-
-
-def _not_eligible(refused):
-    return ("; not eligible: " + ", ".join(f"{n} ({w})" for n, w in refused.items())
-            if refused else "")
+    return name, f"{reason}{not_eligible(refused)} ({source})"
 
 
 def _time_paths(names, threads, key, refused):

@@ -107,6 +107,12 @@ def within_bound(names, costs, bound=QUALITY_BOUND_DB):
     return kept, refused
 
 
+def not_eligible(refused):
+    """``"; not eligible: a (why), b (why)"`` for ``{name: why}``, or ``""``."""
+    return ("; not eligible: " + ", ".join(f"{n} ({why})" for n, why in refused.items())
+            if refused else "")
+
+
 def choose(timings, costs, bound=QUALITY_BOUND_DB):
     """The fastest path within the quality bound.
 
@@ -131,9 +137,8 @@ def choose(timings, costs, bound=QUALITY_BOUND_DB):
     reason = (f"the fastest on this machine within {bound} dB of fp32 on Set5: "
               f"{timings[best] * 1e3:.0f} ms on a {PROBE_SIDE}x{PROBE_SIDE} plane"
               + (f" (against {others})" if others else "")
-              + ("; exact" if PATHS[best][1] == "fp32" else f"; loses {loss:.3f} dB at worst"))
-    if refused:
-        reason += "; not eligible: " + ", ".join(f"{n} ({why})" for n, why in refused.items())
+              + ("; exact" if PATHS[best][1] == "fp32" else f"; loses {loss:.3f} dB at worst")
+              + not_eligible(refused))
     return best, reason
 
 
