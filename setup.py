@@ -8,7 +8,7 @@ Two distributions are built from this repository:
 * ``VDSR_TF_DIST=lite pip install .`` (``vdsr-tf-lite``): ``vdsr-upscale``
   on LiteRT with the bundled ``.tflite`` model, for devices and edge boxes:
   numpy, Pillow, absl-py and ai-edge-litert; no TensorFlow, no Keras. It
-  holds only the modules that path imports, and installs the same
+  holds only the rooms that path imports, and installs the same
   ``vdsr_tf`` package name, so use one distribution per environment.
 
 The version bounds are the ones CI tests (BUILD.md, "Install").
@@ -16,7 +16,7 @@ The version bounds are the ones CI tests (BUILD.md, "Install").
 
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 VERSION = "0.1.0"
@@ -24,18 +24,16 @@ LITE = os.environ.get("VDSR_TF_DIST", "full") == "lite"
 if os.environ.get("VDSR_TF_DIST", "full") not in ("full", "lite"):
     raise SystemExit("VDSR_TF_DIST must be 'full' or 'lite'")
 
-# What `vdsr-upscale --backend=tflite` imports, and nothing else.
-LITE_MODULES = {
-    "vdsr_tf": {"__init__", "bundled", "dihedral", "files", "imageio", "imresize", "litert",
-                "engines", "precision", "processing", "tiling", "upscaler"},
-    "vdsr_tf.cli": {"__init__", "batch", "upscale"},
-}
-SAMPLES = ["weights/samples/*/*.png", "weights/samples/*/*/*.png"]
+# What `vdsr-upscale --backend=litert` imports: the rooms below inference and
+# the commands (BUILD.md, "Layout"); models, data, training, evaluation and
+# export need TensorFlow or Keras and stay out.
+LITE_ROOMS = ["ops", "io", "inference", "cli"]
+SAMPLES = ["samples/*/*.png", "samples/*/*/*.png"]
 
 
 class BuildPy(build_py):
-    """The lite distribution copies only ``LITE_MODULES`` (into a clean build
-    folder: an earlier full build must not leak modules into it)."""
+    """The lite distribution builds into a clean folder: an earlier full build
+    must not leak the other rooms into it."""
 
     def run(self):
         if LITE:
@@ -44,15 +42,9 @@ class BuildPy(build_py):
             shutil.rmtree(os.path.join(self.build_lib, "vdsr_tf"), ignore_errors=True)
         super().run()
 
-    def find_package_modules(self, package, package_dir):
-        modules = super().find_package_modules(package, package_dir)
-        if not LITE:
-            return modules
-        return [m for m in modules if m[1] in LITE_MODULES.get(package, ())]
-
 
 if LITE:
-    NAME, PACKAGES = "vdsr-tf-lite", list(LITE_MODULES)
+    NAME, PACKAGES = "vdsr-tf-lite", ["vdsr_tf"] + [f"vdsr_tf.{room}" for room in LITE_ROOMS]
     PACKAGE_DATA = {"vdsr_tf": ["weights/*.tflite", "weights/*.json"] + SAMPLES}
     INSTALL_REQUIRES = ["numpy", "pillow", "absl-py", "ai-edge-litert>=2.3"]
     EXTRAS = {}
@@ -60,7 +52,7 @@ if LITE:
     SUMMARY = "VDSR super-resolution on LiteRT, without TensorFlow or Keras"
 else:
     NAME = "vdsr-tf"
-    PACKAGES = ["vdsr_tf", "vdsr_tf.cli", "vdsr_tf.export"]
+    PACKAGES = find_packages(include=["vdsr_tf", "vdsr_tf.*"])
     PACKAGE_DATA = {"vdsr_tf": ["weights/*.h5", "weights/*.json", "weights/*.tflite"] + SAMPLES}
     INSTALL_REQUIRES = [
         # CI tests exactly these minor versions (the oldest and newest claimed are the same).
@@ -82,7 +74,7 @@ else:
         "litert": ["ai-edge-litert>=2.3"],
         "serving": [],  # kept for old install lines: tensorflow-serving-api is a dependency
         "test": ["pytest", "jax[cpu]", "ai-edge-litert>=2.3", "nbclient", "nbformat",
-                 "ipykernel", "matplotlib"] + BEAM,
+                 "ipykernel", "matplotlib", "ruff==0.17.6"] + BEAM,
     }
     SCRIPTS = [
         "vdsr-train=vdsr_tf.cli.train:run",

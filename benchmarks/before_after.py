@@ -23,11 +23,10 @@ flags.DEFINE_integer("crop", 120, "Centre crop side (HR pixels).")
 
 def main(argv):
     del argv
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.evaluate import benchmark_pairs, comparison_strip
-    from vdsr_tf.imageio import save_array
-    from vdsr_tf.metrics import psnr
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.evaluation.benchmark import benchmark_pairs, comparison_strip
+    from vdsr_tf.evaluation.metrics import psnr
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.images import sample_images_dir, save_array
 
     pairs = {name: (lr, hr) for name, lr, hr in benchmark_pairs(sample_images_dir(), 2)}
     lr, hr = pairs["butterfly.png"]

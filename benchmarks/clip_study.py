@@ -11,7 +11,7 @@ changes one thing. The learning rate stays at 0.1: the runs are the first
 steps of the paper's schedule, whose first drop comes after a quarter of the
 run. Each arm runs ``--seeds`` times; seed s fixes the initial weights and
 the training stream (``--steps`` batches of 41 x 41 patches from T91, drawn
-by ``vdsr_tf.data.PatchSampler``), the same for every arm. Every
+by ``vdsr_tf.data.degradation.PatchSampler``), the same for every arm. Every
 ``--eval_every`` steps the script records:
 
 - the PSNR of the network's output on a fixed batch of 256 held-out BSD200
@@ -38,7 +38,6 @@ import sys
 import time
 
 from absl import app, flags, logging
-
 from seed_stats import fmt, stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,9 +114,10 @@ def _sample(planes_dir, seed, count, batch_size):
     """``count`` batches of (x, y) float32 from ``PatchSampler`` (the paper's sampling)."""
     import numpy as np
 
-    from vdsr_tf import config as C, data as D
+    from vdsr_tf import config as C
+    from vdsr_tf.data import degradation
 
-    batches = D.PatchSampler(D.load_y_planes([planes_dir]), C.DataConfig(batch_size=batch_size),
+    batches = degradation.PatchSampler(degradation.load_y_planes([planes_dir]), C.DataConfig(batch_size=batch_size),
                              seed=seed).batches()
     xs, ys = zip(*(next(batches) for _ in range(count)))
     return np.concatenate(xs), np.concatenate(ys)
@@ -126,7 +126,7 @@ def _sample(planes_dir, seed, count, batch_size):
 def _cached(path, make):
     import numpy as np
 
-    from vdsr_tf.files import atomic_write
+    from vdsr_tf.io.atomic import atomic_write
 
     if not os.path.exists(path):
         x, y = make()
@@ -149,9 +149,9 @@ def build(arm, seed):
     """The compiled model of an arm (the seed fixes the initial weights)."""
     import keras
 
-    from vdsr_tf.losses import PatchSumMSE
-    from vdsr_tf.model import build_vdsr
-    from vdsr_tf.train import VDSRSchedule
+    from vdsr_tf.models.losses import PatchSumMSE
+    from vdsr_tf.models.vdsr import build_vdsr
+    from vdsr_tf.training.schedule import VDSRSchedule
 
     keras.utils.set_random_seed(seed)
     init = ("he_normal" if arm["init"] == "he_normal"
@@ -271,7 +271,7 @@ def main(argv):
     import keras
 
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    from vdsr_tf.files import atomic_write_text
+    from vdsr_tf.io.atomic import atomic_write_text
 
     out = FLAGS.output_dir
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
@@ -290,7 +290,7 @@ def main(argv):
             if not os.path.exists(path):
                 if train is None:
                     train = _cached(os.path.join(out, f"train-{tag}-s{seed}.npz"),
-                                    lambda: _sample(FLAGS.train_dir, seed, FLAGS.steps,
+                                    lambda seed=seed: _sample(FLAGS.train_dir, seed, FLAGS.steps,
                                                     FLAGS.batch_size))
                 logging.info("arm %d (%s), seed %d", n, label, seed)
                 result = run({**BASE, **changes}, seed, train, held)

@@ -39,7 +39,6 @@ import tempfile
 import time
 
 from absl import app, flags
-
 from timing import median_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +82,7 @@ def machine():
     """CPU model, vector extensions and the fp32 matmul peak."""
     import numpy as np
 
-    from vdsr_tf.precision import cpu_info
+    from vdsr_tf.inference.precision import cpu_info
 
     model, flags_seen = cpu_info()
     # The best of several products: on a shared VM a single timing can
@@ -100,7 +99,7 @@ def reference(repeats):
     """The PyTorch forward pass on the 512 x 512 plane (seconds)."""
     import torch
 
-    from vdsr_tf.precision import default_threads
+    from vdsr_tf.inference.precision import default_threads
 
     torch.set_num_threads(default_threads())
     convs = [torch.nn.Conv2d(1, 64, 3, padding=1)]
@@ -132,7 +131,7 @@ def path_case(kwargs, repeats, four_k, set5):
     """One path: bare pass, all-in 256 RGB x2, optional 4K and Set5 PSNR."""
     import numpy as np
 
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     start = time.perf_counter()
     up = Upscaler(**kwargs)
@@ -149,7 +148,7 @@ def path_case(kwargs, repeats, four_k, set5):
         up.upscale_array(big, scale=2)
         result["4k_seconds"] = time.perf_counter() - start
     if set5:
-        from vdsr_tf.evaluate import evaluate_set
+        from vdsr_tf.evaluation.benchmark import evaluate_set
 
         result["set5"] = {f"x{s}": round(evaluate_set(up, set5, s)["psnr"], 4) for s in (2, 3, 4)}
     return result
@@ -163,8 +162,8 @@ def threads_case(engine, threads, repeats):
     if engine == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
-        from vdsr_tf.bundled import bundled_tflite_path
-        from vdsr_tf.litert import LiteRTPredictor
+        from vdsr_tf.inference.litert import LiteRTPredictor
+        from vdsr_tf.io.bundled import bundled_tflite_path
 
         if threads is None:  # LiteRT's own default: the interpreter without num_threads
             interpreter = Interpreter(model_path=bundled_tflite_path())
@@ -178,7 +177,7 @@ def threads_case(engine, threads, repeats):
             forward = LiteRTPredictor(bundled_tflite_path(),
                                       num_threads=None if threads == "mask" else threads)
     else:
-        from vdsr_tf.engines import keras_network, set_keras_threads
+        from vdsr_tf.inference.engines import keras_network, set_keras_threads
 
         set_keras_threads(threads)
         forward = keras_network()[1]
@@ -190,8 +189,9 @@ def breakdown(repeats):
     import numpy as np
     from PIL import Image
 
-    from vdsr_tf import imageio, processing
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io import images as imageio
+    from vdsr_tf.ops import pipeline as processing
 
     parts = {}
 
@@ -282,7 +282,7 @@ def main(argv):
     repeats = 1 if FLAGS.quick else 3
     four_k = not (FLAGS.quick or FLAGS.no_4k)
     set5 = None if FLAGS.quick or not os.path.isdir(FLAGS.set5) else FLAGS.set5
-    from vdsr_tf.precision import cpu_has_bf16, cpu_info
+    from vdsr_tf.inference.precision import cpu_has_bf16, cpu_info
 
     results = {"machine": run_child({"kind": "machine", "repeats": repeats}),
                "reference": run_child({"kind": "reference", "repeats": repeats}),

@@ -30,7 +30,6 @@ import sys
 import time
 
 from absl import app, flags
-
 from timing import median_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +52,8 @@ def _network(precision):
     """The bundled weights in a network built under ``precision``'s policy."""
     import keras
 
-    from vdsr_tf.model import build_vdsr, load_pretrained
+    from vdsr_tf.models.loading import load_pretrained
+    from vdsr_tf.models.vdsr import build_vdsr
 
     trained = load_pretrained()
     previous = keras.mixed_precision.global_policy()
@@ -99,7 +99,7 @@ def upscale_latency(width, height, tile, repeats):
     """Median seconds of ``Upscaler(backend="keras").upscale_array`` at x2."""
     import numpy as np
 
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     up = Upscaler(tile=tile, backend="keras")
     rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -113,8 +113,8 @@ def main(argv):
 
     if keras.backend.backend() != "jax":
         raise app.UsageError("run with KERAS_BACKEND=jax")
-    from vdsr_tf.model import flops_per_pixel
-    from vdsr_tf.upscaler import DEFAULT_TILE
+    from vdsr_tf.models.vdsr import flops_per_pixel
+    from vdsr_tf.ops.tiling import DEFAULT_TILE
 
     size, repeats, warmup = FLAGS.size, FLAGS.repeats, FLAGS.warmup
     width, height = (int(v) for v in FLAGS.image)
@@ -147,7 +147,7 @@ def main(argv):
         result["upscale"][str(tile)] = {"s": seconds}
         print(f"| Keras on JAX | {tile or 'whole image'} | {seconds:.3f} |", flush=True)
     if FLAGS.json:
-        from vdsr_tf.files import atomic_write_text
+        from vdsr_tf.io.atomic import atomic_write_text
 
         atomic_write_text(FLAGS.json, json.dumps(result, indent=2))
 

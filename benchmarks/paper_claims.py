@@ -5,7 +5,7 @@
         [--steps=500 --epochs=5 --batch_size=32] [--data=train_y.npz] [--bench=bench_y.npz]
         [--dry_run]
 
-Each claim compares arms (configs) trained with ``vdsr_tf.train.train`` (``fit``
+Each claim compares arms (configs) trained with ``vdsr_tf.training.trainer.train`` (``fit``
 on TensorFlow, the fast engine on JAX), ``--seeds`` runs per arm, each scored
 on Set5's Y planes (MATLAB LR) at x2/x3/x4 after every epoch:
 
@@ -41,7 +41,6 @@ import sys
 import time
 
 from absl import app, flags, logging
-
 from seed_stats import compare, fmt, stats, within
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,13 +132,13 @@ class _Scores:
     def __init__(self, bench, set_name):
         import numpy as np
 
-        from vdsr_tf.evaluate import packed_pairs
+        from vdsr_tf.evaluation.benchmark import packed_pairs
 
         with np.load(bench) as packed:
             self.pairs = {s: list(packed_pairs(packed, set_name, s)) for s in SCALES}
 
     def __call__(self, upscaler):
-        from vdsr_tf.evaluate import evaluate_pairs
+        from vdsr_tf.evaluation.benchmark import evaluate_pairs
 
         return {s: evaluate_pairs(upscaler, self.pairs[s], s)["psnr"] for s in SCALES}
 
@@ -147,7 +146,7 @@ class _Scores:
 def _score_callback(scores, curve):
     import keras
 
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     class ScoreEachEpoch(keras.callbacks.Callback):
         upscaler = None
@@ -172,8 +171,8 @@ def _run(cfg, sources, run_dir, scores):
     import keras
 
     from vdsr_tf import config as C
-    from vdsr_tf.files import atomic_write_text
-    from vdsr_tf.train import train
+    from vdsr_tf.io.atomic import atomic_write_text
+    from vdsr_tf.training.trainer import train
 
     path = os.path.join(run_dir, "result.json")
     if os.path.exists(path):
@@ -281,8 +280,8 @@ def _table(claim, arms, runs, bicubic):
 
 
 def _default_bench(out):
-    from vdsr_tf.evaluate import pack_benchmark_y
-    from vdsr_tf.imageio import sample_images_dir
+    from vdsr_tf.evaluation.benchmark import pack_benchmark_y
+    from vdsr_tf.io.images import sample_images_dir
 
     path = os.path.join(out, "bench_y.npz")
     if not os.path.exists(path):
@@ -303,9 +302,9 @@ def main(argv):
     import keras
 
     from vdsr_tf import config as C
-    from vdsr_tf.files import atomic_write_text
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.atomic import atomic_write_text
+    from vdsr_tf.io.images import sample_images_dir
 
     out = FLAGS.output_dir
     os.makedirs(out, exist_ok=True)

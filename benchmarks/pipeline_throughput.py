@@ -34,7 +34,8 @@ def _rate(batches, n, batch_size):
 def main(argv):
     del argv
     from vdsr_tf.config import DataConfig
-    from vdsr_tf.data import PatchSampler, load_y_planes, make_dataset
+    from vdsr_tf.data.degradation import PatchSampler, load_y_planes
+    from vdsr_tf.data.pipeline import make_dataset
 
     cfg = DataConfig(batch_size=FLAGS.batch_size, patch_size=FLAGS.patch_size)
     rows = []

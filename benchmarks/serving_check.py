@@ -54,9 +54,9 @@ def main(argv):
     from PIL import Image
 
     from vdsr_tf.export.saved_model import export_saved_model
-    from vdsr_tf.imageio import list_images, read_image
-    from vdsr_tf.model import load_pretrained
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.images import list_images, read_image
+    from vdsr_tf.models.loading import load_pretrained
 
     model = load_pretrained(FLAGS.weights)
     folder = export_saved_model(model, tempfile.mkdtemp(), overwrite=True)

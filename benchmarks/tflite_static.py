@@ -11,7 +11,7 @@ same S-pixel patches), then prints:
   pass and of a 512 x 512 plane through ``LiteRTPredictor`` (the static model
   tiles it with overlapping S x S windows), LiteRT with ``--threads`` threads;
 * on the benchmark set's LR files whose upscaled size is at least S (x2, x3,
-  x4), through the ``Upscaler`` as ``vdsr-upscale --backend=tflite`` runs
+  x4), through the ``Upscaler`` as ``vdsr-upscale --backend=litert`` runs
   it: how many output values differ between static and dynamic, and by how
   much;
 * on the files smaller than S, the approximation used when no
@@ -28,7 +28,6 @@ import tempfile
 import time
 
 from absl import app, flags
-
 from timing import median_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,13 +49,13 @@ def main(argv):
     del argv
     import numpy as np
 
-    from vdsr_tf.data import load_y_planes
-    from vdsr_tf.evaluate import benchmark_pairs
+    from vdsr_tf.data.degradation import load_y_planes
+    from vdsr_tf.evaluation.benchmark import benchmark_pairs
+    from vdsr_tf.evaluation.metrics import psnr
     from vdsr_tf.export.tflite import export_tflite
-    from vdsr_tf.litert import LiteRTPredictor
-    from vdsr_tf.metrics import psnr
-    from vdsr_tf.model import load_pretrained
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.litert import LiteRTPredictor
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.models.loading import load_pretrained
 
     size = FLAGS.size
     model = load_pretrained(FLAGS.weights)

@@ -10,7 +10,7 @@ temporary folder and prints one markdown table:
 * latency of one forward pass on a (1, S, S, 1) input, median of ``--runs``
   after one warm-up, LiteRT with ``--threads`` threads (Keras: TensorFlow's
   own thread pool), both through ``Upscaler.predict_y`` with no tiling;
-* Set5 PSNR at x2 / x3 / x4 (``vdsr_tf.evaluate.evaluate_set``);
+* Set5 PSNR at x2 / x3 / x4 (``vdsr_tf.evaluation.benchmark.evaluate_set``);
 * max and mean abs(SR Y - Keras SR Y) (Y in [0, 1]) on the bundled bird at x2
   (the network's output before uint8 rounding; 1/255 = 0.0039).
 
@@ -63,9 +63,9 @@ def reference_plane():
     """float32 (H, W) bicubic-x2 Y in [0, 1] of the bundled bird image."""
     import numpy as np
 
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.imageio import read_image
-    from vdsr_tf.imresize import imresize, rgb2ycbcr
+    from vdsr_tf.io.images import read_image, sample_images_dir
+    from vdsr_tf.ops.colour import rgb2ycbcr
+    from vdsr_tf.ops.imresize import imresize
 
     lr = read_image(os.path.join(sample_images_dir(), "LR_bicubic", "X2", "bird.png"), alpha=False)
     y = rgb2ycbcr(lr.astype(np.float32) / np.float32(255))[..., 0]
@@ -76,7 +76,7 @@ def measure(upscaler, size_mb, sizes, scales, set_dir, runs, reference):
     """One table row's numbers; ``reference`` = (Y plane, Keras SR of it)."""
     import numpy as np
 
-    from vdsr_tf.evaluate import evaluate_set
+    from vdsr_tf.evaluation.benchmark import evaluate_set
 
     delta = np.abs(upscaler.predict_y(reference[0]) - reference[1])
     row = {"MB": size_mb, "max": float(delta.max()), "mean": float(delta.mean())}
@@ -89,12 +89,13 @@ def measure(upscaler, size_mb, sizes, scales, set_dir, runs, reference):
 
 def main(argv):
     del argv
-    from vdsr_tf.data import load_y_planes
-    from vdsr_tf.imageio import sample_images_dir
+    from vdsr_tf.data.degradation import load_y_planes
     from vdsr_tf.export.tflite import QUANTIZATIONS, export_tflite
-    from vdsr_tf.litert import LiteRTPredictor
-    from vdsr_tf.model import build_vdsr, load_pretrained
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.litert import LiteRTPredictor
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.images import sample_images_dir
+    from vdsr_tf.models.loading import load_pretrained
+    from vdsr_tf.models.vdsr import build_vdsr
 
     sizes = [int(s) for s in FLAGS.sizes]
     scales = [int(s) for s in FLAGS.scales]

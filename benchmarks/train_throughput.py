@@ -50,8 +50,8 @@ def _fit_row(cfg, planes):
     import keras
     import numpy as np
 
-    from vdsr_tf.data import PatchSampler
-    from vdsr_tf.train import build_model
+    from vdsr_tf.data.degradation import PatchSampler
+    from vdsr_tf.training.trainer import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
@@ -71,15 +71,15 @@ def _fast_row(cfg, pool, k):
     import jax
     import keras
 
-    from vdsr_tf import fast
-    from vdsr_tf.train import build_model
+    from vdsr_tf.training import jax_engine
+    from vdsr_tf.training.trainer import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
-    fast.build_for_training(model, cfg.data.batch_size, pool.patch_size)
-    state, key = fast.get_state(model), jax.random.key(0)
+    jax_engine.build_for_training(model, cfg.data.batch_size, pool.patch_size)
+    state, key = jax_engine.get_state(model), jax.random.key(0)
     t0 = time.perf_counter()
-    step = fast.make_multi_step(model, pool, cfg.data.batch_size, k)
+    step = jax_engine.make_multi_step(model, pool, cfg.data.batch_size, k)
     step = step.lower(state, key, pool.arrays).compile()
     compile_s = time.perf_counter() - t0
     state, key, _ = step(state, key, pool.arrays)
@@ -102,12 +102,13 @@ def main(argv):
     unknown = set(FLAGS.engines) - {"fit", "fast"}
     if unknown or not FLAGS.engines:
         raise app.UsageError(f"--engines: unknown {sorted(unknown)}; valid: fit, fast")
-    from vdsr_tf import data, fast
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.model import flops_per_pixel
+    from vdsr_tf.data import degradation
+    from vdsr_tf.io.images import sample_images_dir
+    from vdsr_tf.models.vdsr import flops_per_pixel
+    from vdsr_tf.training import jax_engine
 
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    planes = data.load_y_planes(FLAGS.data or os.path.join(sample_images_dir(), "HR"))
+    planes = degradation.load_y_planes(FLAGS.data or os.path.join(sample_images_dir(), "HR"))
     p = FLAGS.patch_size
     flop = 3 * flops_per_pixel(FLAGS.depth, FLAGS.filters) * p * p
     device = jax.devices()[0]
@@ -118,7 +119,7 @@ def main(argv):
     rows = []
     for batch in (int(b) for b in FLAGS.batch_sizes):
         cfg = _config(batch)
-        pool = fast.DevicePool(planes, cfg.data, workers=FLAGS.pool_workers)
+        pool = jax_engine.DevicePool(planes, cfg.data, workers=FLAGS.pool_workers)
         measured = [("fit", 1) + _fit_row(cfg, planes)] if "fit" in FLAGS.engines else []
         for k in (int(v) for v in FLAGS.steps_per_call) if "fast" in FLAGS.engines else ():
             measured.append(("fast", k) + _fast_row(cfg, pool, k))
@@ -130,7 +131,7 @@ def main(argv):
             print(f"| {engine} | {batch} | {k if engine == 'fast' else '-'} | {rate:,.1f} | "
                   f"{row['eq41_per_s']:,.1f} | {row['tflops']:.3f} | {setup:.1f} |", flush=True)
     if FLAGS.json:
-        from vdsr_tf.files import atomic_write_text
+        from vdsr_tf.io.atomic import atomic_write_text
 
         atomic_write_text(FLAGS.json, json.dumps({
             "device": str(getattr(device, "device_kind", device)),

@@ -34,8 +34,8 @@ flags.DEFINE_string("_child", None, "Internal: run one case and print JSON.")
 def child(case, tile, ensemble):
     import numpy as np
 
-    from vdsr_tf.model import build_vdsr, flops_per_pixel
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.models.vdsr import build_vdsr, flops_per_pixel
 
     size, scale = case.split(":")
     w, h = (int(v) for v in size.split("x"))

@@ -29,7 +29,6 @@ import sys
 
 import numpy as np
 from absl import app, flags
-
 from timing import median_seconds
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -15,7 +15,7 @@ if os.environ.get("KERAS_BACKEND") == "jax":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vdsr_tf.model import build_vdsr  # noqa: E402
+from vdsr_tf.models.vdsr import build_vdsr  # noqa: E402
 
 
 def max_change(theta, lr, clip=True, schedule=None, mode="value"):

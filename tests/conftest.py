@@ -39,7 +39,7 @@ def tiny_weights(tmp_path_factory) -> str:
     ``vdsr-train`` would write beside it (so ``load_pretrained`` finds the
     architecture). Untrained: for tests of plumbing, not of quality."""
     from vdsr_tf import config as C
-    from vdsr_tf.model import build_vdsr
+    from vdsr_tf.models.vdsr import build_vdsr
 
     folder = tmp_path_factory.mktemp("tiny_weights")
     cfg = C.override(C.get_preset("paper"), **{"model.depth": 3, "model.filters": 8})

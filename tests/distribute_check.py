@@ -22,8 +22,8 @@ else:
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vdsr_tf.train import distribution_scope  # noqa: E402
-from vdsr_tf.model import build_vdsr  # noqa: E402
+from vdsr_tf.models.vdsr import build_vdsr  # noqa: E402
+from vdsr_tf.training.trainer import distribution_scope  # noqa: E402
 
 rng = np.random.default_rng(0)
 x = rng.random((8, 12, 12, 1)).astype("float32")

@@ -21,8 +21,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vdsr_tf import config as C  # noqa: E402
-from vdsr_tf import data, dihedral, fast, imageio  # noqa: E402
-from vdsr_tf.train import build_model, train  # noqa: E402
+from vdsr_tf.data import degradation  # noqa: E402
+from vdsr_tf.inference import jax_forward
+from vdsr_tf.io import images as imageio
+from vdsr_tf.ops import dihedral
+from vdsr_tf.training import jax_engine
+from vdsr_tf.training.trainer import build_model, train  # noqa: E402
 
 HR = os.path.join(imageio.sample_images_dir(), "HR")
 
@@ -46,21 +50,21 @@ def equivalence(optimizer, clip_mode="value"):
         # weights measurably (at the default 1e-4 they move < 1e-3 in all).
         updates["model.clip_theta"] = 0.01
     cfg = tiny(**updates)
-    pool = fast.DevicePool(data.load_y_planes(HR), cfg.data, workers=1)
+    pool = jax_engine.DevicePool(degradation.load_y_planes(HR), cfg.data, workers=1)
     b, n = cfg.data.batch_size, 3
     keras.utils.set_random_seed(0)
     fast_model = build_model(cfg)
     initial = [np.array(w) for w in fast_model.get_weights()]
-    fast.build_for_training(fast_model, b, pool.patch_size)
+    jax_engine.build_for_training(fast_model, b, pool.patch_size)
     traces = []
-    step_fn = fast.make_multi_step(fast_model, pool, b, n, on_trace=lambda: traces.append(1))
+    step_fn = jax_engine.make_multi_step(fast_model, pool, b, n, on_trace=lambda: traces.append(1))
     key = jax.random.key(7)
-    state = fast.get_state(fast_model)
+    state = jax_engine.get_state(fast_model)
     fractions = []
     for _ in range(2):  # two calls of the same shape: one trace
         state, key, logs = step_fn(state, key, pool.arrays)
         fractions.append(float(logs["clip_fraction"]))
-    fast.set_state(fast_model, state)
+    jax_engine.set_state(fast_model, state)
     # The same batches, drawn with the same keys, through Keras's own
     # train_on_batch (which calls the same train_step one step at a time).
     keras.utils.set_random_seed(0)
@@ -117,7 +121,7 @@ def resume(out):
               extra_callbacks=[_CrashAfter(2, crashed)])
     except _Crash:
         pass
-    from vdsr_tf.checkpoint import read_state
+    from vdsr_tf.io.checkpoint import read_state
 
     meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
     model, history = train(cfg, HR, out, engine="fast", steps_per_call=2, verbose=0,
@@ -134,10 +138,10 @@ def resume(out):
 
 def pool_check():
     """Every device batch is a crop of a degraded image, flipped/rotated alike in x and y."""
-    plane = data.load_y_planes(HR)[0][:40, :44]
+    plane = degradation.load_y_planes(HR)[0][:40, :44]
     cfg = C.DataConfig(patch_size=16, scales=(3,), downsize=(1.0,))
-    pool = fast.DevicePool([plane], cfg, workers=1)
-    x_full, y_full = data.degraded_pair(plane, 1.0, 3, 16)
+    pool = jax_engine.DevicePool([plane], cfg, workers=1)
+    x_full, y_full = degradation.degraded_pair(plane, 1.0, 3, 16)
     xs, ys = pool.sample(pool.arrays, jax.random.key(3), 24)
     xs, ys = np.asarray(xs)[..., 0], np.asarray(ys)[..., 0]
     found, ks = 0, set()
@@ -164,11 +168,11 @@ def pool_check():
 
 
 def forward_check():
-    from vdsr_tf.model import build_vdsr
+    from vdsr_tf.models.vdsr import build_vdsr
 
     keras.utils.set_random_seed(1)
     model = build_vdsr(depth=4, filters=8)
-    forward = fast.jax_forward(model, multiple=32)
+    forward = jax_forward.jax_forward(model, multiple=32)
     rng = np.random.default_rng(0)
     diffs = []
     for h, w in ((37, 50), (60, 33), (64, 64)):

@@ -15,25 +15,28 @@ sys.modules["tensorflow"] = None  # any TF import now raises ImportError
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vdsr_tf import config, data, imageio, train  # noqa: E402
-from vdsr_tf.evaluate import evaluate_set  # noqa: E402
-from vdsr_tf.upscaler import Upscaler  # noqa: E402
+from vdsr_tf import config  # noqa: E402
+from vdsr_tf.data import degradation
+from vdsr_tf.evaluation.benchmark import evaluate_set  # noqa: E402
+from vdsr_tf.inference.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.io import images as imageio
+from vdsr_tf.training import trainer
 
 if __name__ == "__main__":
     cfg = config.override(config.get_preset("paper"), **{
         "model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 8,
         "data.shuffle_buffer": 32, "optim.optimizer": "adam", "optim.learning_rate": 1e-3,
         "optim.schedule": "constant", "optim.warmup_fraction": 0.0, "steps": 60})
-    planes = data.load_y_planes(os.path.join(imageio.sample_images_dir(), "HR"))
-    held = next(data.PatchSampler(planes, cfg.data, seed=99).batches())
+    planes = degradation.load_y_planes(os.path.join(imageio.sample_images_dir(), "HR"))
+    held = next(degradation.PatchSampler(planes, cfg.data, seed=99).batches())
     keras.utils.set_random_seed(0)
-    model = train.build_model(cfg)
+    model = trainer.build_model(cfg)
 
     def mse():
         return float(np.mean((np.asarray(model(held[0])) - held[1]) ** 2))
 
     before = mse()
-    history = model.fit(data.PatchSampler(planes, cfg.data, seed=0).batches(),
+    history = model.fit(degradation.PatchSampler(planes, cfg.data, seed=0).batches(),
                         steps_per_epoch=60, epochs=1, verbose=0)
     # Evaluation runs TF-free too (the GPU machine scores its own runs).
     tiled = Upscaler(model=model, tile=48).predict_y(held[0][0, :, :, 0])

@@ -14,9 +14,9 @@ if os.environ.get("KERAS_BACKEND") != "jax":
 sys.modules["tensorflow"] = None  # any TF import now raises ImportError
 
 from vdsr_tf import config  # noqa: E402
-from vdsr_tf.imageio import sample_images_dir  # noqa: E402
-from vdsr_tf.checkpoint import read_state  # noqa: E402
-from vdsr_tf.train import train  # noqa: E402
+from vdsr_tf.io.checkpoint import read_state  # noqa: E402
+from vdsr_tf.io.images import sample_images_dir  # noqa: E402
+from vdsr_tf.training.trainer import train  # noqa: E402
 
 pack, out = sys.argv[1:3]
 cfg = config.override(config.get_preset("paper"), **{

@@ -16,10 +16,10 @@ beam = pytest.importorskip("apache_beam", reason="needs the beam extra (apache-b
 from apache_beam.ml.inference.base import RunInference  # noqa: E402
 from apache_beam.testing.util import assert_that  # noqa: E402
 
-from vdsr_tf import beam as vbeam  # noqa: E402
 from vdsr_tf.cli import batch  # noqa: E402
-from vdsr_tf.imageio import sample_images_dir  # noqa: E402
-from vdsr_tf.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.inference import beam as vbeam  # noqa: E402
+from vdsr_tf.inference.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.io.images import sample_images_dir  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR = os.path.join(sample_images_dir(), "LR_bicubic", "X4")
@@ -56,6 +56,7 @@ def _tree(folder):
                   for r, _, names in os.walk(folder) for n in names)
 
 
+@pytest.mark.slow(reason="runs a Beam pipeline twice")
 def test_pipeline_matches_vdsr_upscale_and_reruns_do_nothing(tmp_path, tiny_weights, capsys):
     src, good, bad = _mixed_folder(tmp_path)
     out = tmp_path / "out"
@@ -147,6 +148,7 @@ def test_handler_failures_go_to_the_dead_letter_output(tiny_weights):
         assert_that(bad.failed_inferences, reasons)
 
 
+@pytest.mark.slow(reason="one vdsr-upscale-beam subprocess per case")
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         vbeam.UpscaleModelHandler(scale=0.5)
@@ -176,8 +178,8 @@ def test_destinations_keep_paths_under_the_pattern():
 def test_handler_runs_litert_models(tmp_path):
     """tflite_model: the bundled LiteRT model, behind a lock (Beam shares one model
     among a worker's threads; a LiteRT interpreter is not thread-safe)."""
-    from vdsr_tf.bundled import bundled_tflite_path
-    from vdsr_tf.litert import LiteRTPredictor
+    from vdsr_tf.inference.litert import LiteRTPredictor
+    from vdsr_tf.io.bundled import bundled_tflite_path
 
     image = np.asarray(Image.open(os.path.join(LR, "bird.png")))[:24, :20]
     expected = Upscaler(predictor=LiteRTPredictor(bundled_tflite_path())).upscale(image, scale=2)

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from vdsr_tf import checkpoint
-from vdsr_tf.model import build_vdsr
+from vdsr_tf.io import checkpoint
+from vdsr_tf.models.vdsr import build_vdsr
 
 
 def test_state_round_trip_with_and_without_optimizer(tmp_path):

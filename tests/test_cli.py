@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from vdsr_tf import imageio
+from vdsr_tf.io import images as imageio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = imageio.sample_images_dir()
@@ -30,6 +30,7 @@ def test_train_print_config_applies_flags_and_set():
     assert cfg["optim"]["warmup_fraction"] == 0.1
 
 
+@pytest.mark.slow(reason="one vdsr-train subprocess per case")
 @pytest.mark.parametrize("args,message", [
     (["--set=optim.lr=1", "--print_config"], "valid keys"),
     (["--preset=nope", "--print_config"], "valid presets"),
@@ -44,6 +45,7 @@ def test_train_bad_arguments_give_clear_errors(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow(reason="trains, then scores, in subprocesses")
 def test_train_then_eval_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("train", f"--data={SAMPLES}/HR", f"--output_dir={out}", "--preset=modern",
@@ -54,7 +56,7 @@ def test_train_then_eval_end_to_end(tmp_path):
     weights = out / "vdsr.weights.h5"
     assert weights.exists()
     js = tmp_path / "r.json"
-    proc = run_cli("eval", f"--data_dir={os.path.dirname(SAMPLES)}", "--sets=samples",
+    proc = run_cli("eval", f"--benchmark_dir={os.path.dirname(SAMPLES)}", "--sets=samples",
                    "--scales=2,4", f"--weights={weights}", f"--json={js}",
                    f"--compare_dir={tmp_path / 'cmp'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -69,12 +71,14 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert "bicubic PSNR/SSIM" in proc.stdout and "VDSR PSNR/SSIM" in proc.stdout
 
 
+@pytest.mark.slow(reason="scores the samples in a subprocess")
 def test_eval_demo_runs_without_arguments():
     proc = run_cli("eval", "--demo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "samples" in proc.stdout
 
 
+@pytest.mark.slow(reason="one vdsr-eval subprocess per case")
 @pytest.mark.parametrize("args,message", [
     (["--data_dir=/nonexistent", "--sets=Set5"], "not found"),
     (["--demo", "--scales=1"], ">= 2"),
@@ -87,10 +91,11 @@ def test_eval_bad_arguments_give_clear_errors(args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow(reason="scores Set5 in a subprocess")
 def test_eval_bicubic_matches_the_published_anchor(datasets_dir, tmp_path):
     """Acceptance: bicubic on Set5 is 33.66 / 30.39 / 28.42 dB (+-0.02)."""
     js = tmp_path / "b.json"
-    proc = run_cli("eval", f"--data_dir={datasets_dir}", "--sets=Set5", "--weights=bicubic",
+    proc = run_cli("eval", f"--benchmark_dir={datasets_dir}", "--sets=Set5", "--weights=bicubic",
                    f"--json={js}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(js.read_text())
@@ -100,6 +105,7 @@ def test_eval_bicubic_matches_the_published_anchor(datasets_dir, tmp_path):
     assert "33.67" in proc.stdout
 
 
+@pytest.mark.slow(reason="runs README's Python snippets in a subprocess")
 def test_readme_python_snippets_run_as_written(tmp_path):
     """Every ```python block of README.md except the fit snippet (run below):
     fresh interpreter, an empty working folder, nothing but the package."""
@@ -121,6 +127,7 @@ def test_docs_refer_to_nothing_outside_the_repository():
         assert "DESIGN.md" not in text, name
 
 
+@pytest.mark.slow(reason="trains with README's fit snippet in a subprocess")
 def test_readme_fit_snippet_runs_as_written():
     text = open(os.path.join(REPO, "README.md")).read()
     block = text.split("<!-- fit-snippet -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]

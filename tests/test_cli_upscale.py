@@ -1,6 +1,7 @@
 """vdsr-upscale from the command line, as a user runs it."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf.imageio import sample_images_dir
-from vdsr_tf.evaluate import benchmark_pairs
-from vdsr_tf.metrics import psnr
+from vdsr_tf.evaluation.benchmark import benchmark_pairs
+from vdsr_tf.evaluation.metrics import psnr
+from vdsr_tf.io.images import sample_images_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sample_images_dir()
@@ -28,6 +29,7 @@ def weights(tiny_weights):
     return tiny_weights
 
 
+@pytest.mark.slow(reason="a vdsr-upscale subprocess over a batch")
 def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights, capsys):
     src = tmp_path / "in"
     shutil.copytree(os.path.join(SAMPLES, "LR_bicubic", "X2"), src)
@@ -46,7 +48,7 @@ def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights, 
     # Existing outputs are kept without --overwrite and replaced with it; --format changes
     # the extension (vdsr-upscale's batch, in-process: the flags are tested below).
     from vdsr_tf.cli import batch
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     up = Upscaler(weights)
     inputs = [str(src / "bird.png"), str(src / "butterfly.png")]
@@ -67,6 +69,7 @@ def test_single_file_size(tmp_path, weights):
     assert "-> " in proc.stdout
 
 
+@pytest.mark.slow(reason="a vdsr-upscale subprocess over a folder tree")
 def test_recursive_folder_with_animation_and_exif(tmp_path, weights):
     src = tmp_path / "photos"
     (src / "trip").mkdir(parents=True)
@@ -88,7 +91,7 @@ def test_recursive_folder_with_animation_and_exif(tmp_path, weights):
         assert jpg.getexif().get(0x0112, 1) == 1
 
 
-COMMANDS = ["upscale", "train", "eval", "export"]
+COMMANDS = ["upscale", "upscale_beam", "train", "eval", "export"]
 
 
 def _command(name, *args):
@@ -98,15 +101,20 @@ def _command(name, *args):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_lists_the_commands_own_flags(name):
-    own = {"upscale": ["--scale", "--size", "--output", "--tile", "--ensemble", "--weights"],
-           "train": ["--data", "--output_dir", "--preset", "--engine"],
-           "eval": ["--data_dir", "--sets", "--weights"],
+    # The flags defined once in vdsr_tf/cli/flags.py are listed as each command's own.
+    own = {"upscale": ["--scale", "--size", "--output", "--tile", "--ensemble", "--weights",
+                       "--max_pixels", "--precision", "--backend=keras|litert|tflite"],
+           "upscale_beam": ["--input_pattern", "--scale", "--size", "--tile", "--weights",
+                            "--precision", "--max_pixels"],
+           "train": ["--data", "--output_dir", "--preset", "--engine", "--tfds_data_dir",
+                     "--optimizer=sgd|adam|adamw"],
+           "eval": ["--benchmark_dir", "--sets", "--weights", "--precision"],
            "export": ["--format", "--output", "--quantization"]}[name]
     for flag in ("--help", "-h"):
         proc = _command(name, flag)
         assert proc.returncode == 0, proc.stderr
         assert all(f in proc.stdout for f in own), proc.stdout
-        assert f"vdsr-{name}" in proc.stdout.splitlines()[0]
+        assert f"vdsr-{name.replace('_', '-')}" in proc.stdout.splitlines()[0]
 
 
 @pytest.mark.parametrize("name,flag", [("upscale", "--scale=abc"), ("train", "--steps=many"),
@@ -168,6 +176,11 @@ def test_demo(tmp_path):
     out = tmp_path / "vdsr_demo_butterfly_x3.png"
     assert Image.open(out).size == (255, 255)
     assert str(out.name) in proc.stdout
+    # Only the command's own lines (BUILD.md, "Quiet start-up"): no native log lines.
+    assert all(_OWN_LINE.match(line) for line in proc.stderr.splitlines()), proc.stderr
+
+
+_OWN_LINE = re.compile(r"vdsr-upscale|\d+ written, \d+ failed, [\d.]+ s$")
 
 
 def _score_folder(out_dir, set_dir, scale):
@@ -186,7 +199,7 @@ def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
     command runs after parsing its flags; the flags are tested above)."""
     from vdsr_tf.cli import batch
     from vdsr_tf.cli.eval import run_eval
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     sets = [("samples", SAMPLES)]
     data = os.environ.get("VDSR_DATA_DIR", os.path.join(REPO, "..", "shared", "datasets"))
@@ -203,3 +216,30 @@ def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
         expected = run_eval(os.path.dirname(set_dir), [os.path.basename(set_dir)], [scale],
                             weights, baseline=False, out=open(os.devnull, "w"))
         assert got == pytest.approx(expected[os.path.basename(set_dir)][f"x{scale}"]["psnr"], abs=0.02)
+
+
+@pytest.mark.slow(reason="imports TensorFlow in a vdsr-upscale subprocess")
+def test_demo_prints_only_its_own_lines(tmp_path):
+    # TensorFlow's C++ start-up lines ("I0000 ... port.cc:153] oneDNN custom
+    # operations are on ...", cuInit errors where there is no GPU) are dropped
+    # unless -v is given: the Keras path imports TensorFlow here.
+    proc = run_cli("--demo", "--backend=keras", "--precision=fp32",
+                   f"--output={tmp_path / 'demo.png'}")
+    assert proc.returncode == 0, proc.stderr
+    assert all(_OWN_LINE.match(line) for line in proc.stderr.splitlines()), proc.stderr
+    assert proc.stdout.splitlines() == [f"{os.path.join(SAMPLES, 'LR_bicubic', 'X3', 'butterfly.png')}"
+                                        f" (85x85) -> {tmp_path / 'demo.png'} (255x255)"]
+
+
+def test_native_lines_are_dropped_and_the_rest_kept(capfd):
+    from vdsr_tf.io.stderr import native_lines_dropped
+
+    with native_lines_dropped():
+        os.write(2, b"I0000 00:00:1796318853.069829   16881 port.cc:153] oneDNN custom ops\n")
+        os.write(2, b"E0000 00:00:1796318861.830459   16881 cuda_platform.cc:52] failed call"
+                    b" to cuInit\n")
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"UserWarning: something the user should see\n")
+        print("our own line", file=sys.stderr)
+    assert sorted(capfd.readouterr().err.splitlines()) == [
+        "UserWarning: something the user should see", "our own line"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from vdsr_tf.clipping import clip_bound, clip_by_lr
+from vdsr_tf.models.clipping import clip_bound, clip_by_lr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THETA = 0.01
@@ -40,6 +40,7 @@ def _run_check(backend):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow(reason="trains a network in a subprocess per backend")
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_train_step_never_moves_a_weight_more_than_theta(backend):
     result = _run_check(backend)
@@ -59,6 +60,7 @@ def test_train_step_never_moves_a_weight_more_than_theta(backend):
     assert result["scheduled"][1] == pytest.approx(THETA, rel=1e-4)
 
 
+@pytest.mark.slow(reason="trains a network in a subprocess per backend")
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_norm_mode_never_moves_the_weights_further_than_theta(backend):
     # clip_mode="norm": the step's L2 norm over all weights is at most theta,

@@ -64,7 +64,7 @@ def test_out_of_range_values_raise(key, value):
 
 
 def test_clip_mode_round_trips_through_the_config_json_into_the_model():
-    from vdsr_tf.train import build_model
+    from vdsr_tf.training.trainer import build_model
 
     cfg = C.override(C.get_preset("paper"), **{"model.clip_mode": "norm", "model.depth": "3",
                                                "model.filters": "4"})

@@ -5,22 +5,24 @@ import os
 import numpy as np
 import pytest
 
-from vdsr_tf import data, dihedral, imageio
 from vdsr_tf.config import DataConfig
-from vdsr_tf.imresize import imresize
+from vdsr_tf.data import degradation, pipeline
+from vdsr_tf.io import images as imageio
+from vdsr_tf.ops import dihedral
+from vdsr_tf.ops.imresize import imresize, max_taps
 
 SAMPLES_HR = os.path.join(imageio.sample_images_dir(), "HR")
 CFG = DataConfig(patch_size=24, batch_size=8, patches_per_image=4, shuffle_buffer=16)
 
 
 def _planes():
-    return data.load_y_planes(SAMPLES_HR)
+    return degradation.load_y_planes(SAMPLES_HR)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_degrade_is_matlab_down_then_up(scale):
     hr = _planes()[0][:50, :61]
-    x, y = data.degrade(hr, scale)
+    x, y = degradation.degrade(hr, scale)
     h, w = 50 - 50 % scale, 61 - 61 % scale
     assert x.shape == y.shape == (h, w)
     assert x.dtype == y.dtype == np.float32
@@ -32,23 +34,23 @@ def test_degrade_is_matlab_down_then_up(scale):
 def test_sample_image_patches_shapes_ranges_and_seed():
     plane = _planes()[1]
     args = dict(patch_size=24, scales=(2, 3, 4), downsize=(1.0, 0.7, 0.5), augment=True, count=5)
-    x, y, s = data.sample_image_patches(plane, 7, **args)
+    x, y, s = degradation.sample_image_patches(plane, 7, **args)
     assert x.shape == y.shape == (5, 24, 24, 1)
     assert x.dtype == y.dtype == np.float32
     assert 0.0 <= y.min() and y.max() <= 1.0
     assert -0.1 < x.min() and x.max() < 1.1
     assert set(s.tolist()) <= {2, 3, 4} and len(set(s.tolist())) == 1
-    x2, y2, _ = data.sample_image_patches(plane, 7, **args)
+    x2, y2, _ = degradation.sample_image_patches(plane, 7, **args)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
-    x3, _, _ = data.sample_image_patches(plane, 8, **args)
+    x3, _, _ = degradation.sample_image_patches(plane, 8, **args)
     assert not np.array_equal(x, x3)
     # The input is a blurred version of the target: close, but not equal.
     assert 0 < np.abs(x - y).mean() < 0.1
 
 
 def test_small_images_yield_no_patches():
-    x, y, s = data.sample_image_patches(np.zeros((10, 10), np.uint8), 0, 24, (2,), (1.0,), True, 3)
+    x, y, s = degradation.sample_image_patches(np.zeros((10, 10), np.uint8), 0, 24, (2,), (1.0,), True, 3)
     assert x.shape == (0, 24, 24, 1) and s.shape == (0,)
 
 
@@ -61,23 +63,25 @@ def test_dihedral_covers_eight_distinct_transforms():
         np.testing.assert_array_equal(dihedral.undo_dihedral(dihedral.dihedral(rect, k), k), rect)
 
 
+@pytest.mark.slow(reason="builds and draws from the tf.data pipeline several times")
 def test_tf_dataset_shapes_ranges_and_determinism():
-    ds = data.make_dataset(SAMPLES_HR, CFG, seed=3)
+    ds = pipeline.make_dataset(SAMPLES_HR, CFG, seed=3)
     batches = [(x.numpy(), y.numpy()) for x, y in ds.take(3)]
     for x, y in batches:
         assert x.shape == y.shape == (8, 24, 24, 1)
         assert x.dtype == np.float32
         assert 0.0 <= y.min() and y.max() <= 1.0
-    again = [(x.numpy(), y.numpy()) for x, y in data.make_dataset(SAMPLES_HR, CFG, seed=3).take(3)]
+    again = [(x.numpy(), y.numpy()) for x, y in pipeline.make_dataset(SAMPLES_HR, CFG, seed=3).take(3)]
     for (x1, y1), (x2, y2) in zip(batches, again):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
-    other = next(iter(data.make_dataset(SAMPLES_HR, CFG, seed=4)))[0].numpy()
+    other = next(iter(pipeline.make_dataset(SAMPLES_HR, CFG, seed=4)))[0].numpy()
     assert not np.array_equal(batches[0][0], other)
 
 
+@pytest.mark.slow(reason="draws many batches from tf.data")
 def test_tf_dataset_draws_every_scale():
-    ds = data.make_dataset(SAMPLES_HR, CFG, seed=0, with_scale=True)
+    ds = pipeline.make_dataset(SAMPLES_HR, CFG, seed=0, with_scale=True)
     seen = set()
     for _, _, s in ds.take(12):
         seen.update(s.numpy().tolist())
@@ -96,10 +100,10 @@ def test_tf_degradation_is_bit_identical_to_numpy():
     spec = [tf.TensorSpec([None, None], tf.uint8)]
     for factor in (1.0, 0.7, 0.5):
         for scale in (2, 3, 4):
-            fn = tf.function(lambda im, f=factor, s=scale: data._tf_degraded_pair(im, f, s, 24),
+            fn = tf.function(lambda im, f=factor, s=scale: pipeline._tf_degraded_pair(im, f, s, 24),
                              input_signature=spec)
             for hr in images:
-                want = data.degraded_pair(hr, factor, scale, 24)
+                want = degradation.degraded_pair(hr, factor, scale, 24)
                 x, y = (t.numpy() for t in fn(hr))
                 if want is None:
                     assert x.size == 0 and y.size == 0
@@ -124,10 +128,10 @@ def _tf_shrink_matches(files):
     each MATLAB LR file exactly."""
     import tensorflow as tf
 
-    from vdsr_tf.imresize import modcrop
+    from vdsr_tf.ops.imresize import modcrop
 
-    taps = {s: data.max_taps(1.0 / s) for s in (2, 3, 4)}
-    shrinks = {s: tf.function(lambda x, *tables: data._tf_resize(x, tables), input_signature=[
+    taps = {s: max_taps(1.0 / s) for s in (2, 3, 4)}
+    shrinks = {s: tf.function(lambda x, *tables: pipeline._tf_resize(x, tables), input_signature=[
         tf.TensorSpec([None, None], tf.uint8), tf.TensorSpec([None], tf.int32),
         tf.TensorSpec([None, taps[s]], tf.float64), tf.TensorSpec([None], tf.int32),
         tf.TensorSpec([None, taps[s]], tf.float64)]) for s in (2, 3, 4)}
@@ -135,7 +139,7 @@ def _tf_shrink_matches(files):
         hr = modcrop(imageio.read_image(hr_path, alpha=False), s)
         hr = hr if hr.ndim == 3 else hr[..., None]
         want = imageio.read_image(lr_path, alpha=False)
-        tables = data._resize_tables(hr.shape[:2], (hr.shape[0] // s, hr.shape[1] // s), 1.0 / s)
+        tables = pipeline._resize_tables(hr.shape[:2], (hr.shape[0] // s, hr.shape[1] // s), 1.0 / s)
         got = np.stack([shrinks[s](np.ascontiguousarray(hr[..., c]), *tables).numpy()
                         for c in range(hr.shape[-1])], axis=-1)
         np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{lr_path}")
@@ -165,10 +169,10 @@ def test_tf_visit_patches_are_aligned_windows_of_the_degraded_pair():
     plane = _planes()[0][:70, :90]
     p = 16
     for scale in (2, 3):
-        x, y, s = (t.numpy() for t in data._tf_sample_visit(
+        x, y, s = (t.numpy() for t in pipeline._tf_sample_visit(
             tf.constant(plane), tf.constant(11, tf.int64), p, (scale,), (1.0,), True, 12))
         assert x.shape == (12, p, p, 1) and set(s.tolist()) == {scale}
-        want_x, want_y = data.degraded_pair(plane, 1.0, scale, p)
+        want_x, want_y = degradation.degraded_pair(plane, 1.0, scale, p)
         windows_x = sliding_window_view(want_x, (p, p))
         windows_y = sliding_window_view(want_y, (p, p))
         turns = set()
@@ -185,8 +189,8 @@ def test_tf_visit_patches_are_aligned_windows_of_the_degraded_pair():
 
 def test_numpy_sampler_shapes_and_determinism():
     planes = _planes()
-    a = data.PatchSampler(planes, CFG, seed=5).batches()
-    b = data.PatchSampler(planes, CFG, seed=5).batches()
+    a = degradation.PatchSampler(planes, CFG, seed=5).batches()
+    b = degradation.PatchSampler(planes, CFG, seed=5).batches()
     for _ in range(3):
         (xa, ya), (xb, yb) = next(a), next(b)
         assert xa.shape == ya.shape == (8, 24, 24, 1)
@@ -198,25 +202,26 @@ def test_numpy_sampler_pairs_are_sample_image_patches_outputs():
     """Every pair the TF-free sampler yields is one that the shared per-image
     function produces, i.e. the two samplers have the same semantics."""
     planes = _planes()
-    sampler = data.PatchSampler(planes, CFG, seed=1)
+    sampler = degradation.PatchSampler(planes, CFG, seed=1)
     x, y = next(sampler.batches())
     # Every pair must come from one of the first visits' shared-function output.
-    args = data._visit_args(CFG)
+    args = degradation._visit_args(CFG)
     cand = []
-    for (i, seed), _ in zip(data.PatchSampler(planes, CFG, seed=1).visits(), range(12)):
-        xs, ys, _ = data.sample_image_patches(planes[i], seed, **args)
+    for (i, seed), _ in zip(degradation.PatchSampler(planes, CFG, seed=1).visits(), range(12)):
+        xs, ys, _ = degradation.sample_image_patches(planes[i], seed, **args)
         cand.extend(zip(xs, ys))
     keys = {(a.tobytes(), b.tobytes()) for a, b in cand}
     assert all((a.tobytes(), b.tobytes()) in keys for a, b in zip(x, y))
 
 
+@pytest.mark.slow(reason="packs the 291 training images")
 def test_pack_and_load_round_trip(tmp_path):
     path = str(tmp_path / "pack.npz")
-    assert data.pack_y_planes(SAMPLES_HR, path) == 2
-    loaded = data.load_y_planes(path)
+    assert degradation.pack_y_planes(SAMPLES_HR, path) == 2
+    loaded = degradation.load_y_planes(path)
     for a, b in zip(loaded, _planes()):
         np.testing.assert_array_equal(a, b)
-    batch = next(iter(data.make_dataset(path, CFG, seed=0)))
+    batch = next(iter(pipeline.make_dataset(path, CFG, seed=0)))
     assert batch[0].shape == (8, 24, 24, 1)
 
 
@@ -237,6 +242,7 @@ def test_to_y_modes():
         imageio.to_y(np.zeros((2, 2), np.float32))
 
 
+@pytest.mark.slow(reason="prepares a TFDS set")
 def test_tfds_source_offline(tmp_path):
     """A TFDS dataset prepared locally is read by name, with no network."""
     tfds = pytest.importorskip("tensorflow_datasets")
@@ -258,6 +264,6 @@ def test_tfds_source_offline(tmp_path):
 
     data_dir = str(tmp_path / "tfds")
     VdsrTestImages(data_dir=data_dir).download_and_prepare()
-    ds = data.make_dataset("tfds:vdsr_test_images", CFG, seed=0, data_dir=data_dir)
+    ds = pipeline.make_dataset("tfds:vdsr_test_images", CFG, seed=0, data_dir=data_dir)
     x, y = next(iter(ds))
     assert x.shape == (8, 24, 24, 1) and y.dtype == tf.float32

@@ -20,6 +20,7 @@ def _run(backend, mode, out):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow(reason="trains on two logical devices in subprocesses")
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_data_parallel_equals_single_device(backend, tmp_path):
     if backend == "jax":
@@ -34,12 +35,13 @@ def test_data_parallel_equals_single_device(backend, tmp_path):
         np.testing.assert_allclose(multi[f"arr_{i}"], single[f"arr_{i}"], atol=1e-5)
 
 
+@pytest.mark.slow(reason="trains under mixed_bfloat16")
 def test_mixed_bfloat16_trains_with_float32_output(tmp_path):
     import keras
 
     from vdsr_tf import config as C
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.train import train
+    from vdsr_tf.io.images import sample_images_dir
+    from vdsr_tf.training.trainer import train
 
     cfg = C.override(C.get_preset("modern"), **{
         "model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 4,

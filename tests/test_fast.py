@@ -13,8 +13,11 @@ import sys
 
 import pytest
 
+# Every test here is in the slow tier: the JAX engine's checks run in one subprocess (about 30 s).
+pytestmark = pytest.mark.slow(reason="the JAX engine's checks run in one subprocess (about 30 s)")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HR = os.path.join(REPO, "vdsr_tf", "weights", "samples", "HR")
+HR = os.path.join(REPO, "vdsr_tf", "samples", "HR")
 
 
 def _jax_env():

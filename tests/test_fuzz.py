@@ -26,7 +26,7 @@ def fuzz():
 
 def test_every_seed_file_upscales(fuzz, tmp_path):
     from vdsr_tf.cli.batch import upscale_one
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     up = Upscaler("bicubic")
     seeds = fuzz.seed_files()

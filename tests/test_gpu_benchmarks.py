@@ -27,6 +27,7 @@ def _suite(out, env, *args):
                            *args], env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow(reason="runs every GPU-suite script end to end on tiny sizes")
 def test_gpu_suite_dry_run(tmp_path, no_tf_env):
     # Slow (about a minute): 3 tiny trainings for throughput, 9 for the claims.
     out = tmp_path / "out"

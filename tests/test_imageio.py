@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf import data, evaluate, imageio
+from vdsr_tf.data import degradation, pipeline
+from vdsr_tf.evaluation import benchmark as evaluate
+from vdsr_tf.io import images as imageio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNG = np.random.default_rng(0)
@@ -97,8 +99,8 @@ def test_every_consumer_reads_the_same_pixels(odd):
     upscaler = [imageio.to_y(np.asarray(imageio.open_image(os.path.join(hr, n))[0]))
                 for n in names]
     # Training data: the numpy sampler's planes and the tf.data pipeline's planes.
-    numpy_planes = data.load_y_planes(hr)
-    tf_planes = [p.numpy() for p in data._y_plane_dataset(hr)]
+    numpy_planes = degradation.load_y_planes(hr)
+    tf_planes = [p.numpy() for p in pipeline._y_plane_dataset(hr)]
     # Evaluation.
     pairs = {name: (lr, hr_img) for name, lr, hr_img in evaluate.benchmark_pairs(
         str(root / "Set"), 2)}
@@ -114,7 +116,7 @@ def test_every_consumer_reads_the_same_pixels(odd):
 
 def test_tfds_builder_reads_the_same_pixels(odd, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    import vdsr_tf.tfds_builders as builders
+    import vdsr_tf.data.tfds_builders as builders
 
     root, names = odd
     ds = builders.load("sr291", data_dir=str(tmp_path / "tfds"), manual_dir=str(root / "manual"))
@@ -130,7 +132,7 @@ _DECODERS = re.compile(r"Image\.open\(|tf\.io\.decode_|tf\.image\.decode_|decode
 def test_only_imageio_decodes_files():
     """Outside the image I/O module nothing decodes images, except the
     SavedModel's graph (it decodes the bytes TF Serving receives)."""
-    allowed = {os.path.join("vdsr_tf", "imageio.py"): None,
+    allowed = {os.path.join("vdsr_tf", "io", "images.py"): None,
                os.path.join("vdsr_tf", "export", "saved_model.py"): {"tf.io.decode_"}}
     offenders = []
     for folder, _, files in os.walk(os.path.join(REPO, "vdsr_tf")):

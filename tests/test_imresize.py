@@ -1,17 +1,11 @@
-"""Tests for vdsr_tf.imresize: MATLAB exactness, shapes, colour conversion."""
+"""Tests for vdsr_tf.ops.imresize: MATLAB exactness, shapes, colour conversion."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf.imresize import (
-    bicubic_weights,
-    imresize,
-    modcrop,
-    rgb2y,
-    rgb2ycbcr,
-    ycbcr2rgb,
-)
+from vdsr_tf.ops.colour import rgb2y, rgb2ycbcr, ycbcr2rgb
+from vdsr_tf.ops.imresize import bicubic_weights, imresize, modcrop
 
 SETS = ("Set5", "Set14", "B100")
 SCALES = (2, 3, 4)
@@ -306,7 +300,7 @@ def test_reproduces_the_bundled_matlab_lr_files(scale):
     were made by MATLAB ``imresize(HR, 1/s, 'bicubic')``."""
     import os
 
-    from vdsr_tf.imageio import list_images, read_image, sample_images_dir
+    from vdsr_tf.io.images import list_images, read_image, sample_images_dir
 
     root = sample_images_dir()
     paths = list_images(os.path.join(root, "HR"))

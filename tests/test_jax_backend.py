@@ -10,6 +10,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow(reason="trains on JAX in a subprocess")
 def test_fit_on_jax_without_tensorflow_lowers_the_loss():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO)
@@ -24,11 +25,12 @@ def test_fit_on_jax_without_tensorflow_lowers_the_loss():
     assert 10 < result["val_psnr_x2"] < 60
 
 
+@pytest.mark.slow(reason="trains and resumes on JAX in a subprocess")
 def test_train_resume_on_jax_without_tensorflow(tmp_path):
     """The GPU machine's path: packed data, time budget, resume, no TensorFlow."""
     pytest.importorskip("jax")
-    from vdsr_tf.data import pack_y_planes
-    from vdsr_tf.imageio import sample_images_dir
+    from vdsr_tf.data.degradation import pack_y_planes
+    from vdsr_tf.io.images import sample_images_dir
 
     pack = str(tmp_path / "train_y.npz")
     pack_y_planes(os.path.join(sample_images_dir(), "HR"), pack)

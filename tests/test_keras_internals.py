@@ -2,8 +2,8 @@
 
 If a Keras upgrade renames or reshapes one of these, this file fails first,
 with the name of the internal, instead of a training run failing deep inside
-a jitted step. Used by ``vdsr_tf.model.VDSR._jax_train_step``,
-``vdsr_tf.fast`` and ``vdsr_tf.train``.
+a jitted step. Used by ``vdsr_tf.models.vdsr.VDSR._jax_train_step``,
+``vdsr_tf.training.jax_engine`` and ``vdsr_tf.training.trainer``.
 """
 
 import inspect
@@ -41,7 +41,11 @@ def test_trainer_symbolic_build_takes_a_data_batch():
 
 def test_optimizer_keeps_its_schedule_in_learning_rate_attribute():
     from vdsr_tf import config as C
-    from vdsr_tf.train import VDSRSchedule, make_optimizer, schedule_length_variable
+    from vdsr_tf.training.schedule import (
+        VDSRSchedule,
+        make_optimizer,
+        schedule_length_variable,
+    )
 
     opt = make_optimizer(C.get_preset("release").optim, 100)
     assert isinstance(opt._learning_rate, VDSRSchedule)

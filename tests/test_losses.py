@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from vdsr_tf import config as C
-from vdsr_tf import data, imageio
-from vdsr_tf.losses import PatchSumMSE, get_loss
-from vdsr_tf.train import build_model
+from vdsr_tf.data import degradation
+from vdsr_tf.io import images as imageio
+from vdsr_tf.models.losses import PatchSumMSE, get_loss
+from vdsr_tf.training.trainer import build_model
 
 HR = os.path.join(imageio.sample_images_dir(), "HR")
 
@@ -36,18 +37,20 @@ def test_paper_preset_uses_the_summed_loss():
 def _first_step_clip_fraction(preset, **updates):
     cfg = C.override(C.get_preset(preset), **{"data.batch_size": 16, "data.patch_size": 41,
                                               **updates})
-    x, y = next(data.PatchSampler(data.load_y_planes(HR), cfg.data, seed=5).batches())
+    x, y = next(degradation.PatchSampler(degradation.load_y_planes(HR), cfg.data, seed=5).batches())
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
     logs = model.train_on_batch(x, y, return_dict=True)
     return logs["clip_fraction"]
 
 
+@pytest.mark.slow(reason="gradients of the 20 x 64 network")
 def test_clip_binds_at_step_0_for_the_paper_network_with_the_paper_loss():
     # 20 x 64, He init, real patches, at lr 0.1: the bound theta/lr = 1e-3.
     assert _first_step_clip_fraction("paper") > 0
 
 
+@pytest.mark.slow(reason="trains the paper network")
 def test_clip_never_binds_with_mse_and_adam():
     assert _first_step_clip_fraction("modern", **{"data.patch_size": 41}) == 0
 
@@ -56,6 +59,7 @@ def _psnr(a, b):
     return 10 * np.log10(1.0 / np.mean((np.clip(a, 0.0, 1.0) - b) ** 2))
 
 
+@pytest.mark.slow(reason="trains the paper network")
 def test_paper_preset_trains_past_bicubic_on_real_patches():
     # The paper's recipe (summed loss, SGD lr 0.1, momentum 0.9, weight decay,
     # the theta/lr clip, three x0.1 drops) on an 8 x 16 network: 200 steps of
@@ -66,10 +70,10 @@ def test_paper_preset_trains_past_bicubic_on_real_patches():
     cfg = C.override(C.get_preset("paper"), **{"model.depth": 8, "model.filters": 16,
                                                "data.batch_size": batch, "steps": steps})
     bird, butterfly = (imageio.read_y(os.path.join(HR, n)) for n in ("bird.png", "butterfly.png"))
-    batches = data.PatchSampler([bird], cfg.data, seed=0).batches()
+    batches = degradation.PatchSampler([bird], cfg.data, seed=0).batches()
     x, y = (np.concatenate(a) for a in zip(*(next(batches) for _ in range(steps))))
     held = C.override(cfg, **{"data.augment": False}).data
-    hx, hy = next(data.PatchSampler([butterfly], held, seed=99).batches(128))
+    hx, hy = next(degradation.PatchSampler([butterfly], held, seed=99).batches(128))
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
     history = model.fit(x, y, batch_size=batch, epochs=4, steps_per_epoch=steps // 4,

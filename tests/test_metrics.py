@@ -1,4 +1,4 @@
-"""Tests for vdsr_tf.metrics: PSNR / SSIM conventions and the Keras metric."""
+"""Tests for vdsr_tf.evaluation.metrics: PSNR / SSIM conventions and the Keras metric."""
 
 import math
 
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf.imresize import imresize, rgb2y
-from vdsr_tf import metrics
+from vdsr_tf.evaluation import metrics
+from vdsr_tf.ops.colour import rgb2y
+from vdsr_tf.ops.imresize import imresize
 
 # Published bicubic PSNR on Set5 (SRCNN / VDSR papers) and the SSIM this
 # implementation measured, pinned against regressions.

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from vdsr_tf.model import VDSR, build_vdsr, flops_per_pixel, load_model, load_pretrained
+from vdsr_tf.models.loading import load_model, load_pretrained
+from vdsr_tf.models.vdsr import VDSR, build_vdsr, flops_per_pixel
 
 
 def test_default_parameter_count():
@@ -107,7 +108,7 @@ def test_loss_scale_optimizer_clips_the_true_gradients():
     scale; the theta/lr bound must apply to the unscaled ones. With the clip
     binding, one step under a 1024x loss scale equals one plain step (without
     the unscaling, the effective bound would be 1024x tighter)."""
-    from vdsr_tf.losses import PatchSumMSE
+    from vdsr_tf.models.losses import PatchSumMSE
 
     rng = np.random.default_rng(0)
     x = rng.random((4, 16, 16, 1)).astype(np.float32)

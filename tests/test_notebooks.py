@@ -135,6 +135,7 @@ def _figure_paths(text):
     return paths
 
 
+@pytest.mark.slow(reason="executes a notebook")
 def test_quickstart(run_notebook):
     _, text, _ = run_notebook("01_quickstart.ipynb")
     bicubic = _numbers(r"PSNR bicubic:\s+" + NUMBER + " dB", text)
@@ -148,6 +149,7 @@ def test_quickstart(run_notebook):
     _figure_paths(text)
 
 
+@pytest.mark.slow(reason="executes a notebook (trains)")
 def test_training(run_notebook):
     _, text, _ = run_notebook("02_training.ipynb")
     assert "input/target patch pairs" in text, text
@@ -165,6 +167,7 @@ def test_training(run_notebook):
     assert len(_figure_paths(text)) >= 2  # patch grid + curves
 
 
+@pytest.mark.slow(reason="executes a notebook (exports a SavedModel and .tflite files)")
 def test_deployment(run_notebook):
     _, text, _ = run_notebook("03_deployment.ipynb")
     for sig in ("serving_default", "upscale_image", "upscale_rgb"):

@@ -13,11 +13,12 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 import vdsr_tf
-from vdsr_tf import engines, imageio
 from vdsr_tf.cli import batch
-from vdsr_tf.imageio import ImageError
-from vdsr_tf.model import build_vdsr
-from vdsr_tf.upscaler import Upscaler
+from vdsr_tf.inference import engines
+from vdsr_tf.inference.upscaler import Upscaler
+from vdsr_tf.io import images as imageio
+from vdsr_tf.io.images import ImageError
+from vdsr_tf.models.vdsr import build_vdsr
 
 RNG = np.random.default_rng(3)
 MAKE, DATE, ORIENTATION, EXIF_IFD, PIXEL_X, PIXEL_Y = 0x010F, 0x0132, 0x0112, 0x8769, 0xA002, 0xA003

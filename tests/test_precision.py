@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdsr_tf import bundled, engines
-from vdsr_tf import precision as P
-from vdsr_tf.imageio import sample_images_dir
-from vdsr_tf.upscaler import Upscaler
+from vdsr_tf.inference import engines
+from vdsr_tf.inference import precision as P
+from vdsr_tf.inference.upscaler import Upscaler
+from vdsr_tf.io import bundled
+from vdsr_tf.io.images import sample_images_dir
 
 COSTS = {"litert-fp32": {"x2": 0.0, "x3": 0.0, "x4": 0.0},
          "keras-bf16": {"x2": -0.01, "x3": -0.003, "x4": 0.01},
@@ -128,7 +129,7 @@ def test_an_unwritable_cache_means_no_cache_not_an_error(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):  # a read-only home (chmod does not stop root)
         raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr("vdsr_tf.files.atomic_write_text", refuse)  # the folder exists
+    monkeypatch.setattr("vdsr_tf.io.atomic.atomic_write_text", refuse)  # the folder exists
     assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1}, str(tmp_path)) is None
     monkeypatch.setattr(os, "makedirs", refuse)
     assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1},
@@ -141,7 +142,7 @@ def test_concurrent_writers_never_leave_a_broken_file(tmp_path):
     """Four processes rewrite the same key's file 300 times each while this
     one reads it: from the first whole record on, every read is whole."""
     key = _key()
-    script = ("import sys, json; from vdsr_tf import precision as P\n"
+    script = ("import sys, json; from vdsr_tf.inference import precision as P\n"
               "key = json.loads(sys.argv[1]); n = float(sys.argv[2])\n"
               "for i in range(300):\n"
               "    P.write_timings(key, {'keras-fp32': n + i, 'litert-int8': n}, sys.argv[3])\n")
@@ -163,7 +164,7 @@ def test_one_process_measures_while_the_others_wait(tmp_path):
     """A process holding the measuring lock writes its timings before it lets
     go: a second process that takes the lock then finds them."""
     key = _key()
-    script = ("import sys, json, time, pathlib; from vdsr_tf import precision as P\n"
+    script = ("import sys, json, time, pathlib; from vdsr_tf.inference import precision as P\n"
               "key = json.loads(sys.argv[1])\n"
               "with P.measuring_lock(key, sys.argv[2]):\n"
               "    pathlib.Path(sys.argv[2], 'locked').touch()\n"
@@ -315,7 +316,7 @@ def test_bf16_needs_the_instructions_or_a_gpu(monkeypatch):
 
 
 def test_threads_default_to_the_affinity_mask():
-    from vdsr_tf.litert import LiteRTPredictor
+    from vdsr_tf.inference.litert import LiteRTPredictor
 
     assert P.default_threads() == len(os.sched_getaffinity(0))
     assert Upscaler(precision="fp32", backend="litert").predictor.num_threads == len(
@@ -337,6 +338,7 @@ def test_threads_default_to_the_affinity_mask():
 TOLERANCE = {"fp32": (1, 0.0), "bf16": (8, 0.01), "int8": (8, 0.01)}
 
 
+@pytest.mark.slow(reason="runs the real network on every path")
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16", "int8"])
 def test_every_precision_gives_the_fp32_image_within_its_tolerance(precision):
     if precision == "bf16" and not P.cpu_has_bf16(P.cpu_info()[1]):

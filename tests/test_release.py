@@ -13,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,8 +30,9 @@ def _dry_run(out, env, *extra):
     return time.monotonic() - start
 
 
+@pytest.mark.slow(reason="runs the release training chain twice")
 def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
-    from vdsr_tf.checkpoint import read_state
+    from vdsr_tf.io.checkpoint import read_state
 
     first, second = tmp_path / "one", tmp_path / "two"
     seconds = _dry_run(first, no_tf_env)

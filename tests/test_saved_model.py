@@ -18,8 +18,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vdsr_tf.imageio import sample_images_dir
-from vdsr_tf.upscaler import Upscaler
+from vdsr_tf.inference.upscaler import Upscaler
+from vdsr_tf.io.images import sample_images_dir
+
+# Every test here is in the slow tier: exports SavedModels (about 16 s for the module's first) and runs their graphs.
+pytestmark = pytest.mark.slow(reason="exports SavedModels (about 16 s for the module's first) and runs their graphs")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sample_images_dir()
@@ -170,7 +173,7 @@ def test_versions_are_numbered_and_never_overwritten(exported, tmp_path):
     beside version 1; an explicit existing version is refused without
     --overwrite, and nothing changes."""
     from vdsr_tf.export.saved_model import export_saved_model, next_version
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.models.loading import load_pretrained
 
     weights, _, path = exported
     base = os.path.dirname(path)
@@ -450,7 +453,12 @@ def test_animations_are_refused_before_decoding(exported):
 def _batching_parameters_class():
     """TF Serving's BatchingParameters message (session_bundle_config.proto), rebuilt
     from its documented fields: tensorflow-serving-api does not ship that proto."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+    from google.protobuf import (
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+        wrappers_pb2,
+    )
 
     proto = descriptor_pb2.FileDescriptorProto(
         name="vdsr_batching_test.proto", package="vdsr_test", syntax="proto3",

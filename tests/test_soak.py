@@ -4,9 +4,12 @@ twenty-kill run is in BUILD.md)."""
 import importlib.util
 import os
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow(reason="kills a training process three times and resumes it")
 def test_three_kills_resume_bit_for_bit(tmp_path):
     spec = importlib.util.spec_from_file_location("kill_soak",
                                                   os.path.join(REPO, "tools", "kill_soak.py"))

@@ -11,12 +11,12 @@ from PIL import Image
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-import vdsr_tf.tfds_builders as builders  # noqa: E402
+import vdsr_tf.data.tfds_builders as builders  # noqa: E402
 from vdsr_tf.config import DataConfig  # noqa: E402
-from vdsr_tf.data import make_dataset  # noqa: E402
-from vdsr_tf.evaluate import evaluate_set  # noqa: E402
-from vdsr_tf.imresize import imresize  # noqa: E402
-from vdsr_tf.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.data.pipeline import make_dataset  # noqa: E402
+from vdsr_tf.evaluation.benchmark import evaluate_set  # noqa: E402
+from vdsr_tf.inference.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.ops.imresize import imresize  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNG = np.random.default_rng(0)
@@ -65,6 +65,7 @@ def test_tfds_load_as_documented(manual_dir, tmp_path):
     assert by_name["img_000.png"]["lr_x3"].shape == (16, 20, 3)
 
 
+@pytest.mark.slow(reason="prepares the SR291 TFDS set")
 def test_sr291_feeds_the_training_pipeline(manual_dir, tmp_path):
     cfg = DataConfig(patch_size=24, batch_size=4, patches_per_image=2, shuffle_buffer=8)
     x, y = next(iter(make_dataset("tfds:sr291", cfg, data_dir=str(tmp_path),
@@ -100,6 +101,7 @@ def test_real_set5_through_tfds(datasets_dir, tmp_path):
     assert r["n"] == 5 and r["psnr"] == pytest.approx(33.66, abs=0.02)
 
 
+@pytest.mark.slow(reason="prepares a TFDS set and scores it in a subprocess")
 def test_eval_cli_accepts_tfds_sets(manual_dir, tmp_path):
     js = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.eval", "--sets=tfds:set5",

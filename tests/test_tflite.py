@@ -1,4 +1,4 @@
-"""TFLite export (vdsr_tf.export.tflite) and the LiteRT runner (vdsr_tf.litert)."""
+"""TFLite export (vdsr_tf.export.tflite) and the LiteRT runner (vdsr_tf.inference.litert)."""
 
 import os
 import subprocess
@@ -11,12 +11,12 @@ from PIL import Image
 
 pytest.importorskip("ai_edge_litert")
 
-from vdsr_tf.data import degrade, load_y_planes
-from vdsr_tf.imageio import sample_images_dir  # noqa: E402
+from vdsr_tf.data.degradation import degrade, load_y_planes
 from vdsr_tf.export.tflite import QUANTIZATIONS, calibration_patches, export_tflite  # noqa: E402
-from vdsr_tf.litert import LiteRTPredictor  # noqa: E402
-from vdsr_tf.model import build_vdsr  # noqa: E402
-from vdsr_tf.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.inference.litert import LiteRTPredictor  # noqa: E402
+from vdsr_tf.inference.upscaler import Upscaler  # noqa: E402
+from vdsr_tf.io.images import sample_images_dir  # noqa: E402
+from vdsr_tf.models.vdsr import build_vdsr  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sample_images_dir()
@@ -57,6 +57,7 @@ def variants(small, hr_planes, tmp_path_factory):
             for q in QUANTIZATIONS}
 
 
+@pytest.mark.slow(reason="converts each LiteRT variant")
 @pytest.mark.parametrize("quantization", QUANTIZATIONS)
 def test_each_variant_converts_and_runs_on_any_size(variants, quantization):
     info = variants[quantization]
@@ -98,6 +99,7 @@ def test_accuracy_against_keras(small, variants, real_input):
     assert err("mixed_int8", real_input, ref_real) < err("int8", real_input, ref_real)
 
 
+@pytest.mark.slow(reason="converts the real network")
 def test_real_network_fp32_matches_keras(tmp_path):
     import keras
 
@@ -153,8 +155,8 @@ def test_runs_without_tensorflow_or_keras(small, variants, tmp_path):
         sys.modules["keras"] = None
         import numpy as np
         from PIL import Image
-        from vdsr_tf.litert import LiteRTPredictor
-        from vdsr_tf.upscaler import Upscaler
+        from vdsr_tf.inference.litert import LiteRTPredictor
+        from vdsr_tf.inference.upscaler import Upscaler
 
         lr = np.asarray(Image.open(sys.argv[2]).convert("RGB"))
         sr = Upscaler(predictor=LiteRTPredictor(sys.argv[1]), tile=64).upscale(lr, scale=2)
@@ -182,9 +184,11 @@ def run_cli(*args):
 
 def test_cli_tflite_backend(small, variants, tmp_path):
     out = tmp_path / "bird_x2.png"
+    # --backend=tflite: the old spelling, still taken for one release, with a warning.
     proc = run_cli(BIRD_X2, "--scale=2", f"--output={out}", "--backend=tflite",
                    f"--model={variants['int8']['path']}", "--tile=64")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--backend=tflite is deprecated; use --backend=litert" in proc.stderr
     sr = np.asarray(Image.open(out))
     lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
     assert sr.shape == (2 * lr.shape[0], 2 * lr.shape[1], 3)
@@ -193,17 +197,18 @@ def test_cli_tflite_backend(small, variants, tmp_path):
     assert np.abs(sr.astype(int) - keras_sr).mean() < 3
 
 
+@pytest.mark.slow(reason="one vdsr-upscale subprocess per case")
 @pytest.mark.parametrize("args, message", [
-    (["--backend=keras", "--model=m.tflite"], "are .tflite files for --backend=tflite"),
-    (["--backend=keras", "--precision=int8"], "--precision=int8 runs on --backend=tflite"),
+    (["--backend=keras", "--model=m.tflite"], "are .tflite files for --backend=litert"),
+    (["--backend=keras", "--precision=int8"], "precision='int8' runs on the litert backend"),
     (["--model=m.tflite", "--precision=int8"], "a --model file has its own"),
     (["--weights=w.weights.h5", "--model=m.tflite"], "not both"),
     (["--fallback_model=m.tflite"], "is for a static-size --model"),
     (["--precision=int4"], "--precision"),
-    (["--backend=tflite", "--precision=bf16"], "--precision=bf16 runs on --backend=keras"),
+    (["--backend=litert", "--precision=bf16"], "precision='bf16' runs on the keras backend"),
     (["--threads=0"], "--threads=0: 0 is not a positive integer"),
-    (["--backend=tflite", "--model=missing.tflite"], "No such TFLite model file"),
-    (["--backend=tflite", f"--model={BIRD_X2}"], "not a TFLite model"),
+    (["--backend=litert", "--model=missing.tflite"], "No such TFLite model file"),
+    (["--backend=litert", f"--model={BIRD_X2}"], "not a TFLite model"),
 ])
 def test_cli_tflite_usage_errors(tmp_path, args, message):
     proc = run_cli(BIRD_X2, "--scale=2", f"--output={tmp_path / 'o.png'}", *args)
@@ -239,12 +244,13 @@ def fixed_pairs(six, tmp_path_factory):
     return pairs
 
 
+@pytest.mark.slow(reason="converts static-size models")
 def test_static_models_have_static_shapes_and_report_their_ops(fixed_pairs):
     from ai_edge_litert.interpreter import Interpreter
 
-    from vdsr_tf.litert import op_counts
+    from vdsr_tf.io.tflite_file import op_counts
 
-    for q, (dynamic, fixed) in fixed_pairs.items():
+    for dynamic, fixed in fixed_pairs.values():
         assert fixed["fixed_size"] == (FIXED, FIXED) and dynamic["fixed_size"] is None
         detail = Interpreter(model_path=fixed["path"]).get_input_details()[0]
         assert list(detail["shape_signature"]) == [1, FIXED, FIXED, 1]
@@ -254,11 +260,12 @@ def test_static_models_have_static_shapes_and_report_their_ops(fixed_pairs):
     assert LiteRTPredictor(fixed_pairs["fp32"][1]["path"]).min_window == (FIXED, FIXED)
 
 
+@pytest.mark.slow(reason="runs static and dynamic models over Set5")
 def test_static_models_give_the_dynamic_models_pixels_on_set5(fixed_pairs, datasets_dir):
     """The acceptance check: Set5 LR files whose upscaled size is at least the
     static input, through the Upscaler (colour, tiles of 200 px, windows widened
     to the model's input), static and dynamic variant by variant."""
-    from vdsr_tf.imageio import read_image
+    from vdsr_tf.io.images import read_image
 
     for q, (dynamic, fixed) in fixed_pairs.items():
         dyn = Upscaler(predictor=LiteRTPredictor(dynamic["path"]), tile=200)
@@ -295,13 +302,13 @@ def test_static_model_tiles_planes_and_falls_back_for_small_ones(fixed_pairs):
 def test_cli_static_model_with_fallback(fixed_pairs, tmp_path):
     dynamic, fixed = fixed_pairs["fp32"]
     out = tmp_path / "bird.png"
-    proc = run_cli(BIRD_X2, "--scale=2", f"--output={out}", "--backend=tflite",
+    proc = run_cli(BIRD_X2, "--scale=2", f"--output={out}", "--backend=litert",
                    f"--model={fixed['path']}", f"--fallback_model={dynamic['path']}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
     ref = Upscaler(predictor=LiteRTPredictor(dynamic["path"])).upscale(lr, scale=2)
     assert np.abs(np.asarray(Image.open(out)).astype(int) - ref).max() <= 1
-    proc = run_cli(BIRD_X2, "--scale=2", f"--output={tmp_path / 'x.png'}", "--backend=tflite",
+    proc = run_cli(BIRD_X2, "--scale=2", f"--output={tmp_path / 'x.png'}", "--backend=litert",
                    f"--model={dynamic['path']}", f"--fallback_model={dynamic['path']}")
     assert proc.returncode == 2 and "is for a static-size --model" in proc.stderr
 
@@ -315,10 +322,14 @@ def test_bundled_tflite_is_the_bundled_weights(tmp_path, real_input):
 
     from ai_edge_litert import schema_py_generated as schema
 
-    from vdsr_tf.bundled import (BUNDLED_TFLITE, bundled_tflite_path, bundled_weights_info,
-                                 bundled_weights_path)
-    from vdsr_tf.litert import _operators, op_counts
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.io.bundled import (
+        BUNDLED_TFLITE,
+        bundled_tflite_path,
+        bundled_weights_info,
+        bundled_weights_path,
+    )
+    from vdsr_tf.io.tflite_file import _operators, op_counts
+    from vdsr_tf.models.loading import load_pretrained
 
     info = bundled_weights_info()
 
@@ -345,11 +356,12 @@ def test_bundled_tflite_is_the_bundled_weights(tmp_path, real_input):
 
 
 # -- the exact CPU path (LiteRT fp32) and --precision=int8 ------------------------------
+@pytest.mark.slow(reason="converts the real network to LiteRT")
 def test_exact_cpu_path_is_litert_and_equals_keras(monkeypatch):
     """Without a GPU, precision="fp32" runs the bundled weights on LiteRT
     fp32, which equals the Keras model after uint8 rounding but for float
     rounding: under 0.1 % of values differ, by one level at most."""
-    from vdsr_tf import engines
+    from vdsr_tf.inference import engines
 
     monkeypatch.setattr(engines, "gpu_visible", lambda: False)
     lite = Upscaler(precision="fp32")
@@ -365,12 +377,13 @@ def test_exact_cpu_path_is_litert_and_equals_keras(monkeypatch):
     assert Upscaler(precision="fp32").backend == "keras"  # a GPU build of Keras is faster there
 
 
+@pytest.mark.slow(reason="calibrates and converts an int8 model")
 def test_int8_keeps_quality_on_the_samples():
     """precision="int8" (the bundled mixed_int8 model) against fp32 on the two
     bundled sample images (Set5's bird and butterfly; not in the calibration
     set): measured -0.043 / -0.022 / -0.023 dB at x2 / x3 / x4. The Set5
     numbers (-0.029 / -0.017 / -0.012) are in BUILD.md."""
-    from vdsr_tf.evaluate import evaluate_set
+    from vdsr_tf.evaluation.benchmark import evaluate_set
 
     fp32, int8 = Upscaler(precision="fp32"), Upscaler(precision="int8")
     assert int8.backend == "litert" and int8.precision == "int8"
@@ -383,7 +396,7 @@ def test_int8_keeps_quality_on_the_samples():
 def test_litert_backend_converts_other_weights(small, tiny_weights):
     """backend="litert" converts a Keras model or a weights file (once per
     file version) and computes what Keras computes."""
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.models.loading import load_pretrained
 
     x = _random_image(37, 41, seed=3)
     from_model = Upscaler(model=small, backend="litert")

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from vdsr_tf import config as C
-from vdsr_tf import data, imageio
-from vdsr_tf.checkpoint import read_state
-from vdsr_tf.train import VDSRSchedule, make_schedule, train
+from vdsr_tf.data import degradation, pipeline
+from vdsr_tf.io import images as imageio
+from vdsr_tf.io.checkpoint import read_state
+from vdsr_tf.training.schedule import VDSRSchedule, make_schedule
+from vdsr_tf.training.trainer import train
 
 SAMPLES = imageio.sample_images_dir()
 HR = os.path.join(SAMPLES, "HR")
@@ -29,12 +31,13 @@ def _data_mse(model, batch):
     return float(np.mean((np.asarray(model(x)) - y) ** 2))
 
 
+@pytest.mark.slow(reason="trains")
 def test_tiny_training_run_lowers_the_loss(tmp_path):
     cfg = tiny_config(steps=60, steps_per_epoch=20)  # three epochs: the curve has a slope
-    held_out = next(iter(data.make_dataset(HR, cfg.data, seed=123)))
+    held_out = next(iter(pipeline.make_dataset(HR, cfg.data, seed=123)))
     held_out = (held_out[0].numpy(), held_out[1].numpy())
     keras.utils.set_random_seed(cfg.seed)
-    from vdsr_tf.train import build_model
+    from vdsr_tf.training.trainer import build_model
 
     before = _data_mse(build_model(cfg), held_out)
     model, history = train(cfg, HR, str(tmp_path), verbose=0)
@@ -81,6 +84,7 @@ class _Record(keras.callbacks.Callback):
         self.record.setdefault("epochs", []).append(epoch)
 
 
+@pytest.mark.slow(reason="trains, interrupts and resumes")
 def test_resume_after_interruption(tmp_path):
     cfg = tiny_config()
     out = str(tmp_path / "run")
@@ -89,7 +93,7 @@ def test_resume_after_interruption(tmp_path):
         train(cfg, HR, out, verbose=0, extra_callbacks=[_StopAfter(2, at_crash)])
     meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
     assert (meta["epoch"], meta["step"], meta["patches_total"]) == (2, 4, 4 * 8)
-    assert meta["data"] == data.fingerprint(data.load_y_planes(HR))
+    assert meta["data"] == degradation.fingerprint(degradation.load_y_planes(HR))
     assert not os.path.exists(os.path.join(out, "vdsr.weights.h5"))
     model, _ = train(cfg, HR, out, verbose=0, extra_callbacks=[_Record(at_resume)])
     # The same command continues at the right step with the optimizer state.
@@ -115,7 +119,7 @@ def test_resume_after_interruption(tmp_path):
     history_csv = os.path.join(out, "history.csv")
     rows = open(history_csv).read().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
-    from vdsr_tf.train import _truncate_history
+    from vdsr_tf.training.trainer import _truncate_history
 
     with open(history_csv, "a") as f:
         f.write("3,0.1,0.2\n4,0.1")
@@ -123,6 +127,7 @@ def test_resume_after_interruption(tmp_path):
     assert open(history_csv).read().splitlines() == rows[:3]
 
 
+@pytest.mark.slow(reason="trains, then resumes")
 def test_resume_refuses_a_different_config(tmp_path):
     out = str(tmp_path / "run")
     train(tiny_config(steps=2), HR, out, verbose=0)
@@ -130,6 +135,7 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(tiny_config(steps=2, seed=1), HR, out, verbose=0)
 
 
+@pytest.mark.slow(reason="trains, then resumes on packed data")
 def test_resume_refuses_different_data_but_takes_the_same_data_packed(tmp_path):
     cfg = tiny_config(steps=4)
     out = str(tmp_path / "run")
@@ -142,12 +148,13 @@ def test_resume_refuses_different_data_but_takes_the_same_data_packed(tmp_path):
         train(cfg, str(one), out, verbose=0)
     # The same images as an .npz pack are the same data: the run resumes.
     pack = str(tmp_path / "hr.npz")
-    data.pack_y_planes(HR, pack)
+    degradation.pack_y_planes(HR, pack)
     model, history = train(cfg, pack, out, verbose=0)
     assert len(history.history["loss"]) == 1
     assert int(np.asarray(model.optimizer.iterations)) == 4
 
 
+@pytest.mark.slow(reason="trains twice")
 def test_init_from_starts_a_new_run_from_earlier_weights(tmp_path):
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
     model_a, _ = train(tiny_config(steps=2), HR, first, verbose=0)
@@ -164,6 +171,7 @@ def test_init_from_starts_a_new_run_from_earlier_weights(tmp_path):
               verbose=0, init_from=os.path.join(first, "checkpoint.npz"))
 
 
+@pytest.mark.slow(reason="trains with validation")
 def test_validation_logs_per_scale_psnr(tmp_path):
     cfg = tiny_config(steps=2, **{"data.scales": "2,3", "model.zero_init_residual": True})
     _, history = train(cfg, HR, str(tmp_path), val_dir=SAMPLES, verbose=0)
@@ -173,6 +181,7 @@ def test_validation_logs_per_scale_psnr(tmp_path):
     assert os.listdir(tmp_path / "logs" / "validation")
 
 
+@pytest.mark.slow(reason="trains")
 def test_time_budget_stops_resumably_and_writes_weights(tmp_path):
     cfg = tiny_config(steps=8)
     _, history = train(cfg, HR, str(tmp_path), verbose=0, time_budget_s=1e-3)
@@ -206,7 +215,7 @@ def test_cosine_schedule_and_serialisation():
 def test_fixed_clipvalue_bounds_every_gradient_value_whatever_the_lr(lr):
     # optim.clipvalue is the paper's "fixed clip" arm: the bound does not move
     # with the learning rate (the adaptive theta/lr clip does).
-    from vdsr_tf.train import make_optimizer
+    from vdsr_tf.training.schedule import make_optimizer
 
     optim = C.OptimConfig(optimizer="sgd", learning_rate=lr, momentum=0.0,
                           schedule="constant", clipvalue=0.1)

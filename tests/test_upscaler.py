@@ -8,11 +8,17 @@ import pytest
 from PIL import Image
 
 import vdsr_tf
-from vdsr_tf.imageio import sample_images_dir
-from vdsr_tf.imageio import ImageError, open_image, save_image, to_supported
-from vdsr_tf.imresize import imresize
-from vdsr_tf.model import build_vdsr
-from vdsr_tf.upscaler import Upscaler, output_size, tiles
+from vdsr_tf.inference.upscaler import Upscaler, output_size
+from vdsr_tf.io.images import (
+    ImageError,
+    open_image,
+    sample_images_dir,
+    save_image,
+    to_supported,
+)
+from vdsr_tf.models.vdsr import build_vdsr
+from vdsr_tf.ops.imresize import imresize
+from vdsr_tf.ops.tiling import slices, tiles
 
 RNG = np.random.default_rng(0)
 
@@ -57,17 +63,17 @@ def test_too_little_context_would_differ(model):
     up = Upscaler(model=model, tile=40)
     whole = Upscaler(model=model, tile=0).predict_y(y)
     out = np.empty_like(y)
-    for dst, _ in tiles(90, 90, 40, 0):
-        out[dst] = up._run(np.ascontiguousarray(y[dst]))
+    for box, _ in tiles(90, 90, 40, 0):
+        out[slices(box)] = up._run(np.ascontiguousarray(y[slices(box)]))
     assert np.abs(out - whole).max() > 1e-3
     assert up.context == 20
 
 
 def test_tiles_cover_the_image_once():
     seen = np.zeros((101, 77), int)
-    for dst, src in tiles(101, 77, 32, 20):
-        seen[dst] += 1
-        assert src[0].start <= dst[0].start and src[0].stop >= dst[0].stop
+    for box, window in tiles(101, 77, 32, 20):
+        seen[slices(box)] += 1
+        assert window[:2] <= box[:2] and window[2] >= box[2] and window[3] >= box[3]
     assert (seen == 1).all()
 
 
@@ -132,7 +138,7 @@ def test_bad_arrays_and_pixel_limit(small):
 
 
 def test_pil_in_pil_out_keeps_icc(small):
-    from vdsr_tf.imageio import srgb_profile
+    from vdsr_tf.io.images import srgb_profile
 
     im = Image.fromarray(RNG.integers(0, 256, (12, 14, 3)).astype(np.uint8))
     im.info["icc_profile"] = srgb_profile()
@@ -150,7 +156,7 @@ def test_one_call_form_and_model_attribute(small, tmp_path):
 
 
 def test_missing_bundled_weights_message(monkeypatch, tmp_path):
-    import vdsr_tf.bundled as b
+    import vdsr_tf.io.bundled as b
 
     monkeypatch.setattr(b, "bundled_weights_path", lambda: str(tmp_path / "none.weights.h5"))
     with pytest.raises(FileNotFoundError, match="no bundled weights"):

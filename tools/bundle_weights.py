@@ -63,9 +63,9 @@ def sha256(path):
 def bundle_tflite(model, info):
     """Writes the bundled fp32 and mixed_int8 ``.tflite`` files of ``model``
     and records them in ``info["tflite"]``."""
-    from vdsr_tf.bundled import BUNDLED_TFLITE, bundled_tflite_path
-    from vdsr_tf.data import load_y_planes
+    from vdsr_tf.data.degradation import load_y_planes
     from vdsr_tf.export.tflite import export_tflite
+    from vdsr_tf.io.bundled import BUNDLED_TFLITE, bundled_tflite_path
 
     planes = load_y_planes(FLAGS.calibration_data)
     records = {}
@@ -87,11 +87,11 @@ def record_costs(model, info):
     files) on Set5 against Keras fp32 and records ``info["set5_psnr_change"]``
     (``{path: {"x2": dB, ...}}``, negative is a loss) with where it was
     measured."""
-    from vdsr_tf.bundled import bundled_tflite_path
-    from vdsr_tf.evaluate import evaluate_set
-    from vdsr_tf.litert import LiteRTPredictor
-    from vdsr_tf.precision import cpu_info
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.evaluation.benchmark import evaluate_set
+    from vdsr_tf.inference.litert import LiteRTPredictor
+    from vdsr_tf.inference.precision import cpu_info
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.bundled import bundled_tflite_path
 
     def psnr(upscaler):
         return {f"x{s}": evaluate_set(upscaler, FLAGS.set5, s)["psnr"] for s in (2, 3, 4)}
@@ -117,13 +117,14 @@ def record_costs(model, info):
 
 def main(argv):
     del argv
-    from vdsr_tf.checkpoint import read_state
-    from vdsr_tf.files import atomic_path, atomic_write_text
-    from vdsr_tf.model import build_vdsr, bundled_weights_info, bundled_weights_path
+    from vdsr_tf.io.atomic import atomic_path, atomic_write_text
+    from vdsr_tf.io.bundled import bundled_weights_info, bundled_weights_path
+    from vdsr_tf.io.checkpoint import read_state
+    from vdsr_tf.models.vdsr import build_vdsr
 
     json_path = bundled_weights_path()[: -len(".weights.h5")] + ".weights.json"
     if FLAGS.tflite_only or FLAGS.costs_only:
-        from vdsr_tf.model import load_pretrained
+        from vdsr_tf.models.loading import load_pretrained
 
         info, model = bundled_weights_info(), load_pretrained()
         if FLAGS.tflite_only:

@@ -54,7 +54,7 @@ def seed_files():
     """``{(format, variant): bytes}``: small real images to mutate."""
     from PIL import Image
 
-    from vdsr_tf.imageio import sample_images_dir, srgb_profile
+    from vdsr_tf.io.images import sample_images_dir, srgb_profile
 
     with Image.open(os.path.join(sample_images_dir(), "HR", "butterfly.png")) as im:
         rgb = np.asarray(im.convert("RGB"))[100:124, 60:92]
@@ -239,8 +239,8 @@ def _category(message):
 
 
 def _tiny_upscaler():
-    from vdsr_tf.model import build_vdsr
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.models.vdsr import build_vdsr
 
     # A tiny untrained network: the point is the file handling. The pixel
     # limit bounds what a forged header can make the network compute.
@@ -252,8 +252,8 @@ def run_cli_path(n, seed, workdir, limit_s=10.0, log=None):
     from PIL import Image
 
     from vdsr_tf.cli.batch import FileError, upscale_one
-    from vdsr_tf.imageio import quiet_decoders
-    from vdsr_tf.tiling import output_size
+    from vdsr_tf.io.images import quiet_decoders
+    from vdsr_tf.ops.tiling import output_size
 
     upscaler = _tiny_upscaler()
     upscaler.upscale(np.zeros((8, 8, 3), np.uint8), scale=SCALE)  # TF's start-up logs first

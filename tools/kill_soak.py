@@ -7,7 +7,7 @@ same command again, ``--kills`` times; then lets the last run finish.
 After each kill it checks that
 
 * ``checkpoint.npz`` is absent (killed before the first epoch ended) or
-  readable (``vdsr_tf.checkpoint.read_state``), and its step counter is at
+  readable (``vdsr_tf.io.checkpoint.read_state``), and its step counter is at
   most the planned number of steps;
 
 after each restart that
@@ -40,8 +40,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from vdsr_tf.checkpoint import read_state, weights_digest  # noqa: E402
-from vdsr_tf.imageio import sample_images_dir  # noqa: E402
+from vdsr_tf.io.checkpoint import read_state, weights_digest  # noqa: E402
+from vdsr_tf.io.images import sample_images_dir  # noqa: E402
 
 STEPS, STEPS_PER_EPOCH = 150, 3
 _LIMIT_S = 600
@@ -201,7 +201,7 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
             failures.append(f"final step {final and final[0]}, planned {steps}")
         import numpy as np
 
-        from vdsr_tf.model import build_vdsr
+        from vdsr_tf.models.vdsr import build_vdsr
 
         model = build_vdsr(depth=3, filters=8)
         model.load_weights(os.path.join(run_dir, "vdsr.weights.h5"))

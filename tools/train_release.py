@@ -6,7 +6,7 @@ KERAS_BACKEND=jax). It
 1. reads the chain's training state (``tools/release/state.npz``; none means
    a fresh start) and the training images (``--data``: the wheelhouse's
    ``train_y.npz``);
-2. trains the 20 x 64 network with the fast engine (``vdsr_tf.fast``),
+2. trains the 20 x 64 network with the fast engine (``vdsr_tf.training.jax_engine``),
    ``release`` preset, for one full cosine cycle fitted to the time budget
    (a warm restart from the state's weights: every lease ends with a finished
    model, whatever follows);
@@ -26,7 +26,6 @@ well under 3 minutes. The test suite runs it.
 import datetime
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -78,9 +77,9 @@ def _release_config(cycle, steps, dry_run):
 def _scores(model, bench, dry_run):
     import numpy as np
 
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.evaluate import evaluate_pairs, evaluate_set, packed_pairs
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.evaluation.benchmark import evaluate_pairs, evaluate_set, packed_pairs
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.images import sample_images_dir
 
     up = Upscaler(model=model, tile=None)
     out = {}
@@ -105,12 +104,14 @@ def main(argv):
     import keras
     import numpy as np
 
-    from vdsr_tf import checkpoint, data, fast
-    from vdsr_tf.files import atomic_write_text
     from vdsr_tf import config as config_lib
-    from vdsr_tf.model import build_vdsr, flops_per_pixel
-    from vdsr_tf.imageio import sample_images_dir
-    from vdsr_tf.train import TimeBudget, train
+    from vdsr_tf.io import checkpoint
+    from vdsr_tf.io.atomic import atomic_write_text
+    from vdsr_tf.io.images import sample_images_dir
+    from vdsr_tf.models.vdsr import build_vdsr, flops_per_pixel
+    from vdsr_tf.training import jax_engine
+    from vdsr_tf.training.callbacks import TimeBudget
+    from vdsr_tf.training.trainer import train
 
     if keras.backend.backend() != "jax":
         raise app.UsageError("run with KERAS_BACKEND=jax (train_release.sh sets it)")
@@ -150,7 +151,7 @@ def main(argv):
     init = state_path if state_path != "none" and os.path.exists(state_path) else None
     # The cycle is fitted to end at the deadline; the hard stop allows a little
     # overrun (out of the scoring reserve) so that the last epoch is not cut.
-    callbacks = [fast.FitScheduleToDeadline(deadline, multiple=k,
+    callbacks = [jax_engine.FitScheduleToDeadline(deadline, multiple=k,
                                             floor=2 * cfg.steps_per_epoch),
                  TimeBudget(deadline=deadline + reserve / 3)]
     t_train = time.time()

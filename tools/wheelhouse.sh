@@ -18,8 +18,8 @@ mkdir -p "$dir/wheels"
   --platform manylinux1_x86_64 -d "$dir/wheels" keras==3.15.1 namex==0.1.0 optree==0.20.0
 PYTHONPATH="$here" "$py" - "$dir" "$data" <<'PY'
 import os, sys
-from vdsr_tf.data import pack_y_planes
-from vdsr_tf.evaluate import pack_benchmark_y
+from vdsr_tf.data.degradation import pack_y_planes
+from vdsr_tf.evaluation.benchmark import pack_benchmark_y
 out, data = sys.argv[1:3]
 n = pack_y_planes([os.path.join(data, "train", "T91"), os.path.join(data, "train", "BSD200")],
                   os.path.join(out, "train_y.npz"))

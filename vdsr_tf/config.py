@@ -10,6 +10,16 @@ import dataclasses
 import json
 from typing import Optional, Tuple
 
+# The valid names of each kind, once: validate, the modules that implement
+# them and the commands' flags read these.
+CLIP_MODES = ("value", "norm")
+LOSSES = ("mse", "patch_sum_mse")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+MIXED_PRECISIONS = ("float32", "mixed_bfloat16")
+ENGINES = ("fit", "fast")
+DISTRIBUTIONS = ("none", "data_parallel", "multi_worker")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -26,7 +36,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Patch sampling (see ``vdsr_tf.data``).
+    """Patch sampling (see ``vdsr_tf.data.degradation``).
 
     Attributes:
         patch_size: side of the square training patches, in HR pixels.
@@ -75,7 +85,7 @@ class OptimConfig:
         adam_weight_decay: decoupled weight decay for "adamw".
         loss: "mse" (Keras's per-pixel mean) or "patch_sum_mse" (the paper's
             Caffe loss: half the sum over each patch's pixels, mean over the
-            batch; ``vdsr_tf.losses.PatchSumMSE``). The theta/lr clip only
+            batch; ``vdsr_tf.models.losses.PatchSumMSE``). The theta/lr clip only
             binds with the latter.
     """
 
@@ -102,6 +112,12 @@ class TrainConfig:
         steps_per_epoch: steps between validations and checkpoints.
         seed: seed of the weights' initialisation and of the data sampling.
         mixed_precision: "float32" or "mixed_bfloat16".
+    Example:
+
+    ```python
+    config = vdsr_tf.get_preset("paper")
+    config = override(config, **{"optim.learning_rate": 0.05, "steps": 20_000})
+    ```
     """
 
     model: ModelConfig = ModelConfig()
@@ -115,9 +131,11 @@ class TrainConfig:
 
 _GROUPS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
+
 # Adam with warm-up and cosine decay, global-norm clip 1.
 _ADAM_COSINE = OptimConfig(optimizer="adam", learning_rate=5e-4, schedule="cosine",
                            warmup_fraction=0.02, clipnorm=1.0)
+
 
 PRESETS = {
     # The paper's recipe: SGD with momentum 0.9, lr 0.1 divided by 10 three
@@ -246,6 +264,12 @@ def override(config, **updates):
     return config
 
 
+def _one_of(field, value, names):
+    """``(ok, message)`` of ``validate``: ``value`` must be one of ``names``."""
+    spelled = ", ".join(names[:-1]) + " or " + names[-1]
+    return value in names, f"{field} must be {spelled}"
+
+
 def validate(config):
     """Raises ValueError if the config's values are out of range."""
     d, o = config.data, config.optim
@@ -254,15 +278,15 @@ def validate(config):
         (config.model.filters >= 1, "model.filters must be >= 1"),
         (config.model.clip_theta is None or config.model.clip_theta >= 0,
          "model.clip_theta must be >= 0 or None"),
-        (config.model.clip_mode in ("value", "norm"), "model.clip_mode must be value or norm"),
+        _one_of("model.clip_mode", config.model.clip_mode, CLIP_MODES),
         (d.patch_size >= 8, "data.patch_size must be >= 8"),
         (bool(d.scales) and all(s >= 2 for s in d.scales), "data.scales must be integers >= 2"),
         (bool(d.downsize) and all(0 < f <= 1 for f in d.downsize), "data.downsize factors must be in (0, 1]"),
         (d.batch_size >= 1, "data.batch_size must be >= 1"),
         (d.patches_per_image >= 1, "data.patches_per_image must be >= 1"),
-        (o.optimizer in ("sgd", "adam", "adamw"), "optim.optimizer must be sgd, adam or adamw"),
-        (o.schedule in ("step", "cosine", "constant"), "optim.schedule must be step, cosine or constant"),
-        (o.loss in ("mse", "patch_sum_mse"), "optim.loss must be mse or patch_sum_mse"),
+        _one_of("optim.optimizer", o.optimizer, OPTIMIZERS),
+        _one_of("optim.schedule", o.schedule, SCHEDULES),
+        _one_of("optim.loss", o.loss, LOSSES),
         (o.learning_rate > 0, "optim.learning_rate must be > 0"),
         (o.clipnorm is None or o.clipnorm > 0, "optim.clipnorm must be > 0 or None"),
         (o.clipvalue is None or o.clipvalue > 0, "optim.clipvalue must be > 0 or None"),
@@ -271,7 +295,7 @@ def validate(config):
         (0 <= o.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)"),
         (config.steps >= 1, "steps must be >= 1"),
         (config.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),
-        (config.mixed_precision in ("float32", "mixed_bfloat16"), "mixed_precision must be float32 or mixed_bfloat16"),
+        _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISIONS),
     ]
     for ok, message in checks:
         if not ok:

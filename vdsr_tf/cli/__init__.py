@@ -6,10 +6,18 @@ malformed or unknown flag. ``-h`` / ``--help`` print the command's own flags
 and exit 0. Every command starts through ``run``.
 """
 
+import importlib.abc
+import importlib.util
+import os
 import sys
+
+from vdsr_tf.io.stderr import native_lines_dropped  # noqa: E402
 
 _HELP = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
 _HELP_FULL = ("--helpfull", "-helpfull")
+
+
+_VERBOSE = ("-v", "--verbose", "-verbose", "--verbosity", "-verbosity")
 
 
 class CliError(Exception):
@@ -30,6 +38,75 @@ def entry_point(prog):
         return wrapped
 
     return wrap
+
+
+def _deprecated():
+    from vdsr_tf.cli.flags import _ALIASES
+
+    return _ALIASES
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Runs the first ``import tensorflow`` inside ``native_lines_dropped``.
+
+    Probes (``importlib.util.find_spec``) pass through it too; it leaves
+    ``sys.meta_path`` when the module is executed.
+    """
+
+    _busy = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" or self._busy:
+            return None
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._busy = False
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+
+            def quiet_exec(module):
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+                with native_lines_dropped():
+                    exec_module(module)
+
+            spec.loader.exec_module = quiet_exec
+        return spec
+
+
+def _verbose(argv):
+    return any(a.split("=")[0] in _VERBOSE for a in _options(argv))
+
+
+def _plain_log_lines(prog):
+    """The library's absl log lines (``logging.info``: "Timing the network paths
+    ...", warnings) printed as the command's own: ``prog: message``."""
+    import logging as std_logging
+
+    from absl import logging
+
+    class Plain(std_logging.Formatter):
+        def format(self, record):
+            level = "" if record.levelno <= std_logging.INFO else f"{record.levelname.lower()}: "
+            return f"{prog}: {level}{record.getMessage()}"
+
+    logging.get_absl_handler().setFormatter(Plain())
+
+
+def quiet_native_logging(argv):
+    """Silences TensorFlow's and absl's C++ logging unless ``argv`` asks for
+    it (``-v``, ``--verbose`` or ``--verbosity``): for this process through
+    the environment (read when TensorFlow loads, and by subprocesses) and a
+    filter on the import itself, whose first lines come before the
+    environment is read. Python warnings and the command's own lines stay."""
+    if _verbose(argv):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules and not any(
+            isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def help_text(module_name, doc):
@@ -55,6 +132,8 @@ def help_text(module_name, doc):
             value = ",".join(map(str, value))
         default = "" if value in (None, "") else f" (default: {value})"
         text = (flag.help or "").split(">: ", 1)[-1] if flag.help.startswith("<") else flag.help
+        if flag.name in _deprecated():
+            text = text.rstrip(".") + "; deprecated, goes in the next release."
         lines.append(f"  {head}")
         lines += textwrap.wrap((text or "") + default, 76, initial_indent="      ",
                                subsequent_indent="      ")
@@ -106,6 +185,10 @@ def run(main, prog, module_name, doc, known_only=False, aliases=None):
             boolean flag of the command.
     """
     from absl import app, flags
+
+    quiet_native_logging(sys.argv)
+    if not _verbose(sys.argv):
+        _plain_log_lines(prog)
 
     def parse(argv):
         argv = _apply_aliases(argv, aliases or {})

@@ -14,13 +14,13 @@ import sys
 import time
 
 from vdsr_tf.cli import CliError
-from vdsr_tf.imageio import quiet_decoders
+from vdsr_tf.io.images import quiet_decoders
 
 
 def _folder_images(folder, recursive, exclude):
     """``(images, skipped)`` under ``folder``: image paths relative to it, and
     the files (and, without ``recursive``, subfolders) passed over."""
-    from vdsr_tf.imageio import IMAGE_EXTENSIONS
+    from vdsr_tf.io.images import IMAGE_EXTENSIONS
 
     images, skipped = [], []
     for root, dirs, names in os.walk(folder):
@@ -151,7 +151,7 @@ def upscale_one(upscaler, src, dst, scale, size, fmt=None, overwrite=False):
         FileError: with the one-line message the CLI prints; ``fatal`` when
             no later file could be written either (disk full, read-only).
     """
-    from vdsr_tf.imageio import FORMATS, ImageError
+    from vdsr_tf.io.images import FORMATS, ImageError
 
     fmt = FORMATS["." + fmt] if fmt else None
     try:

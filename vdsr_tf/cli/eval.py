@@ -1,6 +1,6 @@
 r"""vdsr-eval: the standard benchmark table (PSNR / SSIM on MATLAB Y).
 
-    vdsr-eval --data_dir=../shared/datasets --sets=Set5,Set14,B100 --scales=2,3,4 \
+    vdsr-eval --benchmark_dir=../shared/datasets --sets=Set5,Set14,B100 --scales=2,3,4 \
         [--weights=PATH|bicubic] --json=results.json --compare_dir=compare/
 """
 
@@ -12,13 +12,14 @@ from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
+from vdsr_tf.cli import flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/).")
+flags.DEFINE_string("benchmark_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/).")
+shared.define_deprecated_alias("data_dir", "benchmark_dir")
 flags.DEFINE_list("sets", ["Set5", "Set14", "B100"], "Sets to score.")
 flags.DEFINE_list("scales", ["2", "3", "4"], "Scales to score.")
-flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, 'bicubic' for the "
-                    "baseline alone, or empty for the bundled weights.")
+shared.define_weights_flag(", or 'bicubic' for the baseline alone")
 flags.DEFINE_string("json", None, "Write the numbers to this JSON file.")
 flags.DEFINE_string("compare_dir", None, "Write one bicubic | VDSR | HR PNG per set here.")
 flags.DEFINE_boolean("baseline", True, "Also score bicubic and show it beside the model.")
@@ -26,10 +27,10 @@ flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory for tfds:NAME se
 flags.DEFINE_string("manual_dir", None, "Local files (the ../shared/datasets layout) to prepare "
                     "tfds:NAME sets from on first use.")
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (self-ensemble).")
-flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --data_dir needed).")
-flags.DEFINE_enum("precision", "fp32", ["auto", "fp32", "bf16", "int8"],
-                  "The network's precision (fp32: exact, the reference scores; auto: what "
+flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --benchmark_dir needed).")
+shared.define_precision_flag("fp32", "The network's precision (fp32: exact, the reference scores; auto: what "
                   "vdsr-upscale runs by default here; bf16, int8: see vdsr-upscale --help).")
+PROG = "vdsr-eval"
 
 
 def _rounded(result):
@@ -48,9 +49,9 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
         when ``baseline`` and a model is scored. ``precision`` is the
         ``Upscaler``'s (fp32, the exact path, unless told otherwise).
     """
-    from vdsr_tf.evaluate import comparison_strip, evaluate_set
-    from vdsr_tf.imageio import save_array
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.evaluation.benchmark import comparison_strip, evaluate_set
+    from vdsr_tf.inference.upscaler import Upscaler
+    from vdsr_tf.io.images import save_array
 
     bicubic = Upscaler("bicubic")
     only_bicubic = weights == "bicubic"
@@ -98,14 +99,15 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
     return results
 
 
-@entry_point("vdsr-eval")
+@entry_point(PROG)
 def main(argv):
     if len(argv) > 1:
         raise CliError(f"Unexpected arguments: {argv[1:]}")
-    data_dir, sets, weights = FLAGS.data_dir, FLAGS.sets, FLAGS.weights
+    shared.warn_deprecated(PROG)
+    data_dir, sets, weights = FLAGS.benchmark_dir, FLAGS.sets, FLAGS.weights
     if FLAGS.demo:
-        from vdsr_tf.imageio import sample_images_dir
-        from vdsr_tf.model import bundled_weights_path
+        from vdsr_tf.io.bundled import bundled_weights_path
+        from vdsr_tf.io.images import sample_images_dir
 
         data_dir, sets = os.path.split(sample_images_dir())
         sets = [sets]
@@ -114,7 +116,7 @@ def main(argv):
                   "baseline on the bundled samples. Pass --weights=FILE to score a model.")
             weights = "bicubic"
     if not data_dir and not all(n.startswith("tfds:") for n in sets):
-        raise CliError("--data_dir is required (or --demo, or tfds:NAME sets)")
+        raise CliError("--benchmark_dir is required (or --demo, or tfds:NAME sets)")
     try:
         scales = [int(s) for s in FLAGS.scales]
     except ValueError:
@@ -131,7 +133,7 @@ def main(argv):
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     if FLAGS.json:
-        from vdsr_tf.files import atomic_write_text
+        from vdsr_tf.io.atomic import atomic_write_text
 
         atomic_write_text(FLAGS.json, json.dumps(results, indent=2))
     return 0

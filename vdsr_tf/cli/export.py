@@ -17,12 +17,13 @@ from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
+from vdsr_tf.cli import flags as shared
 from vdsr_tf.export.tflite import CALIBRATED, QUANTIZATIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
 flags.DEFINE_string("output", None, "saved_model: the base folder; tflite: the .tflite file.")
-flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file; default: the bundled weights.")
+shared.define_weights_flag()
 flags.DEFINE_string("model_name", "vdsr", "saved_model: model folder name.")
 flags.DEFINE_integer("version", None, "saved_model: version folder (a positive integer); "
                      "default: the next free number under the model folder.")
@@ -31,11 +32,10 @@ flags.DEFINE_enum("quantization", "fp32", list(QUANTIZATIONS),
                   "last layers and the skip add in float).")
 flags.DEFINE_list("calibration_data", None, "tflite int8 and mixed_int8: HR image folders or .npz packs for "
                   "the representative dataset of training patches (default: the bundled samples).")
-flags.DEFINE_integer("tile", 384, "saved_model: tile side in output pixels; the served graph's "
-                     "memory is bounded by it.")
-flags.DEFINE_integer("max_pixels", 100_000_000, "saved_model: requests whose input or output "
-                     "has more pixels get InvalidArgument (checked from the header, before "
-                     "decoding).")
+shared.define_tile_flags("saved_model: requests whose input or output has more pixels get "
+                        "InvalidArgument (checked from the header, before decoding).",
+                        "saved_model: tile side in output pixels; the served graph's memory "
+                        "is bounded by it.")
 flags.DEFINE_integer("fixed_size", None, "tflite: a static 1 x S x S x 1 input (GPU/NPU "
                      "delegates need one); default: dynamic H x W.")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
@@ -49,7 +49,7 @@ def main(argv):
         raise CliError("--format is required (saved_model or tflite)")
     if not FLAGS.output:
         raise CliError("--output is required")
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.models.loading import load_pretrained
 
     try:
         model = load_pretrained(FLAGS.weights)
@@ -77,7 +77,7 @@ def main(argv):
         raise CliError(f"--output {FLAGS.output} should end in .tflite")
     if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
         raise CliError(f"{FLAGS.output} exists (use --overwrite)")
-    from vdsr_tf.data import load_y_planes
+    from vdsr_tf.data.degradation import load_y_planes
     from vdsr_tf.export.tflite import export_tflite
 
     planes = None

@@ -19,51 +19,43 @@ exit code is 1 if any file failed, 2 for a usage error. Outputs are written
 atomically (never half a file) and never overwritten without --overwrite.
 """
 
-import importlib.util
 import os
 import sys
 
 from absl import flags
 
 from vdsr_tf import cli
-from vdsr_tf.cli import batch
-from vdsr_tf.cli.batch import parse_size
-from vdsr_tf.cli import CliError, entry_point
-from vdsr_tf.imageio import FORMATS
-from vdsr_tf.upscaler import DEFAULT_TILE
+from vdsr_tf.cli import CliError, batch, entry_point
+from vdsr_tf.cli import flags as shared
+from vdsr_tf.io.images import FORMATS
+from vdsr_tf.ops.tiling import check_scale_size
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
-flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
+PROG = "vdsr-upscale"
+shared.define_resize_flags()
 flags.DEFINE_string("output", None, "Output file (one input) or folder.")
-flags.DEFINE_enum("format", None, [ext[1:] for ext in FORMATS],
-                  "Output format for every file (default: keep each input's extension).")
+shared.define_output_flags()
 flags.DEFINE_boolean("recursive", False, "Also upscale the images in subfolders of input "
                      "folders, mirroring the subfolders into --output.")
-flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file, or 'bicubic'; default: "
-                    "the bundled weights.")
-flags.DEFINE_enum("backend", None, ["keras", "tflite"],
-                  "Run the network with Keras or LiteRT (XNNPACK); default: the one "
-                  "--precision picks (for other --weights keras; tflite converts them, "
-                  "about 10 s).")
-flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16", "int8"],
-                  "auto: the fastest path on this machine within 0.05 dB of fp32 on Set5 "
-                  "(the bundled weights; other --weights run fp32), measured once and cached "
-                  "in $VDSR_TF_CACHE or ~/.cache/vdsr_tf. fp32: exact. bf16: Keras with bf16 "
-                  "convolutions (a GPU, or a CPU with AVX512-BF16 or AMX). int8: LiteRT, int8 "
-                  "hidden layers. -v prints the choice and why.")
+shared.define_weights_flag(", or 'bicubic'")
+shared.define_backend_flag("Run the network with Keras or LiteRT (XNNPACK); default: the one "
+                           "--precision picks (for other --weights keras; litert converts "
+                           "them, about 10 s)")
+shared.define_precision_flag("auto", "auto: the fastest path on this machine within 0.05 dB "
+                             "of fp32 on Set5 (the bundled weights; other --weights run fp32), "
+                             "measured once and cached in $VDSR_TF_CACHE or ~/.cache/vdsr_tf. "
+                             "fp32: exact. bf16: Keras with bf16 convolutions (a GPU, or a CPU "
+                             "with AVX512-BF16 or AMX). int8: LiteRT, int8 hidden layers. -v "
+                             "prints the choice and why.")
 flags.DEFINE_integer("threads", None, "CPU threads of the network (default: every core this "
                      "process may run on).", lower_bound=1)
-flags.DEFINE_boolean("verbose", False, "Say which path runs the network, and why (also -v).")
+flags.DEFINE_boolean("verbose", False, "Say which path runs the network, and why (also -v); "
+                     "show TensorFlow's own log lines.")
 flags.DEFINE_string("model", None, "A .tflite file (vdsr-export --format=tflite) to run "
-                    "instead of --weights (implies --backend=tflite).")
+                    "instead of --weights (implies --backend=litert).")
 flags.DEFINE_string("fallback_model", None, "With a static-size --model (vdsr-export "
                     "--fixed_size): a dynamic .tflite for images smaller than its input.")
-flags.DEFINE_integer("tile", DEFAULT_TILE, "Tile side in output pixels (bounds memory); 0 = whole image.")
-flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
-flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this "
-                     "(all frames of an animation together), before decoding.")
 flags.DEFINE_boolean("demo", False, "Upscale a bundled sample image x3 (no other arguments).")
 flags.DEFINE_boolean("version", False, "Print the package version, the bundled weights' "
                      "metadata (version, training, scores, sha256) and the path the other "
@@ -74,7 +66,11 @@ flags.DEFINE_boolean("progress", None, "Show a progress bar (default: when stder
 def version_text():
     """The package version and a summary of the bundled weights' metadata."""
     import vdsr_tf
-    from vdsr_tf.bundled import bundled_tflite_path, bundled_weights_info, bundled_weights_path
+    from vdsr_tf.io.bundled import (
+        bundled_tflite_path,
+        bundled_weights_info,
+        bundled_weights_path,
+    )
 
     lines = [f"vdsr-tf {vdsr_tf.__version__}"]
     info = bundled_weights_info()
@@ -106,21 +102,13 @@ def version_text():
     return "\n".join(lines)
 
 
-@entry_point("vdsr-upscale")
+@entry_point(PROG)
 def main(argv):
     inputs = argv[1:]
-    backend = FLAGS.backend
-    if backend == "keras" and importlib.util.find_spec("keras") is None:
-        raise CliError("--backend=keras needs TensorFlow and Keras (pip install vdsr-tf); "
-                       "this install runs --backend=tflite")
+    backend = shared.backend(FLAGS.backend, PROG)
     if backend == "keras" and (FLAGS.model or FLAGS.fallback_model):
-        raise CliError("--model and --fallback_model are .tflite files for --backend=tflite "
+        raise CliError("--model and --fallback_model are .tflite files for --backend=litert "
                        "(Keras weights go in --weights)")
-    if backend == "keras" and FLAGS.precision == "int8":
-        raise CliError("--precision=int8 runs on --backend=tflite")
-    if backend == "tflite" and FLAGS.precision == "bf16":
-        raise CliError("--precision=bf16 runs on --backend=keras (LiteRT has no bf16 "
-                       "convolutions)")
     if FLAGS.model and FLAGS.weights:
         raise CliError("give --weights (Keras) or --model (.tflite), not both")
     if FLAGS.model and FLAGS.precision != "auto":
@@ -129,94 +117,97 @@ def main(argv):
     if FLAGS.version:
         print(version_text())
         try:
-            path = make_upscaler(backend).describe()
+            path = make_upscaler(backend, FLAGS.weights).describe()
         except CliError as e:
             path = f"none ({e})"
         print(f"network path: {path}")
         return 0
     if FLAGS.fallback_model and not FLAGS.model:
         raise CliError("--fallback_model is for a static-size --model")
+    scale, output, overwrite, weights = FLAGS.scale, FLAGS.output, FLAGS.overwrite, FLAGS.weights
     if FLAGS.demo:
-        from vdsr_tf.imageio import sample_images_dir
-
         if inputs:
             raise CliError("--demo takes no inputs")
-        inputs = [os.path.join(sample_images_dir(), "LR_bicubic", "X3", "butterfly.png")]
-        FLAGS.scale = FLAGS.scale if FLAGS.scale or FLAGS.size else 3.0
-        FLAGS.output = FLAGS.output or "vdsr_demo_butterfly_x3.png"
-        FLAGS.overwrite = True
-        print(f"vdsr-upscale --demo: writing {os.path.abspath(FLAGS.output)} "
-              "(--output=PATH to write elsewhere)", file=sys.stderr)
-        from vdsr_tf.bundled import bundled_weights_info
-
-        info = bundled_weights_info()
-        if FLAGS.weights is None and FLAGS.model is None and info is None:
-            print("vdsr-upscale: this build has no bundled weights yet; the demo uses "
-                  "bicubic. Pass --weights=FILE for a trained model.", file=sys.stderr)
-            FLAGS.weights = "bicubic"
-        elif FLAGS.weights is None and FLAGS.model is None:
-            print(f"vdsr-upscale: bundled weights {info['version']}: {info['label']}",
-                  file=sys.stderr)
+        inputs, scale, output, overwrite, weights = _demo(scale, output, weights)
     if not inputs:
         raise CliError("give at least one input file or folder (or --demo)")
-    if (FLAGS.scale is None) == (FLAGS.size is None):
-        raise CliError("give exactly one of --scale or --size")
-    if FLAGS.scale is not None and not FLAGS.scale > 1:
-        raise CliError(f"--scale must be > 1, got {FLAGS.scale}")
     try:
-        size = parse_size(FLAGS.size) if FLAGS.size else None
+        size = batch.parse_size(FLAGS.size) if FLAGS.size else None
+        check_scale_size(scale, size, names=("--scale", "--size"))
     except ValueError as e:
         raise CliError(str(e))
-    if not FLAGS.output:
+    if not output:
         raise CliError("--output is required")
-    if FLAGS.tile < 0:
-        raise CliError("--tile must be >= 0")
-    jobs, skipped, folder_given = batch.collect_inputs(inputs, FLAGS.recursive, FLAGS.output)
+    jobs, skipped, folder_given = batch.collect_inputs(inputs, FLAGS.recursive, output)
     to_folder = folder_given or len(inputs) > 1
+    folder = _output_folder(output, to_folder, folder_given)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"output folder {folder} is not writable")
+    destinations = batch.output_paths(jobs, output, to_folder, FLAGS.format)
+    enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
+    progress = batch.Progress(len(jobs), enabled)
+    upscaler = make_upscaler(backend, weights, progress.tiles)
+    if FLAGS.verbose:
+        print(f"{PROG}: network path: {upscaler.describe()}", file=sys.stderr)
+    return batch.run_batch(upscaler, [src for src, _ in jobs], destinations,
+                           scale, size, FLAGS.format, overwrite, skipped, progress)
+
+
+def _demo(scale, output, weights):
+    """``--demo``'s inputs, scale, output, overwrite and weights (flags given win)."""
+    from vdsr_tf.io.bundled import bundled_weights_info
+    from vdsr_tf.io.images import sample_images_dir
+
+    inputs = [os.path.join(sample_images_dir(), "LR_bicubic", "X3", "butterfly.png")]
+    scale = scale if scale or FLAGS.size else 3.0
+    output = output or "vdsr_demo_butterfly_x3.png"
+    print(f"{PROG} --demo: writing {os.path.abspath(output)} (--output=PATH to write "
+          "elsewhere)", file=sys.stderr)
+    info = bundled_weights_info()
+    if weights is None and FLAGS.model is None and info is None:
+        print(f"{PROG}: this build has no bundled weights yet; the demo uses bicubic. Pass "
+              "--weights=FILE for a trained model.", file=sys.stderr)
+        weights = "bicubic"
+    elif weights is None and FLAGS.model is None:
+        print(f"{PROG}: bundled weights {info['version']}: {info['label']}", file=sys.stderr)
+    return inputs, scale, output, True, weights
+
+
+def _output_folder(output, to_folder, folder_given):
+    """The folder outputs go to (made when several inputs need it); CliError
+    for an output path that cannot be one."""
     if to_folder:
-        if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
-            raise CliError(f"--output {FLAGS.output} is a file, but several inputs need "
-                           "a folder")
-        if os.path.splitext(FLAGS.output)[1].lower() in FORMATS and not os.path.isdir(
-                FLAGS.output):
-            raise CliError(f"--output {FLAGS.output} looks like a file name, but "
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise CliError(f"--output {output} is a file, but several inputs need a folder")
+        if os.path.splitext(output)[1].lower() in FORMATS and not os.path.isdir(output):
+            raise CliError(f"--output {output} looks like a file name, but "
                            f"{'a folder' if folder_given else 'several inputs'} need an output "
                            "folder (e.g. --output=out/)")
         try:
-            os.makedirs(FLAGS.output, exist_ok=True)
+            os.makedirs(output, exist_ok=True)
         except OSError as e:
-            raise CliError(f"cannot create output folder {FLAGS.output}: {e.strerror or e}")
-        folder = FLAGS.output
-    elif os.path.isdir(FLAGS.output):
-        folder = FLAGS.output
-    else:
-        folder = os.path.dirname(os.path.abspath(FLAGS.output))
-        if not os.path.isdir(folder):
-            raise CliError(f"output folder {folder} does not exist")
-        if not FLAGS.format and os.path.splitext(FLAGS.output)[1].lower() not in FORMATS:
-            raise CliError(f"--output {FLAGS.output}: unsupported extension; use one of "
-                           f"{', '.join(sorted(FORMATS))}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CliError(f"output folder {folder} is not writable")
-    destinations = batch.output_paths(jobs, FLAGS.output, to_folder, FLAGS.format)
-    enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
-    progress = batch.Progress(len(jobs), enabled)
-    upscaler = make_upscaler(backend, progress.tiles)
-    if FLAGS.verbose:
-        print(f"vdsr-upscale: network path: {upscaler.describe()}", file=sys.stderr)
-    return batch.run_batch(upscaler, [src for src, _ in jobs], destinations,
-                           FLAGS.scale, size, FLAGS.format, FLAGS.overwrite, skipped, progress)
+            raise CliError(f"cannot create output folder {output}: {e.strerror or e}")
+        return output
+    if os.path.isdir(output):
+        return output
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise CliError(f"output folder {folder} does not exist")
+    if not FLAGS.format and os.path.splitext(output)[1].lower() not in FORMATS:
+        raise CliError(f"--output {output}: unsupported extension; use one of "
+                       f"{', '.join(sorted(FORMATS))}")
+    return folder
 
 
-def make_upscaler(backend, progress=None):
+def make_upscaler(backend, weights, progress=None):
     """The Upscaler the flags describe; CliError if it cannot be made."""
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.upscaler import Upscaler
 
     options = dict(tile=FLAGS.tile, ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
                    progress=progress)
     try:
         if FLAGS.model:
-            from vdsr_tf.litert import LiteRTPredictor
+            from vdsr_tf.inference.litert import LiteRTPredictor
 
             predictor = LiteRTPredictor(FLAGS.model, num_threads=FLAGS.threads,
                                         fallback=FLAGS.fallback_model)
@@ -224,8 +215,7 @@ def make_upscaler(backend, progress=None):
                 raise CliError(f"--fallback_model is for a static-size --model; {FLAGS.model} "
                                "takes any size")
             return Upscaler(predictor=predictor, **options)
-        engine = {"keras": "keras", "tflite": "litert", None: None}[backend]
-        return Upscaler(FLAGS.weights, backend=engine, precision=FLAGS.precision,
+        return Upscaler(weights, backend=backend, precision=FLAGS.precision,
                         threads=FLAGS.threads, **options)
     except (FileNotFoundError, ValueError, ImportError) as e:
         raise CliError(str(e))

@@ -14,34 +14,26 @@ flag not listed below is a Beam pipeline option (--runner, --direct_num_workers,
 failed, 2 for a usage error.
 """
 
-import os
 import sys
 
 from absl import flags
 
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
-from vdsr_tf.imageio import FORMATS
-from vdsr_tf.upscaler import DEFAULT_TILE
+from vdsr_tf.cli import flags as shared
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_pattern", None, "A glob of input files (local, gs://, s3://, "
                     "hdfs:// where Beam has the filesystem); ** matches subfolders.")
 flags.DEFINE_string("output_dir", None, "Output folder; outputs keep their paths relative "
                     "to the pattern's folder.")
-flags.DEFINE_float("scale", None, "Enlargement factor > 1 (non-integer allowed).")
-flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
-flags.DEFINE_enum("format", None, [ext[1:] for ext in FORMATS],
-                  "Output format for every file (default: keep each input's extension).")
-flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file (local or on a Beam "
-                    "filesystem), or 'bicubic'; default: the bundled weights.")
+shared.define_resize_flags()
+shared.define_output_flags("Refuse outputs with more pixels than this.")
+shared.define_weights_flag(" (local or on a Beam filesystem), or 'bicubic'")
 flags.DEFINE_string("model", None, "A .tflite file to run with LiteRT instead of Keras.")
-flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16", "int8"],
-                  "The network's precision on each worker (auto: the fastest path there within "
-                  "0.05 dB of fp32, timed once per machine; fp32: exact; see vdsr-upscale).")
-flags.DEFINE_integer("tile", DEFAULT_TILE, "Tile side in output pixels (bounds memory); 0 = whole image.")
-flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
-flags.DEFINE_integer("max_pixels", 100_000_000, "Refuse outputs with more pixels than this.")
+shared.define_precision_flag("auto", "The network's precision on each worker (auto: the "
+                             "fastest path there within 0.05 dB of fp32, timed once per "
+                             "machine; fp32: exact; see vdsr-upscale).")
 
 
 @entry_point("vdsr-upscale-beam")
@@ -58,9 +50,15 @@ def main(argv):
         from apache_beam.options.pipeline_options import PipelineOptions
     except ImportError:
         raise CliError('Apache Beam is not installed: pip install "vdsr-tf[beam]"') from None
-    from vdsr_tf.beam import (DEAD_LETTER, UpscaleModelHandler, build_pipeline, metric_totals,
-                              unknown_options)
     from vdsr_tf.cli.batch import parse_size
+    from vdsr_tf.inference.beam import (
+        DEAD_LETTER,
+        UpscaleModelHandler,
+        build_pipeline,
+        metric_totals,
+        unknown_options,
+    )
+    from vdsr_tf.ops.tiling import check_scale_size
 
     beam_args = argv[1:]
     positional = [a for a in beam_args if not a.startswith("-")]
@@ -72,20 +70,17 @@ def main(argv):
                        "Beam pipeline option (see vdsr-upscale-beam --help)")
     if not FLAGS.input_pattern or not FLAGS.output_dir:
         raise CliError("--input_pattern and --output_dir are required")
-    if (FLAGS.scale is None) == (FLAGS.size is None):
-        raise CliError("give exactly one of --scale or --size")
     if FLAGS.weights and FLAGS.model:
         raise CliError("--weights is for Keras, --model for LiteRT: give one")
     try:
         size = parse_size(FLAGS.size) if FLAGS.size else None
+        check_scale_size(FLAGS.scale, size, names=("--scale", "--size"))
         handler = UpscaleModelHandler(FLAGS.scale, size, weights=FLAGS.weights,
                                       tflite_model=FLAGS.model, tile=FLAGS.tile,
                                       ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
                                       precision=FLAGS.precision)
     except ValueError as e:
         raise CliError(str(e))
-    if FLAGS.tile < 0:
-        raise CliError("--tile must be >= 0")
     try:
         matched = FileSystems.match([FLAGS.input_pattern], limits=[1])[0].metadata_list
     except Exception as e:  # noqa: BLE001 -- each filesystem raises its own errors
@@ -117,7 +112,6 @@ def main(argv):
 
 
 def run():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cli.run(main, "vdsr-upscale-beam", __name__, __doc__, known_only=True)
 
 

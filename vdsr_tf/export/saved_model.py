@@ -12,8 +12,8 @@
 * ``upscale_rgb``: ``rgb`` uint8 [1, h, w, 3] and ``scale`` float32 [] ->
   ``sr_rgb`` uint8 [1, H, W, 3].
 
-The image signatures run ``vdsr_tf.processing`` (colour, MATLAB-bicubic
-enlargement, rounding) and ``vdsr_tf.tiling`` (output size, tile plan,
+The image signatures run ``vdsr_tf.ops.pipeline`` (colour, MATLAB-bicubic
+enlargement, rounding) and ``vdsr_tf.ops.tiling`` (output size, tile plan,
 receptive field), the code ``vdsr_tf.Upscaler`` runs, through a
 ``tf.experimental.numpy`` namespace, tile by tile in a ``tf.while_loop``:
 the outputs agree with ``vdsr-upscale --precision=fp32``'s up to float
@@ -29,10 +29,9 @@ import os
 import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
-from vdsr_tf import processing, tiling
-from vdsr_tf.engines import network_context
-from vdsr_tf.files import atomic_directory
-from vdsr_tf.upscaler import DEFAULT_MAX_PIXELS, DEFAULT_TILE
+from vdsr_tf.io.atomic import atomic_directory
+from vdsr_tf.ops import pipeline, tiling
+from vdsr_tf.ops.tiling import DEFAULT_MAX_PIXELS, DEFAULT_TILE, network_context
 
 
 class _GraphNumpy:
@@ -205,7 +204,7 @@ class VDSRServing(tf.Module):
         """uint8 (h, w, channels) and float32 scale -> uint8 (H, W, channels)."""
         out_h, out_w = self._output_size(tf.shape(image), scale)
         with tf.control_dependencies([self._check_pixels(out_h, out_w, "output")]):
-            net, rest = _plain(processing.split)(image, channels, _XP)
+            net, rest = _plain(pipeline.split)(image, channels, _XP)
         step_h, step_w = tiling.tile_steps(out_h, out_w, self.tile)
         strips = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
         for top in tf.range(0, out_h, step_h):
@@ -213,7 +212,7 @@ class VDSRServing(tf.Module):
             for left in tf.range(0, out_w, step_w):
                 bottom, right, *src = _plain(tiling.tile_window)(
                     top, left, step_h, step_w, out_h, out_w, self.context, tf.minimum, tf.maximum)
-                part = _plain(processing.upscale_tile)(
+                part = _plain(pipeline.upscale_tile)(
                     net, rest, channels, (out_h, out_w), (top, left, bottom, right), tuple(src),
                     self._network, _XP, tf.cond)
                 row = row.write(row.size(), tf.transpose(part, [1, 0, 2]))

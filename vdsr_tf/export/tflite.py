@@ -1,14 +1,14 @@
 """Export a VDSR Keras model to a TFLite (LiteRT) flatbuffer.
 
 Five variants, each with a float32 (1, H, W, 1) input and output, so one
-runner (``vdsr_tf.litert.LiteRTPredictor``) serves all of them:
+runner (``vdsr_tf.inference.litert.LiteRTPredictor``) serves all of them:
 
 * ``"fp32"``: no optimisation; matches Keras to float rounding.
 * ``"fp16"``: float16 weights (half the size), computed in float32.
 * ``"dynamic"``: int8 weights (a quarter of the size), activations float.
   Weight tensors below TFLite's 1024-element threshold stay float32.
 * ``"int8"``: int8 weights and activations, calibrated on real training
-  patches (MATLAB-bicubic-degraded, ``vdsr_tf.data.PatchSampler``); a
+  patches (MATLAB-bicubic-degraded, ``vdsr_tf.data.degradation.PatchSampler``); a
   QUANTIZE op at the input and a DEQUANTIZE at the output keep the float32
   boundary. For accelerators that run integer models only; it costs 0.05 to
   0.15 dB.
@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 from absl import logging
 
-from vdsr_tf.files import atomic_write_bytes
+from vdsr_tf.io.atomic import atomic_write_bytes
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8", "mixed_int8")
 CALIBRATED = ("int8", "mixed_int8")  # the variants that need calibration patches
@@ -73,7 +73,7 @@ def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0,
         about [0, 1] (bicubic overshoot kept), the network's input.
     """
     from vdsr_tf.config import DataConfig
-    from vdsr_tf.data import PatchSampler
+    from vdsr_tf.data.degradation import PatchSampler
 
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
@@ -91,8 +91,8 @@ def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0,
 
 def _default_planes():
     """uint8 Y planes of the bundled sample HR images."""
-    from vdsr_tf.data import load_y_planes
-    from vdsr_tf.imageio import sample_images_dir
+    from vdsr_tf.data.degradation import load_y_planes
+    from vdsr_tf.io.images import sample_images_dir
 
     return load_y_planes(os.path.join(sample_images_dir(), "HR"))
 
@@ -124,7 +124,7 @@ def _mixed_int8(converter, patches):
     two convolutions' output tensors, read from the float conversion."""
     import tensorflow as tf
 
-    from vdsr_tf.litert import conv_outputs
+    from vdsr_tf.io.tflite_file import conv_outputs
 
     with tempfile.TemporaryDirectory() as tmp:
         float_path = os.path.join(tmp, "float.tflite")
@@ -236,7 +236,7 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
     logging.debug("converter output:\n%s", printed.getvalue())
     atomic_write_bytes(path, data)
     logging.info("wrote %s (%s, %d bytes)", path, quantization, len(data))
-    from vdsr_tf.litert import op_counts
+    from vdsr_tf.io.tflite_file import op_counts
 
     return {"path": path, "bytes": len(data), "quantization": quantization,
             "fixed_size": fixed, "ops": op_counts(path)}

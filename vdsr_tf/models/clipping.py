@@ -27,7 +27,7 @@ import math
 
 from keras import ops
 
-CLIP_MODES = ("value", "norm")
+from vdsr_tf.config import CLIP_MODES
 
 
 def clip_bound(lr, theta):

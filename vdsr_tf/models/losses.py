@@ -13,6 +13,8 @@ Imports without TensorFlow.
 import keras
 from keras import ops
 
+from vdsr_tf.config import LOSSES
+
 _PACKAGE = "vdsr_tf"
 
 
@@ -30,6 +32,12 @@ class PatchSumMSE(keras.losses.Loss):
 
     Returns:
         float32 scalar (or (B,) per-sample sums with ``reduction=None``).
+    Example:
+
+    ```python
+    model.compile(optimizer="sgd", loss=vdsr_tf.PatchSumMSE(),
+                  metrics=[vdsr_tf.PSNRMetric()])
+    ```
     """
 
     def __init__(self, name="patch_sum_mse", reduction="sum_over_batch_size", dtype=None):
@@ -45,8 +53,6 @@ class PatchSumMSE(keras.losses.Loss):
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
 
-
-LOSSES = ("mse", "patch_sum_mse")
 
 
 def get_loss(name):

@@ -3,15 +3,15 @@
 A set folder holds ``HR/*.png`` and ``LR_bicubic/X{s}/*.png`` (MATLAB-made LR).
 For each image the LR file goes through the ``Upscaler`` to a uint8 image and
 is scored against ``HR[:s*h, :s*w]`` on MATLAB Y with ``s`` pixels shaved
-(``vdsr_tf.metrics``).
+(``vdsr_tf.evaluation.metrics``).
 """
 
 import os
 
 import numpy as np
 
-from vdsr_tf.imageio import list_images, read_image, to_y
-from vdsr_tf.metrics import psnr, ssim
+from vdsr_tf.evaluation.metrics import psnr, ssim
+from vdsr_tf.io.images import list_images, read_image, to_y
 
 
 def benchmark_pairs(set_dir, scale, data_dir=None, manual_dir=None):
@@ -19,7 +19,7 @@ def benchmark_pairs(set_dir, scale, data_dir=None, manual_dir=None):
 
     Args:
         set_dir: a folder with ``HR/`` and ``LR_bicubic/X{scale}/``, or
-            ``"tfds:NAME"`` for a ``vdsr_tf.tfds_builders`` benchmark prepared
+            ``"tfds:NAME"`` for a ``vdsr_tf.data.tfds_builders`` benchmark prepared
             under ``data_dir`` (from ``manual_dir`` on first use).
         scale: 2, 3 or 4.
 
@@ -59,8 +59,8 @@ def _squeeze_grey(image):
 def _tfds_pairs(spec, scale, data_dir, manual_dir):
     import tensorflow_datasets as tfds
 
-    import vdsr_tf.tfds_builders as builders
-    from vdsr_tf.data import parse_tfds_spec
+    import vdsr_tf.data.tfds_builders as builders
+    from vdsr_tf.data.pipeline import parse_tfds_spec
 
     name, split = parse_tfds_spec(spec)
     ds = builders.load(name, split=split or "test", data_dir=data_dir, manual_dir=manual_dir)
@@ -111,7 +111,7 @@ def pack_benchmark_y(data_dir, sets, scales, path):
     release job scores its weights on them where the PNG files do not
     travel. Written atomically.
     """
-    from vdsr_tf.files import atomic_write
+    from vdsr_tf.io.atomic import atomic_write
     arrays = {}
     for name in sets:
         folder = os.path.join(data_dir, name)

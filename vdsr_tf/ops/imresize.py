@@ -31,26 +31,19 @@ import numpy as np
 
 # Keys' cubic convolution parameter, as in MATLAB.
 _CUBIC_A = -0.5
+
+
 # Support of the unscaled cubic kernel, in input samples.
 _CUBIC_SUPPORT = 4.0
+
+
 # ``size * scale`` is a floating-point product: 0.1 * 30 is 3.0000000000000004
 # and must still give 3 output pixels, so the ceil forgives this much excess.
 _SIZE_EPS = 1e-9
+
+
 # Size of the float64 accumulator block of a resize pass (fits in L2).
 _BLOCK_BYTES = 1 << 19
-
-# MATLAB's rgb2ycbcr matrix: R, G, B in [0, 1] -> Y, Cb, Cr minus their
-# offsets, on the [0, 255] scale (white gives Y - 16 = 219).
-_RGB2YCBCR = np.array(
-    [
-        [65.481, 128.553, 24.966],
-        [-37.797, -74.203, 112.0],
-        [112.0, -93.786, -18.214],
-    ],
-    dtype=np.float64,
-)
-_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
-_YCBCR2RGB = np.linalg.inv(_RGB2YCBCR)
 
 
 def _check_size(name: str, value) -> int:
@@ -102,6 +95,47 @@ def to_uint8(x, xp=np):
 def quantise(x, xp=np):
     """float in [0, 1] -> uint8 in [0, 255] with :func:`to_uint8`."""
     return to_uint8(x * 255.0, xp)
+
+
+def unit_levels():
+    """float32 (256,): ``level / 255`` for every uint8 level, by numpy's division.
+
+    Pipelines that map uint8 to [0, 1] on a device or in a graph gather from
+    this table instead of dividing: a compiled ``x / 255`` may become ``x *
+    (1 / 255)``, which differs from numpy's division in the last bit.
+    """
+    return np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
+def tap_sum(weights, gather):
+    """The one resize pass of the package: ``sum_k weights[..., k] * gather(k)``.
+
+    Every bicubic resize here, numpy or TensorFlow, whole image or window,
+    is this sum: for each output sample, the inputs its taps read times the
+    taps' weights, accumulated in float64 from the first tap to the last.
+    The fixed order is what makes the numpy and TF pipelines bit-identical
+    (and the uint8 rounding independent of any BLAS).
+
+    Args:
+        weights: float64 array or tensor (..., T), tap k's weights in
+            ``weights[..., k]``, shaped to broadcast against ``gather(k)``.
+        gather: ``k -> the inputs tap k reads``: a numpy array of any dtype
+            (the product promotes it to float64), or a float64 tensor.
+
+    Returns:
+        The float64 sums, the broadcast shape of weights and inputs.
+    """
+    acc = None
+    for k in range(weights.shape[-1]):
+        term = weights[..., k] * gather(k)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def vertical_first(scale_h, scale_w):
+    """MATLAB's order of the two passes: the axis with the smaller factor
+    first, the vertical one on ties (a bool, or a boolean tensor)."""
+    return scale_h <= scale_w
 
 
 def _cubic(x, xp=np):
@@ -245,12 +279,9 @@ def _enlarge_axis(x, axis, in_size, out_size, first, count, xp):
     weights, columns = _taps(in_size, out_size, scale, lambda d: _cubic(d, xp),
                              _CUBIC_SUPPORT, xp, "float64", first, count)
     columns = xp.asarray(columns, dtype="int32")
-    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
-    acc = None
-    for k in range(int(math.ceil(_CUBIC_SUPPORT)) + 2):
-        term = (xp.reshape(weights[:, k], shape)
-                * xp.asarray(xp.take(x, columns[:, k], axis=axis), dtype="float64"))
-        acc = term if acc is None else acc + term
+    weights = weights[:, None, None, :] if axis == 0 else weights[None, :, None, :]
+    acc = tap_sum(weights, lambda k: xp.asarray(xp.take(x, columns[:, k], axis=axis),
+                                                dtype="float64"))
     return xp.asarray(acc, dtype="float32")
 
 
@@ -279,20 +310,19 @@ def enlarge_window(x, out_hw, rows, cols, xp=np, cond=None):
     in_h, in_w = xp.shape(x)[0], xp.shape(x)[1]
     out_h, out_w = out_hw
 
-    def vertical_first():
+    def rows_then_cols():
         tall = _enlarge_axis(x, 0, in_h, out_h, rows[0], rows[1], xp)
         return _enlarge_axis(tall, 1, in_w, out_w, cols[0], cols[1], xp)
 
-    def horizontal_first():
+    def cols_then_rows():
         wide = _enlarge_axis(x, 1, in_w, out_w, cols[0], cols[1], xp)
         return _enlarge_axis(wide, 0, in_h, out_h, rows[0], rows[1], xp)
 
-    # MATLAB's order: the axis with the smaller factor first, H on ties.
-    pred = (xp.asarray(out_h, dtype="float64") / xp.asarray(in_h, dtype="float64")
-            <= xp.asarray(out_w, dtype="float64") / xp.asarray(in_w, dtype="float64"))
+    pred = vertical_first(xp.asarray(out_h, dtype="float64") / xp.asarray(in_h, dtype="float64"),
+                          xp.asarray(out_w, dtype="float64") / xp.asarray(in_w, dtype="float64"))
     if cond is None:
-        return vertical_first() if pred else horizontal_first()
-    return cond(pred, vertical_first, horizontal_first)
+        return rows_then_cols() if pred else cols_then_rows()
+    return cond(pred, rows_then_cols, cols_then_rows)
 
 
 def _band(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -369,22 +399,11 @@ def _resize_axis(
     # Blocks of output rows keep the float64 accumulator cache-resident,
     # which halves the time of large enlargements.
     block = max(1, _BLOCK_BYTES // (8 * width))
-    acc = np.empty((min(block, out_size), width), dtype=np.float64)
-    term = np.empty_like(acc)
     for r0 in range(0, out_size, block):
         r1 = min(out_size, r0 + block)
-        a = acc[: r1 - r0]
-        t = term[: r1 - r0]
-        a.fill(0.0)
-        for k in range(band.shape[1]):
-            np.multiply(band[r0:r1, k : k + 1], flat[start[r0:r1] + k], out=t)
-            a += t
-        if image.dtype == np.uint8:
-            # to_uint8, in place (no temporaries on the hot path).
-            a += 0.5
-            np.floor(a, out=a)
-            np.clip(a, 0.0, 255.0, out=a)
-        result[r0:r1] = a
+        rows = start[r0:r1]
+        a = tap_sum(band[r0:r1, None, :], lambda k, rows=rows: flat[rows + k])
+        result[r0:r1] = to_uint8(a) if image.dtype == np.uint8 else a
     return np.moveaxis(result.reshape((out_size,) + moved.shape[1:]), 0, axis)
 
 
@@ -455,141 +474,11 @@ def imresize(
         )
         scales = (sizes[0] / in_h, sizes[1] / in_w)
 
-    # MATLAB sorts the dimensions by scale (stably, so ties keep H first).
-    order = (0, 1) if scales[0] <= scales[1] else (1, 0)
+    order = (0, 1) if vertical_first(*scales) else (1, 0)
     out = image
     for axis in order:
         out = _resize_axis(out, axis, sizes[axis], scales[axis], antialiasing)
     return np.ascontiguousarray(out)
-
-
-def _check_colour_input(image, what: str) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim < 1 or image.shape[-1] != 3:
-        raise ValueError(
-            f"{what} must have 3 channels in its last axis, got shape "
-            f"{image.shape}."
-        )
-    _check_image_dtype(image, what)
-    return image
-
-
-def _combine(image, coeffs, constants, xp=np):
-    """Per-pixel affine colour map, evaluated like MATLAB's ``imlincomb``.
-
-    ``out[..., p] = c[p, 0] x0 + c[p, 1] x1 + c[p, 2] x2 + k[p]``, summed left
-    to right in float64. The fixed order (rather than a BLAS matmul) matters:
-    some colours land exactly on .5 before uint8 rounding.
-
-    Args:
-        image: (..., 3) real array (or tensor, with ``xp``).
-        coeffs: float64 (P, 3) numpy.
-        constants: float64 (P,) numpy.
-        xp: the array namespace.
-
-    Returns:
-        float64 (..., P).
-    """
-    x = xp.asarray(image, dtype="float64")
-    channels = [
-        float(c[0]) * x[..., 0] + float(c[1]) * x[..., 1] + float(c[2]) * x[..., 2] + float(k)
-        for c, k in zip(coeffs, constants)
-    ]
-    return xp.stack(channels, axis=-1)
-
-
-def ycbcr_from_float_rgb(rgb, xp=np):
-    """Float MATLAB ``rgb2ycbcr``: (..., 3) RGB in [0, 1] -> float32 YCbCr on
-    the [0, 1] scale. Works on numpy arrays and graph tensors (``xp``)."""
-    return xp.asarray(_combine(rgb, _RGB2YCBCR / 255.0, _YCBCR_OFFSET / 255.0, xp),
-                      dtype="float32")
-
-
-def rgb_from_float_ycbcr(ycbcr, xp=np):
-    """Float MATLAB ``ycbcr2rgb``: the inverse of :func:`ycbcr_from_float_rgb`,
-    float32, not clipped."""
-    return xp.asarray(_combine(ycbcr, 255.0 * _YCBCR2RGB, -(_YCBCR2RGB @ _YCBCR_OFFSET), xp),
-                      dtype="float32")
-
-
-def _rgb2ycbcr_rows(rgb: np.ndarray, rows: slice) -> np.ndarray:
-    """The ``rows`` channels of MATLAB's rgb2ycbcr, same dtype as ``rgb``."""
-    coeffs = _RGB2YCBCR[rows] / 255.0
-    if rgb.dtype == np.uint8:
-        return to_uint8(_combine(rgb, coeffs, _YCBCR_OFFSET[rows]))
-    out = _combine(rgb, coeffs, _YCBCR_OFFSET[rows] / 255.0)
-    return out.astype(rgb.dtype, copy=False)
-
-
-def rgb2ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """MATLAB ``rgb2ycbcr``: ITU-R BT.601 studio-range YCbCr.
-
-    With R, G, B in [0, 255]: ``Y = 16 + (65.481 R + 128.553 G + 24.966 B)
-    / 255``, ``Cb = 128 + (-37.797 R - 74.203 G + 112 B) / 255``,
-    ``Cr = 128 + (112 R - 93.786 G - 18.214 B) / 255``.
-
-    Args:
-        rgb: (..., 3) array, e.g. (H, W, 3). uint8 in [0, 255], or floating
-            point in [0, 1].
-
-    Returns:
-        (..., 3) array of the same dtype. uint8: rounded half away from zero
-        and saturated; Y in [16, 235], Cb and Cr in [16, 240]. Floating
-        point: unrounded, on the [0, 1] scale (Y in [16/255, 235/255]).
-
-    Raises:
-        ValueError: if the last axis is not 3 or the dtype is unsupported.
-    """
-    rgb = _check_colour_input(rgb, "rgb")
-    return _rgb2ycbcr_rows(rgb, slice(0, 3))
-
-
-def ycbcr2rgb(ycbcr: np.ndarray) -> np.ndarray:
-    """Exact inverse of :func:`rgb2ycbcr` (MATLAB ``ycbcr2rgb``).
-
-    uint8 round trips are within 1 grey level for 99.65 % of all 2^24
-    colours and within 2 for the rest: YCbCr quantised to 8 bits cannot hold
-    every RGB colour.
-
-    Args:
-        ycbcr: (..., 3) array. uint8 in [0, 255], or floating point on the
-            [0, 1] scale of :func:`rgb2ycbcr`'s float output.
-
-    Returns:
-        (..., 3) RGB array of the same dtype. uint8: rounded half away from
-        zero and clipped to [0, 255]. Floating point: nominally in [0, 1] but
-        NOT clipped (MATLAB clips), so triples outside the RGB gamut give
-        values outside [0, 1] and the float round trip is exact up to
-        rounding error; clip before display or quantisation.
-
-    Raises:
-        ValueError: if the last axis is not 3 or the dtype is unsupported.
-    """
-    ycbcr = _check_colour_input(ycbcr, "ycbcr")
-    coeffs = 255.0 * _YCBCR2RGB
-    offsets = _YCBCR2RGB @ _YCBCR_OFFSET
-    if ycbcr.dtype == np.uint8:
-        return to_uint8(_combine(ycbcr, coeffs, -255.0 * offsets))
-    return _combine(ycbcr, coeffs, -offsets).astype(ycbcr.dtype, copy=False)
-
-
-def rgb2y(rgb: np.ndarray) -> np.ndarray:
-    """Luma (Y) of MATLAB ``rgb2ycbcr``, bit-identical to its channel 0.
-
-    Args:
-        rgb: (..., 3) array, e.g. (H, W, 3). uint8 in [0, 255], or floating
-            point in [0, 1].
-
-    Returns:
-        (...) array (channel axis dropped) of the same dtype. uint8: rounded
-        half away from zero, in [16, 235]. Floating point: unrounded, in
-        [16/255, 235/255].
-
-    Raises:
-        ValueError: if the last axis is not 3 or the dtype is unsupported.
-    """
-    rgb = _check_colour_input(rgb, "rgb")
-    return _rgb2ycbcr_rows(rgb, slice(0, 1))[..., 0]
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:

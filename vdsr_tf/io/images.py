@@ -18,7 +18,7 @@ goes through ``prepare``, the same step the Python API applies to PIL images:
 A pixel limit is checked from the header, before decoding. Anything a
 damaged file makes Pillow raise becomes an ``ImageError`` with a one-line
 message. ``save_image`` / ``save_frames`` write atomically
-(``vdsr_tf.files``) in the format named by the extension, keeping EXIF, ICC
+(``vdsr_tf.io.atomic``) in the format named by the extension, keeping EXIF, ICC
 profile, frame durations and loop count where the format holds them. Nothing
 outside this module calls ``Image.open`` or ``tf.io.decode_*``, except the
 SavedModel's graph, which decodes the bytes TF Serving receives.
@@ -28,34 +28,55 @@ import contextlib
 import functools
 import io
 import os
-import sys
 import warnings
 
 import numpy as np
 
-from vdsr_tf.files import atomic_path
-from vdsr_tf.imresize import rgb2y, to_uint8
+from vdsr_tf.io.atomic import atomic_path
+from vdsr_tf.io.stderr import fd2_captured
+from vdsr_tf.ops.colour import rgb2y
+from vdsr_tf.ops.imresize import to_uint8
 
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA")
+
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF",
            ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
 # What each output format holds: several frames, EXIF, an ICC profile, alpha.
 _MULTI_FRAME = {"PNG", "WEBP", "GIF", "TIFF"}
+
+
 _HOLDS_EXIF = {"PNG", "JPEG", "WEBP", "TIFF"}
+
+
 _HOLDS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
+
+
 _HOLDS_ALPHA = {"PNG", "WEBP", "GIF", "TIFF", "BMP"}
+
+
 # EXIF tags: orientation (IFD0), the Exif IFD, and the pixel size recorded in it.
 _ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
+
+
 # Tags that describe a file's layout, not the photo: a TIFF's own IFD0 (which
 # Pillow's getexif returns) holds them; copied into another file they would
 # contradict it. Orientation is applied to the pixels, then reset.
 _STRUCTURAL = {254, 255, 256, 257, 258, 259, 262, 266, 273, _ORIENTATION, 277, 278, 279, 280,
                281, 284, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 530, 531, 532,
                34675}
+
+
 # EXIF orientation -> the transposition that shows the image upright (EXIF 2.3).
 _UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
             6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
 # The colour space each supported mode's ICC profile must describe.
 _PROFILE_SPACE = {"L": "GRAY", "LA": "GRAY", "RGB": "RGB", "RGBA": "RGB"}
 
@@ -289,7 +310,8 @@ def _check_size(w, h, max_pixels):
 
 
 def _opened(path, read, max_pixels=None):
-    """Opens ``path`` with Pillow and returns ``read(im)``, every failure an ImageError.
+    """Opens ``path`` (a file path, or an encoded image's bytes) with Pillow and
+    returns ``read(im)``, every failure an ImageError.
 
     The size is checked against ``max_pixels`` before any pixel is decoded. A damaged file can make Pillow's
     decoders raise almost anything (OSError, SyntaxError, struct.error,
@@ -297,9 +319,13 @@ def _opened(path, read, max_pixels=None):
     """
     from PIL import Image, UnidentifiedImageError
 
-    if not os.path.isfile(path):
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        if not len(path):
+            raise ImageError("empty file (0 bytes)")
+        path = io.BytesIO(path)
+    elif not os.path.isfile(path):
         raise ImageError("not a file")
-    if os.path.getsize(path) == 0:
+    elif os.path.getsize(path) == 0:
         raise ImageError("empty file (0 bytes)")
     said = []
     try:
@@ -336,7 +362,7 @@ def _raised_outside_package(error):
     tb = error.__traceback__
     while tb.tb_next is not None:
         tb = tb.tb_next
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
     return not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(here + os.sep)
 
 
@@ -367,20 +393,13 @@ def _decoder_messages(said):
     if not _QUIET["on"]:
         yield
         return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
+    caught = []
+    try:
+        with fd2_captured(caught):
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read(4096).decode("utf-8", "replace")
-            said += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    finally:
+        text = "".join(caught)[:4096]
+        said += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
 
 
 def open_image(path, max_pixels=None):
@@ -422,7 +441,7 @@ def open_frames(path, max_pixels=None, check=None):
     each frame over the previous ones), in one common mode.
 
     Args:
-        path: file path.
+        path: file path, or the bytes of an image file.
         max_pixels: refuse files whose frames together have more pixels.
         check: ``check(width, height, frames)`` before decoding; may raise
             ``ImageError``.
@@ -539,7 +558,7 @@ def sample_images_dir():
     Two Set5 images (bird, butterfly), so demos and tests run without any
     download.
     """
-    return os.path.join(os.path.dirname(__file__), "weights", "samples")
+    return os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples")
 
 
 def save_image(im, path, fmt=None, overwrite=False):
@@ -573,6 +592,24 @@ def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
     fmt = fmt or format_for(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite)")
+    frames, kwargs, notes = _save_args(frames, fmt, meta)
+    # Pillow writes to the temporary file by name: a multi-page TIFF is read back while
+    # it is written, which a write-only file object does not allow.
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format=fmt, **kwargs)
+    return notes
+
+
+def encode_frames(frames, fmt, meta=None):
+    """``save_frames`` into memory: ``(the file's bytes, notes)``."""
+    frames, kwargs, notes = _save_args(frames, fmt, meta)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue(), notes
+
+
+def _save_args(frames, fmt, meta):
+    """``(frames, Pillow save arguments, notes)`` of ``save_frames``."""
     meta, notes, frames = dict(meta or {}), [], list(frames)
     check_frames(len(frames), fmt)
     mode = frames[0].mode
@@ -609,11 +646,7 @@ def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
             kwargs["loop"] = int(loop)
         elif fmt in ("PNG", "WEBP"):
             kwargs["loop"] = 1  # a GIF without a loop count plays once
-    # Pillow writes to the temporary file by name: a multi-page TIFF is read back while
-    # it is written, which a write-only file object does not allow.
-    with atomic_path(path) as tmp:
-        frames[0].save(tmp, format=fmt, **kwargs)
-    return notes
+    return frames, kwargs, notes
 
 
 def save_array(array, path, overwrite=True):

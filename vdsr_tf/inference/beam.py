@@ -16,7 +16,7 @@ Two pieces:
 
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
-    from vdsr_tf.beam import UpscaleModelHandler
+    from vdsr_tf.inference.beam import UpscaleModelHandler
 
     with beam.Pipeline() as p:
         (p | beam.Create([png_bytes]) | RunInference(UpscaleModelHandler(scale=2))
@@ -33,12 +33,18 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
-from apache_beam.ml.inference.base import RunInference
+from apache_beam.ml.inference.base import (
+    KeyedModelHandler,
+    ModelHandler,
+    PredictionResult,
+    RunInference,
+)
 
-from vdsr_tf.upscaler import DEFAULT_MAX_PIXELS, DEFAULT_TILE
+from vdsr_tf.ops.tiling import DEFAULT_MAX_PIXELS, DEFAULT_TILE
 
 NAMESPACE = "vdsr"
+
+
 DEAD_LETTER = "vdsr_failed.tsv"  # in the output folder: source path <TAB> reason, per line
 
 
@@ -94,9 +100,9 @@ class UpscaleModelHandler(ModelHandler):
     def __init__(self, scale=None, size=None, weights=None, tflite_model=None,
                  tile=DEFAULT_TILE, ensemble=False, max_pixels=DEFAULT_MAX_PIXELS,
                  output_format=None, max_batch_size=1, precision="auto"):
-        from vdsr_tf.imageio import FORMATS
-        from vdsr_tf.precision import check_precision
-        from vdsr_tf.tiling import output_size
+        from vdsr_tf.inference.precision import check_precision
+        from vdsr_tf.io.images import FORMATS
+        from vdsr_tf.ops.tiling import output_size
 
         super().__init__(max_batch_size=max_batch_size)
         output_size((1, 1), scale, size)  # the same checks as the upscaler's
@@ -115,13 +121,13 @@ class UpscaleModelHandler(ModelHandler):
 
     def load_model(self):
         """The worker's ``Upscaler`` (loaded once per worker process)."""
-        from vdsr_tf.upscaler import Upscaler
+        from vdsr_tf.inference.upscaler import Upscaler
 
         # A LiteRT predictor takes one call at a time (it holds a lock), so
         # the threads of a worker can share it as Beam shares one model.
         predictor, weights = None, _local(self.weights, ["config.json"])
         if self.tflite_model is not None:
-            from vdsr_tf.litert import LiteRTPredictor
+            from vdsr_tf.inference.litert import LiteRTPredictor
 
             predictor = LiteRTPredictor(_local(self.tflite_model))
         return Upscaler(weights, tile=self.tile, ensemble=self.ensemble,
@@ -136,7 +142,7 @@ class UpscaleModelHandler(ModelHandler):
                 over the pixel limit, a format that cannot hold it), with
                 the one-line reason ``vdsr-upscale`` prints.
         """
-        from vdsr_tf.imageio import ImageError
+        from vdsr_tf.io.images import ImageError
 
         images = Metrics.counter(NAMESPACE, "images")
         pixels = Metrics.counter(NAMESPACE, "output_pixels")
@@ -161,7 +167,7 @@ class UpscaleModelHandler(ModelHandler):
         else:
             data, fmt = example, self.output_format
         if isinstance(data, (bytes, bytearray, memoryview)):
-            from vdsr_tf.imageio import sniff_format
+            from vdsr_tf.io.images import sniff_format
 
             fmt = fmt or sniff_format(data)
             out, (in_size, out_size, frames, notes) = model.upscale_bytes(
@@ -241,7 +247,7 @@ class _Plan(beam.DoFn):
         self.base, self.output_dir, self.fmt = base, output_dir, fmt
 
     def process(self, metadata):
-        from vdsr_tf.imageio import IMAGE_EXTENSIONS
+        from vdsr_tf.io.images import IMAGE_EXTENSIONS
 
         path = metadata.path
         if _inside(path, self.output_dir):
@@ -268,7 +274,7 @@ def _one_source(item):
 
 def _read(item):
     """``(destination, source)`` -> ``((source, destination), (bytes, format))``."""
-    from vdsr_tf.imageio import format_for
+    from vdsr_tf.io.images import format_for
 
     dst, src = item
     try:

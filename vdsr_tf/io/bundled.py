@@ -6,7 +6,8 @@ light (LiteRT-only) install can read them too.
 import json
 import os
 
-_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
+_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights")
+
 
 # The LiteRT models converted from the bundled weights, by precision: fp32
 # (XNNPACK's float convolutions) and int8 (``mixed_int8``: int8 hidden
@@ -44,7 +45,7 @@ def bundled_weights_info():
         weights' sha256 it was converted from), ``set5_psnr_change``
         (``{path: {"x2": dB, ...}}``: each inference path's Set5 PSNR minus
         Keras fp32's, what ``precision="auto"`` bounds; see
-        ``vdsr_tf.precision``) and more.
+        ``vdsr_tf.inference.precision``) and more.
     """
     path = os.path.join(_WEIGHTS, "vdsr.weights.json")
     if not os.path.exists(path):

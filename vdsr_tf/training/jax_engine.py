@@ -7,7 +7,7 @@ and keeps everything else:
 
 * ``DevicePool``: every (image, down-size factor, scale) combination of the
   training set is degraded once on the host, with the same maths as the
-  ``tf.data`` pipeline (``vdsr_tf.data.degraded_pair``: MATLAB-exact bicubic,
+  ``tf.data`` pipeline (``vdsr_tf.data.degradation.degraded_pair``: MATLAB-exact bicubic,
   the 1.0/0.7/0.5 down-size augmentation), in parallel processes, and put on
   the device (inputs float16, targets uint8; about 0.5 GB for the 291
   images). Batches are cut on the device: a uniform (image, factor, scale)
@@ -41,9 +41,10 @@ import keras
 import numpy as np
 from absl import logging
 
-from vdsr_tf.data import degraded_variants
-from vdsr_tf.dihedral import dihedral_tables
-from vdsr_tf.train import run_length, schedule_length_variable
+from vdsr_tf.data.degradation import degraded_variants
+from vdsr_tf.ops.dihedral import dihedral_tables
+from vdsr_tf.ops.imresize import unit_levels
+from vdsr_tf.training.schedule import run_length, schedule_length_variable
 
 
 def _check_backend():
@@ -71,7 +72,7 @@ def build_host_pool(planes, data_config, workers=None):
         results = [degraded_variants(*job) for job in jobs]
     else:
         # spawn, not fork: the parent may hold JAX's or TensorFlow's threads.
-        # The workers need only vdsr_tf.data; hiding the caller's script from
+        # The workers need only vdsr_tf.data.degradation; hiding the caller's script from
         # spawn keeps it from re-running a script without a __main__ guard.
         ctx = multiprocessing.get_context("spawn")
         main = sys.modules["__main__"]
@@ -116,9 +117,7 @@ class DevicePool:
         x = np.concatenate([a.ravel() for a, _ in pairs])
         y = np.concatenate([b.ravel() for _, b in pairs])
         rows, cols = dihedral_tables(p)
-        # uint8 -> [0, 1] by table: the very floats of the numpy pipeline
-        # (a division on the device may round differently).
-        levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+        levels = unit_levels()  # the very floats of the numpy pipeline
         self.variants = len(pairs)
         self.arrays = tuple(jax.device_put(a) for a in (
             x, y, offsets.astype(np.int32), sizes[:, 0].astype(np.int32),
@@ -344,66 +343,3 @@ def fit_fast(model, pool, batch_size, total_steps, steps_per_epoch, initial_epoc
     cbs.on_train_end()
     history.train_seconds = time.monotonic() - start
     return history
-
-
-# -- inference ------------------------------------------------------------------
-def _chain_layers(model):
-    """The model's layers after the input if it is build_vdsr's plain chain, else None."""
-    layers = model.layers
-    if not layers or not isinstance(layers[0], keras.layers.InputLayer):
-        return None
-    rest = layers[1:]
-    ok = all(isinstance(l, (keras.layers.Conv2D, keras.layers.Add, keras.layers.Activation))
-             for l in rest)
-    return rest if ok and all(isinstance(l, keras.layers.Conv2D) for l in rest[:-1]) else None
-
-
-def jax_forward(model, multiple=64):
-    """``f(x: float32 (N, h, w, 1)) -> numpy (N, h, w, 1)``, one compile per bucket.
-
-    Images are zero-padded to multiples of ``multiple`` and the padding is
-    zeroed again after every convolution, which is what ``"same"`` padding
-    does at the image border: the output equals the unpadded network's (up
-    to the order of float accumulation) while 30 image sizes share a
-    handful of compiled shapes. Models that are not ``build_vdsr``'s chain
-    are compiled per shape instead.
-    """
-    layers = _chain_layers(model)
-
-    @jax.jit
-    def masked(trainable, non_trainable, x, mask):
-        mapping = (list(zip(model.trainable_variables, trainable))
-                   + list(zip(model.non_trainable_variables, non_trainable)))
-        with keras.StatelessScope(state_mapping=mapping):
-            h = x
-            for layer in layers:
-                if isinstance(layer, keras.layers.Conv2D):
-                    h = layer(h)
-                    h = h * mask.astype(h.dtype)
-                elif isinstance(layer, keras.layers.Add):
-                    h = layer([x, h])
-                else:
-                    h = layer(h)
-        return h
-
-    @jax.jit
-    def plain(trainable, non_trainable, x):
-        y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        return y
-
-    def forward(x):
-        x = np.asarray(x, np.float32)
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        if layers is None:
-            return np.asarray(plain(trainable, non_trainable, x))
-        n, h, w, _ = x.shape
-        hb, wb = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        padded = np.zeros((n, hb, wb, 1), np.float32)
-        padded[:, :h, :w] = x
-        mask = np.zeros((1, hb, wb, 1), np.float32)
-        mask[:, :h, :w] = 1.0
-        out = masked(trainable, non_trainable, padded, mask)
-        return np.asarray(out)[:, :h, :w].astype(np.float32)
-
-    return forward

@@ -1,11 +1,11 @@
 """Run an exported VDSR ``.tflite`` model on device with LiteRT.
 
 ``LiteRTPredictor`` wraps ``ai_edge_litert.interpreter.Interpreter`` as the
-``predictor`` of ``vdsr_tf.upscaler.Upscaler``, which adds colour handling,
+``predictor`` of ``vdsr_tf.inference.upscaler.Upscaler``, which adds colour handling,
 tiling and the self-ensemble::
 
-    from vdsr_tf.litert import LiteRTPredictor
-    from vdsr_tf.upscaler import Upscaler
+    from vdsr_tf.inference.litert import LiteRTPredictor
+    from vdsr_tf.inference.upscaler import Upscaler
 
     sr = Upscaler(predictor=LiteRTPredictor("vdsr_int8.tflite")).upscale(image, scale=2)
 
@@ -13,85 +13,15 @@ This module needs numpy and ``ai-edge-litert`` only: neither TensorFlow nor
 Keras is imported.
 """
 
+import contextlib
 import os
 import threading
 
 import numpy as np
 
-_TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
-
-
-def _check_file(path):
-    """Raises FileNotFoundError / ValueError unless ``path`` is a TFLite file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such TFLite model file: {path}")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[4:8] != _TFLITE_IDENTIFIER:
-        raise ValueError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
-
-
-def _operators(path):
-    """Yields ``(builtin code, operator, subgraph)`` for every operator of a
-    ``.tflite`` file, read with LiteRT's public flatbuffer schema module
-    (``ai_edge_litert.schema_py_generated``)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    with open(path, "rb") as f:
-        model = schema.Model.GetRootAs(f.read(), 0)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        # Newer files keep the code in BuiltinCode; old ones in the deprecated byte.
-        codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            yield codes[op.OpcodeIndex()], op, graph
-
-
-def conv_kernel_sizes(path):
-    """Kernel heights of a ``.tflite`` model's convolutions, in file order:
-    each CONV_2D or DEPTHWISE_CONV_2D operator's filter tensor, layout
-    [out, kh, kw, in].
-
-    Returns:
-        A list of ints (empty when the model has no convolution).
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    convs = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
-    return [int(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1])
-            for code, op, graph in _operators(path) if code in convs and op.InputsLength() >= 2]
-
-
-def conv_outputs(path):
-    """Output tensor names of a ``.tflite`` model's CONV_2D operators, in
-    execution order (the first is the network's first layer).
-
-    Returns:
-        A list of str.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    return [graph.Tensors(op.Outputs(0)).Name().decode()
-            for code, op, graph in _operators(path) if code == schema.BuiltinOperator.CONV_2D]
-
-
-def op_counts(path):
-    """How many operators of each kind a ``.tflite`` model runs, by name.
-
-    Returns:
-        ``{"CONV_2D": 20, "ADD": 1, ...}`` over every subgraph.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    counts = {}
-    for code, _, _ in _operators(path):
-        counts[names.get(code, "CUSTOM")] = counts.get(names.get(code, "CUSTOM"), 0) + 1
-    return counts
+from vdsr_tf.io import stderr
+from vdsr_tf.io.stderr import native_lines_dropped
+from vdsr_tf.io.tflite_file import _check_file, conv_kernel_sizes
 
 
 class LiteRTPredictor:
@@ -117,7 +47,7 @@ class LiteRTPredictor:
             this process may run on (its affinity mask). LiteRT's own
             default is one thread.
         context: receptive-field radius in pixels; None computes it from the
-            model's convolutions (``vdsr_tf.tiling.receptive_radius``).
+            model's convolutions (``vdsr_tf.ops.tiling.receptive_radius``).
         fallback: for a static model: a dynamic ``.tflite`` path (or a
             predictor) for planes smaller than the model's input.
         experimental_delegates: passed to the LiteRT ``Interpreter`` (GPU or
@@ -136,11 +66,17 @@ class LiteRTPredictor:
         ValueError: if it is not a TFLite model or not one float32 image in,
             one float32 image out.
         ImportError: if ``ai-edge-litert`` is not installed.
+    Example:
+
+    ```python
+    predictor = vdsr_tf.LiteRTPredictor("vdsr.tflite", num_threads=4)
+    sr = vdsr_tf.Upscaler(predictor=predictor).upscale(image, scale=3)
+    ```
     """
 
     def __init__(self, path, num_threads=None, context=None, fallback=None,
                  experimental_delegates=None):
-        from vdsr_tf.precision import default_threads
+        from vdsr_tf.inference.precision import default_threads
 
         path = os.fspath(path)
         num_threads = default_threads() if num_threads is None else num_threads
@@ -152,6 +88,7 @@ class LiteRTPredictor:
         try:
             self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads),
                                             experimental_delegates=experimental_delegates)
+            self._delegated = False
         except ValueError as e:
             raise ValueError(f"{path} is not a valid TFLite model: {e}") from None
         inputs = self._interpreter.get_input_details()
@@ -171,7 +108,7 @@ class LiteRTPredictor:
         self.path = path
         self.num_threads = int(num_threads)
         if context is None:
-            from vdsr_tf.tiling import receptive_radius
+            from vdsr_tf.ops.tiling import receptive_radius
 
             context = receptive_radius(conv_kernel_sizes(path))
         self.context = int(context)
@@ -184,7 +121,7 @@ class LiteRTPredictor:
             if min(self.fixed) <= 2 * self.context:
                 raise ValueError(f"{path}: a {self.fixed[0]}x{self.fixed[1]} input leaves "
                                  f"nothing inside the {self.context}-pixel context")
-            self._interpreter.allocate_tensors()
+            self._allocate()
             self._shape = (1, *self.fixed, 1)
         if isinstance(fallback, (str, os.PathLike)):
             fallback = LiteRTPredictor(fallback, num_threads=num_threads)
@@ -210,11 +147,18 @@ class LiteRTPredictor:
                 return np.concatenate([self._static(plane[None]) for plane in x])
             return self._invoke(x)
 
+    def _allocate(self):
+        """``allocate_tensors``; the first one applies the CPU delegate, whose INFO
+        line is dropped where TensorFlow's logging is quiet (``stderr.quiet``)."""
+        first, self._delegated = not self._delegated, True
+        with native_lines_dropped() if first and stderr.quiet() else contextlib.nullcontext():
+            self._interpreter.allocate_tensors()
+
     def _invoke(self, x):
         """One interpreter call on ``x`` (resizing a dynamic model to it)."""
         if x.shape != self._shape:
             self._interpreter.resize_tensor_input(self._in, list(x.shape))
-            self._interpreter.allocate_tensors()
+            self._allocate()
             self._shape = x.shape
         self._interpreter.set_tensor(self._in, x)
         self._interpreter.invoke()
@@ -230,7 +174,7 @@ class LiteRTPredictor:
             padded = np.pad(x, ((0, 0), (0, max(th - h, 0)), (0, max(tw - w, 0)), (0, 0)),
                             mode="edge")
             return self._static(padded)[:, :h, :w]
-        from vdsr_tf.tiling import fixed_windows
+        from vdsr_tf.ops.tiling import fixed_windows
 
         out = np.empty(x.shape, np.float32)
         for top, keep_top, keep_bottom in fixed_windows(h, th, self.context):

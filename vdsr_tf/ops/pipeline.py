@@ -12,7 +12,7 @@ namespace ``xp`` (numpy, or the ``tf.experimental.numpy``-like namespace of
    tile; enlarge the other planes over the tile; back to the image's colour
    space and to uint8 (or float in [0, 1]).
 3. The caller assembles the tiles (a Python loop in ``vdsr_tf.Upscaler``, a
-   ``tf.while_loop`` in the SavedModel), both over ``vdsr_tf.tiling.tiles``'
+   ``tf.while_loop`` in the SavedModel), both over ``vdsr_tf.ops.tiling.tiles``'
    plan.
 
 So the upscaler, the SavedModel (TF Serving) and the LiteRT path (an
@@ -22,7 +22,8 @@ convolutions and the taps differs between engines. Memory is bounded by the
 tile, not by the output. Imports numpy only.
 """
 
-from vdsr_tf.imresize import enlarge_window, quantise, rgb_from_float_ycbcr, ycbcr_from_float_rgb
+from vdsr_tf.ops.colour import rgb_from_float_ycbcr, ycbcr_from_float_rgb
+from vdsr_tf.ops.imresize import enlarge_window, quantise
 
 
 def split(image, channels, xp, peak=255.0):
@@ -86,7 +87,7 @@ def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None,
         out_hw: (H, W), the output size.
         tile: ``(top, left, bottom, right)`` of the tile in output pixels.
         src: ``(top, left, bottom, right)`` of the window the network sees
-            (the tile plus its context, ``vdsr_tf.tiling.tile_window``).
+            (the tile plus its context, ``vdsr_tf.ops.tiling.tile_window``).
         network: callable, float32 (h, w, 1) bicubic plane in about [0, 1]
             -> float32 (h, w, 1) SR plane.
         xp: the array namespace; ``cond`` for graph tensors (``tf.cond``).

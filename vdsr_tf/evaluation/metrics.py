@@ -29,13 +29,23 @@ import keras
 import numpy as np
 from keras import ops
 
-from vdsr_tf.imresize import rgb2y
+from vdsr_tf.ops.colour import rgb2y
 
 _PEAK = 255.0
+
+
 _SSIM_WINDOW = 11
+
+
 _SSIM_SIGMA = 1.5
+
+
 _SSIM_K1 = 0.01
+
+
 _SSIM_K2 = 0.03
+
+
 # PSNRMetric floors the per-image MSE here, i.e. caps PSNR at 100 dB, so one
 # perfect reconstruction cannot turn the running mean into inf.
 _METRIC_MIN_MSE = 1e-10
@@ -242,6 +252,11 @@ class PSNRMetric(keras.metrics.Metric):
             scoring.
         name: metric name.
         dtype: dtype of the state and of the computation (default float32).
+    Example:
+
+    ```python
+    model.compile(optimizer="adam", loss="mse", metrics=[vdsr_tf.PSNRMetric()])
+    ```
     """
 
     def __init__(self, crop_border: int = 0, name: str = "psnr", dtype=None):

@@ -6,7 +6,7 @@
   the model, Cb and Cr are bicubic-upscaled. Grayscale stays grayscale. An
   alpha channel is bicubic-upscaled and kept.
 * Any scale > 1 (non-integer too) or an exact output size.
-* The output is made tile by tile (``vdsr_tf.processing``, the same code the
+* The output is made tile by tile (``vdsr_tf.ops.pipeline``, the same code the
   SavedModel's graph runs), each tile's network input with ``context`` pixels
   of real image around it (the network's receptive-field radius), so the
   tiled result equals the whole-image one (to float rounding) and memory is
@@ -17,31 +17,39 @@ With ``weights="bicubic"`` it is the plain MATLAB bicubic baseline. The
 evaluation, the CLIs and the exporters' reference outputs all use this class.
 
 Two engines run the network (``backend``: Keras or LiteRT) in one of three
-precisions (fp32, bf16, int8); ``vdsr_tf.engines`` loads them. The default,
+precisions (fp32, bf16, int8); ``vdsr_tf.inference.engines`` loads them. The default,
 ``precision="auto"``, runs the bundled weights on the fastest path this
 machine has within 0.05 dB of fp32 on Set5 (measured once per machine and
-cached: ``vdsr_tf.precision``), and other weights exact. ``precision="fp32"``
+cached: ``vdsr_tf.inference.precision``), and other weights exact. ``precision="fp32"``
 is always exact.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
-from vdsr_tf import processing
-from vdsr_tf.dihedral import dihedral, undo_dihedral
-from vdsr_tf.engines import (BACKENDS, check_path, default_backend, keras_network,
-                             litert_predictor, network_context, resolve_auto, set_keras_threads)
-from vdsr_tf.imresize import imresize, quantise
-from vdsr_tf.precision import PATHS, check_precision, path_name
-from vdsr_tf.tiling import grow_window, output_size, tiles
-
-# 512 output pixels per tile side: a 512 x 512 output (a 256 x 256 image at
-# x2) is one window, with no tile context to recompute; a 552 x 552 window of
-# 20 x 64 float32 activations stays under 1.5 GB peak RSS.
-DEFAULT_TILE = 512
-DEFAULT_MAX_PIXELS = 100_000_000  # output pixels; about 10k x 10k
+from vdsr_tf.inference.engines import (
+    BACKENDS,
+    check_path,
+    default_backend,
+    keras_network,
+    litert_predictor,
+    resolve_auto,
+    set_keras_threads,
+)
+from vdsr_tf.inference.precision import PATHS, check_precision, path_name
+from vdsr_tf.ops import pipeline
+from vdsr_tf.ops.dihedral import dihedral, undo_dihedral
+from vdsr_tf.ops.imresize import imresize, quantise
+from vdsr_tf.ops.tiling import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_TILE,
+    grow_window,
+    network_context,
+    output_size,
+    slices,
+    tiles,
+)
 
 
 class Upscaler:
@@ -60,7 +68,7 @@ class Upscaler:
         predictor: instead of a Keras model, any callable mapping float32
             (1, h, w, 1) to (1, h, w, 1) with a ``context`` attribute (its
             receptive-field radius in pixels), e.g. a LiteRT interpreter
-            wrapper (``vdsr_tf.litert``). Then Keras is never imported.
+            wrapper (``vdsr_tf.inference.litert``). Then Keras is never imported.
         backend: the engine for ``weights`` / ``model``: "keras", "litert"
             (XNNPACK; other weights than the bundled ones are converted once
             per process, about 10 s) or None: the one ``precision`` picks.
@@ -68,7 +76,7 @@ class Upscaler:
             fastest path on this machine within 0.05 dB of fp32 on Set5 at
             every scale (Keras on a GPU where one is visible; on a CPU each
             candidate is timed once and the result cached,
-            ``vdsr_tf.engines.resolve_auto``), for other weights fp32.
+            ``vdsr_tf.inference.engines.resolve_auto``), for other weights fp32.
             "fp32": exact (LiteRT for the bundled weights on a CPU, else
             Keras). "bf16": Keras with bf16 convolutions (a GPU, or a CPU
             with AVX512-BF16 or AMX-BF16). "int8": LiteRT, the mixed-int8
@@ -87,6 +95,13 @@ class Upscaler:
         ValueError: for an unknown backend or precision, int8 on Keras, bf16
             on LiteRT or on a CPU without bf16, or a backend, precision or
             thread count given with a predictor.
+    Example:
+
+    ```python
+    upscaler = vdsr_tf.Upscaler()  # bundled weights, the fastest exact-enough path
+    sr = upscaler.upscale(read_image("photo.jpg"), scale=2)  # vdsr_tf.io.images
+    upscaler.upscale_file("photo.jpg", "photo_x2.jpg", scale=2)
+    ```
     """
 
     def __init__(self, weights=None, model=None, tile=DEFAULT_TILE, ensemble=False,
@@ -172,21 +187,22 @@ class Upscaler:
         least = getattr(self.predictor, "min_window", None)
         if not least:
             return plan
-        return [(dst, (slice(*grow_window(src[0].start, src[0].stop, least[0], height)),
-                       slice(*grow_window(src[1].start, src[1].stop, least[1], width))))
-                for dst, src in plan]
+        grown = []
+        for box, (top, left, bottom, right) in plan:
+            top, bottom = grow_window(top, bottom, least[0], height)
+            left, right = grow_window(left, right, least[1], width)
+            grown.append((box, (top, left, bottom, right)))
+        return grown
 
     def _tiled(self, height, width, channels, make_tile):
         """Assembles ``make_tile(tile, src)`` over the plan, reporting progress."""
         plan = self._plan(height, width)
         out = None
-        for i, (dst, src) in enumerate(plan):
-            box = (dst[0].start, dst[1].start, dst[0].stop, dst[1].stop)
-            window = (src[0].start, src[1].start, src[0].stop, src[1].stop)
+        for i, (box, window) in enumerate(plan):
             part = make_tile(box, window)
             if out is None:
                 out = np.empty((height, width, channels), part.dtype)
-            out[dst] = part
+            out[slices(box)] = part
             if self.progress:
                 self.progress(i + 1, len(plan))
         return out
@@ -249,9 +265,9 @@ class Upscaler:
         if self._forward is None:
             out = self._bicubic(full, channels, out_hw, peak)
         else:
-            net, rest = processing.split(full, channels, np, peak)
+            net, rest = pipeline.split(full, channels, np, peak)
             out = self._tiled(out_hw[0], out_hw[1], channels, lambda box, src:
-                              processing.upscale_tile(net, rest, channels, out_hw, box, src,
+                              pipeline.upscale_tile(net, rest, channels, out_hw, box, src,
                                                       self._network, np,
                                                       to_uint8=image.dtype == np.uint8))
         if image.dtype == np.uint16:
@@ -285,7 +301,7 @@ class Upscaler:
             image: a numpy array (see ``upscale_array``) or a PIL image, as a
                 photo viewer shows it: the EXIF orientation is applied, CMYK
                 is converted with its ICC profile, and every mode becomes L,
-                LA, RGB or RGBA (``vdsr_tf.imageio.prepare``). An animated
+                LA, RGB or RGBA (``vdsr_tf.io.images.prepare``). An animated
                 image is refused: ``upscale_file`` keeps every frame.
             scale: factor > 1, or
             size: exact output (H, W).
@@ -302,7 +318,7 @@ class Upscaler:
             Image = None
         if Image is None or not isinstance(image, Image.Image):
             return self.upscale_array(image, scale, size)
-        from vdsr_tf.imageio import exif_for_size, prepare
+        from vdsr_tf.io.images import exif_for_size, prepare
 
         frames = getattr(image, "n_frames", 1)
         if frames > 1:
@@ -321,7 +337,7 @@ class Upscaler:
 
         The path the CLI takes for each file: the header is checked against
         ``max_pixels`` (input and output) before decoding; the image is read
-        as a viewer shows it (``vdsr_tf.imageio.open_frames``); the output is
+        as a viewer shows it (``vdsr_tf.io.images.open_frames``); the output is
         written atomically with the EXIF (orientation reset), an ICC profile
         matching its pixels, and an animation's frame durations and loop
         count, where the format holds them.
@@ -336,20 +352,27 @@ class Upscaler:
             ``(input (w, h), output (w, h), frames, notes)``.
 
         Raises:
-            vdsr_tf.imageio.ImageError: an unreadable or over-limit file.
+            vdsr_tf.io.images.ImageError: an unreadable or over-limit file.
             FileExistsError: ``dst`` exists and not ``overwrite``.
             ValueError: an unsupported output format, or several frames
                 for a format that holds one.
             OSError: ``dst`` cannot be written (nothing is left behind).
         """
-        from PIL import Image
-
-        from vdsr_tf.imageio import (ImageError, check_frames, format_for, open_frames,
-                                     save_frames)
+        from vdsr_tf.io.images import format_for, save_frames
 
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"output {dst} exists (use --overwrite)")
         fmt = fmt or format_for(dst)
+        frames, out, meta, notes = self._upscale_frames(src, scale, size, fmt)
+        notes += save_frames(out, dst, fmt, meta, overwrite)
+        return frames[0].size, out[0].size, len(out), notes
+
+    def _upscale_frames(self, src, scale, size, fmt):
+        """``(input frames, output frames, meta, notes)`` of a file path or
+        bytes, checked against ``max_pixels`` and ``fmt`` before decoding."""
+        from PIL import Image
+
+        from vdsr_tf.io.images import ImageError, check_frames, open_frames
 
         def check(w, h, n):
             oh, ow = output_size((h, w), scale, size)
@@ -362,14 +385,13 @@ class Upscaler:
         frames, meta, notes = open_frames(src, max_pixels=self.max_pixels, check=check)
         out = [Image.fromarray(self.upscale_array(np.asarray(f), scale, size), f.mode)
                for f in frames]
-        notes += save_frames(out, dst, fmt, meta, overwrite)
-        return frames[0].size, out[0].size, len(out), notes
+        return frames, out, meta, notes
 
     def upscale_bytes(self, data, scale=None, size=None, fmt=None):
         """``upscale_file`` for an encoded image in memory (bytes in, bytes out).
 
-        The bytes go through ``upscale_file`` by way of a private temporary
-        folder, so they get exactly what ``vdsr-upscale`` writes for the same
+        Decoded and encoded in memory by the same code as ``upscale_file``,
+        so the bytes are exactly what ``vdsr-upscale`` writes for the same
         file (frames, EXIF, ICC profile, alpha).
 
         Args:
@@ -382,22 +404,18 @@ class Upscaler:
             ``(output bytes, (input (w, h), output (w, h), frames, notes))``.
 
         Raises:
-            vdsr_tf.imageio.ImageError, ValueError: as ``upscale_file``.
+            vdsr_tf.io.images.ImageError, ValueError: as ``upscale_file``.
         """
-        from vdsr_tf.imageio import ImageError, sniff_format
+        from vdsr_tf.io.images import ImageError, encode_frames, sniff_format
 
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"Expected the bytes of an image file, got {type(data).__name__}")
         if not data:
             raise ImageError("empty file (0 bytes)")
         fmt = fmt or sniff_format(data)
-        with tempfile.TemporaryDirectory(prefix="vdsr-") as folder:
-            src, dst = os.path.join(folder, "input"), os.path.join(folder, "output")
-            with open(src, "wb") as f:
-                f.write(data)
-            info = self.upscale_file(src, dst, scale, size, fmt)
-            with open(dst, "rb") as f:
-                return f.read(), info
+        frames, out, meta, notes = self._upscale_frames(bytes(data), scale, size, fmt)
+        encoded, more = encode_frames(out, fmt, meta)
+        return encoded, (frames[0].size, out[0].size, len(out), notes + more)
 
 
 def _peak(image):
@@ -422,7 +440,7 @@ def upscale(image, scale=None, size=None, weights=None, **kwargs):
 
     ``image`` is a numpy array (uint8, uint16, or float32 / float64 in
     [0, 1]; the result has the same dtype and range) or a PIL image. A Keras
-    network is loaded once per weights file (``vdsr_tf.engines.load_network``),
+    network is loaded once per weights file (``vdsr_tf.inference.engines.load_network``),
     and ``auto``'s choice is read from its cache, so repeated calls cost the
     upscaling and a few milliseconds; for many images, keep one ``Upscaler``.
     """

@@ -25,6 +25,31 @@ def receptive_radius(kernel_sizes):
     return int(sum((int(k) - 1) // 2 for k in kernel_sizes))
 
 
+def network_context(model):
+    """The tile context a Keras VDSR model needs: its receptive-field radius
+    (``tiling.receptive_radius`` over its convolutions' kernel sizes)."""
+    return receptive_radius(l.kernel_size[0] for l in model.layers if hasattr(l, "kernel_size"))
+
+
+def check_scale_size(scale, size, names=("scale", "size")):
+    """The package's one check of an enlargement request: exactly one of
+    ``scale`` (a finite number > 1) or ``size`` (positive (H, W)).
+
+    Args:
+        names: how the messages name the two (``("--scale", "--size")`` for
+            a command line).
+
+    Raises:
+        ValueError: otherwise.
+    """
+    if (scale is None) == (size is None):
+        raise ValueError(f"give exactly one of {names[0]} or {names[1]}")
+    if scale is not None and not (float(scale) > 1.0 and np.isfinite(float(scale))):
+        raise ValueError(f"{names[0]} must be > 1, got {scale}")
+    if size is not None and (len(size) != 2 or min(int(v) for v in size) < 1):
+        raise ValueError(f"{names[1]} must be a positive (H, W), got {size}")
+
+
 def output_size(in_hw, scale=None, size=None):
     """The SR size (H, W): ``in * scale`` rounded half up per axis, or ``size``.
 
@@ -35,8 +60,7 @@ def output_size(in_hw, scale=None, size=None):
         ValueError: unless exactly one of ``scale`` (> 1) or ``size``
             (positive (H, W), at least the input size) is given.
     """
-    if (scale is None) == (size is None):
-        raise ValueError("Give exactly one of scale or size")
+    check_scale_size(scale, size)
     if size is not None:
         h, w = (int(v) for v in size)
         if h < in_hw[0] or w < in_hw[1]:
@@ -45,8 +69,6 @@ def output_size(in_hw, scale=None, size=None):
                 "VDSR only enlarges")
         return h, w
     scale = float(scale)
-    if not scale > 1.0 or not np.isfinite(scale):
-        raise ValueError(f"scale must be a number > 1, got {scale}")
     return (int(scaled_length(in_hw[0], scale)), int(scaled_length(in_hw[1], scale)))
 
 
@@ -99,18 +121,25 @@ def tile_window(top, left, step_h, step_w, height, width, context, minimum, maxi
 def tiles(height, width, tile, context):
     """Near-equal tiles of at most ``tile`` x ``tile`` covering an (H, W) image.
 
-    Yields ``(out, src)`` slice pairs: ``out`` = (rows, cols) of the tile in the
-    image; ``src`` = the same region grown by up to ``context`` pixels per side
-    (clipped to the image). Running the network on ``src`` and keeping the
-    ``out`` part equals running it on the whole image when ``context`` is at
-    least the receptive-field radius.
+    Yields ``(box, window)`` pairs of boxes, the package's one form of a
+    tile (``(top, left, bottom, right)``, as the tile pipeline and the
+    SavedModel graph take them; ``slices(box)`` indexes an array): ``box``,
+    the tile in the image; ``window``, the same region grown by up to
+    ``context`` pixels per side (clipped to the image). Running the network
+    on ``window`` and keeping the ``box`` part equals running it on the whole
+    image when ``context`` is at least the receptive-field radius.
     """
     step_h, step_w = tile_steps(height, width, tile)
     for top in range(0, height, step_h):
         for left in range(0, width, step_w):
             bottom, right, st, sl, sb, sr = tile_window(top, left, step_h, step_w, height,
                                                         width, context, min, max)
-            yield (slice(top, bottom), slice(left, right)), (slice(st, sb), slice(sl, sr))
+            yield (top, left, bottom, right), (st, sl, sb, sr)
+
+
+def slices(box):
+    """``(rows, cols)`` slices of a ``(top, left, bottom, right)`` box."""
+    return slice(box[0], box[2]), slice(box[1], box[3])
 
 
 def fixed_windows(length, window, context):
@@ -154,3 +183,12 @@ def grow_window(start, stop, least, length):
         return (start, stop) if length > least else (0, length)
     stop = min(length, start + least)
     return stop - least, stop
+
+
+# 512 output pixels per tile side: a 512 x 512 output (a 256 x 256 image at
+# x2) is one window, with no tile context to recompute; a 552 x 552 window of
+# 20 x 64 float32 activations stays under 1.5 GB peak RSS.
+DEFAULT_TILE = 512
+
+
+DEFAULT_MAX_PIXELS = 100_000_000  # output pixels; about 10k x 10k

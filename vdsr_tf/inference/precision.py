@@ -37,17 +37,31 @@ import time
 from absl import logging
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
 PATHS = {  # name -> (engine, precision), in the order of preference on a tie
     "litert-fp32": ("litert", "fp32"),
     "keras-fp32": ("keras", "fp32"),
     "keras-bf16": ("keras", "bf16"),
     "litert-int8": ("litert", "int8"),
 }
+
+
 QUALITY_BOUND_DB = 0.05  # the most Set5 PSNR auto may give up, at any scale
+
+
 PROBE_SIDE = 128  # pixels per side of the plane each candidate is timed on
+
+
 PROBE_REPEATS = 3  # timed calls per candidate (after a warm-up), best kept
+
+
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 SCALES = ("x2", "x3", "x4")  # a path's cost must be known at each
+
+
 _CACHE_FORMAT = 1
 
 
@@ -240,7 +254,7 @@ def write_timings(key, timings, folder=None):
         The file written, or None when the folder cannot be written (a
         read-only home): then there is no cache, which is not an error.
     """
-    from vdsr_tf.files import atomic_write_text
+    from vdsr_tf.io.atomic import atomic_write_text
 
     path = cache_file(key, folder)
     record = {"key": key, "timings": timings, "date": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -20,10 +20,15 @@ import os
 
 import numpy as np
 
-from vdsr_tf.files import atomic_write
+from vdsr_tf.io.atomic import atomic_write
 
 _WEIGHT = "weight_{:03d}"
+
+
 _OPTIMIZER = "optimizer_{:03d}"
+
+# The training state's file name in a run folder.
+CHECKPOINT = "checkpoint.npz"
 
 
 def save_state(path, model, meta, include_optimizer=True):

@@ -8,7 +8,7 @@ converts them once per process.
 
 ``resolve_auto`` is ``precision="auto"``: for the bundled weights, Keras on
 a GPU when one is visible, else the fastest path measured on this CPU
-within 0.05 dB of fp32 (``vdsr_tf.precision``); for other weights, whose
+within 0.05 dB of fp32 (``vdsr_tf.inference.precision``); for other weights, whose
 bf16 and int8 costs nobody measured, exact fp32.
 """
 
@@ -20,14 +20,29 @@ import tempfile
 
 from absl import logging
 
-from vdsr_tf import bundled
-from vdsr_tf.precision import (PATHS, cache_file, cache_key, choose, cpu_has_bf16, cpu_info,
-                               default_threads, first_line, measure, measuring_lock,
-                               not_eligible, path_name, quality_loss, read_timings, within_bound,
-                               write_timings)
-from vdsr_tf.tiling import receptive_radius
+from vdsr_tf.inference.precision import (
+    PATHS,
+    cache_file,
+    cache_key,
+    choose,
+    cpu_has_bf16,
+    cpu_info,
+    default_threads,
+    first_line,
+    measure,
+    measuring_lock,
+    not_eligible,
+    path_name,
+    quality_loss,
+    read_timings,
+    within_bound,
+    write_timings,
+)
+from vdsr_tf.io import bundled
 
 BACKENDS = ("keras", "litert")
+
+
 _BF16_POLICY = "mixed_bfloat16"
 
 
@@ -49,7 +64,7 @@ def compile_forward(model):
         )
         return lambda x: fn(x).numpy()
     if keras.backend.backend() == "jax":
-        from vdsr_tf.fast import jax_forward
+        from vdsr_tf.inference.jax_forward import jax_forward
 
         # Padded to a few bucket shapes (and masked, so results are those of
         # the unpadded network): one compile serves many image sizes.
@@ -61,7 +76,7 @@ def _in_precision(model, precision):
     """``model`` itself for fp32; its ``mixed_bfloat16`` copy for bf16."""
     if precision != "bf16":
         return model
-    from vdsr_tf.model import compute_copy
+    from vdsr_tf.models.vdsr import compute_copy
 
     return compute_copy(model, _BF16_POLICY)
 
@@ -70,7 +85,7 @@ def _in_precision(model, precision):
 def _cached_network(path, stamp, precision):
     """``(model, forward)`` for a weights file; ``stamp`` (the file's and its
     config.json's mtime and size) makes a changed file a new entry."""
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.models.loading import load_pretrained
 
     model = _in_precision(load_pretrained(path), precision)
     return model, compile_forward(model)
@@ -96,11 +111,9 @@ def load_network(weights=None, precision="fp32"):
     Raises:
         FileNotFoundError: if the file (or the bundled weights) is missing.
     """
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.models.loading import weights_file
 
-    path = bundled.bundled_weights_path() if weights is None else os.fspath(weights)
-    if not os.path.isfile(path):
-        load_pretrained(weights)  # raises the loader's own clear error
+    path = weights_file(weights)
     return _cached_network(os.path.realpath(path), _stamp(path), precision)
 
 
@@ -206,7 +219,7 @@ def check_path(backend, precision):
 def _converted(path, stamp, precision, threads):
     """A ``LiteRTPredictor`` of a weights file converted to ``.tflite``
     (once per process, file version, precision and thread count)."""
-    from vdsr_tf.model import load_pretrained
+    from vdsr_tf.models.loading import load_pretrained
 
     return _convert(load_pretrained(path), precision, threads)
 
@@ -216,7 +229,7 @@ def _convert(model, precision, threads):
     folder that lives as long as the predictor (int8: ``mixed_int8``,
     calibrated on the bundled sample images)."""
     from vdsr_tf.export.tflite import export_tflite
-    from vdsr_tf.litert import LiteRTPredictor
+    from vdsr_tf.inference.litert import LiteRTPredictor
 
     folder = tempfile.TemporaryDirectory(prefix="vdsr_tflite_", ignore_cleanup_errors=True)
     path = os.path.join(folder.name, f"vdsr.{precision}.tflite")
@@ -236,7 +249,7 @@ def litert_predictor(weights=None, model=None, precision="fp32", threads=None):
         FileNotFoundError: if the weights file or bundled model is missing.
         ValueError: for a precision LiteRT does not run.
     """
-    from vdsr_tf.litert import LiteRTPredictor
+    from vdsr_tf.inference.litert import LiteRTPredictor
 
     check_path("litert", precision)
     if model is not None:
@@ -247,12 +260,6 @@ def litert_predictor(weights=None, model=None, precision="fp32", threads=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such weights file: {path}")
     return _converted(os.path.realpath(path), _stamp(path), precision, threads)
-
-
-def network_context(model):
-    """The tile context a Keras VDSR model needs: its receptive-field radius
-    (``tiling.receptive_radius`` over its convolutions' kernel sizes)."""
-    return receptive_radius(l.kernel_size[0] for l in model.layers if hasattr(l, "kernel_size"))
 
 
 def _keras_backend_name():

@@ -3,17 +3,17 @@
 ``train(config, sources, output_dir, ...)`` builds (or resumes) a VDSR model
 and trains it with one of two engines that run the same ``train_step``:
 
-* ``"fit"``: ``model.fit`` on ``vdsr_tf.data.make_dataset`` (or the numpy
+* ``"fit"``: ``model.fit`` on ``vdsr_tf.data.pipeline.make_dataset`` (or the numpy
   ``PatchSampler`` where TensorFlow is missing), any backend;
 * ``"fast"`` (JAX): the data on the accelerator and K steps per jitted call
-  (``vdsr_tf.fast``), for GPUs, where ``fit`` is input-bound.
+  (``vdsr_tf.training.jax_engine``), for GPUs, where ``fit`` is input-bound.
 
 It writes into ``output_dir``:
 
 * ``config.json``: the recipe;
 * ``checkpoint.npz``: model, optimizer (step, schedule position), the
   data's fingerprint and counters after the last finished epoch, in one
-  atomic write (``vdsr_tf.checkpoint``);
+  atomic write (``vdsr_tf.io.checkpoint``);
 * ``logs/``: TensorBoard scalars and validation images (TF backend), and
   ``history.csv`` (with ``clip_fraction``: the share of gradient values the
   theta/lr clip cut);
@@ -29,118 +29,38 @@ import contextlib
 import json
 import math
 import os
-import time
 
 import keras
 from absl import logging
 from keras import ops
 
 from vdsr_tf import config as config_lib
-from vdsr_tf.checkpoint import (config_difference, read_state, restore, save_state,
-                                weights_digest)
-from vdsr_tf.files import atomic_path, atomic_write_text, remove_stale_temporaries
-from vdsr_tf.losses import get_loss
-from vdsr_tf.metrics import PSNRMetric
-from vdsr_tf.model import build_vdsr, bundled_weights_path
+from vdsr_tf.config import DISTRIBUTIONS, ENGINES
+from vdsr_tf.evaluation.metrics import PSNRMetric
+from vdsr_tf.io.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
+from vdsr_tf.io.checkpoint import (
+    CHECKPOINT,
+    config_difference,
+    read_state,
+    restore,
+    weights_digest,
+)
+from vdsr_tf.models.loading import load_weights, weights_file
+from vdsr_tf.models.losses import get_loss
+from vdsr_tf.models.vdsr import build_vdsr
+from vdsr_tf.training.callbacks import (
+    CheckpointCallback,
+    TimeBudget,
+    ValidationCallback,
+)
+from vdsr_tf.training.schedule import make_optimizer, run_length
 
-CHECKPOINT = "checkpoint.npz"
 FINAL_WEIGHTS = "vdsr.weights.h5"
+
+
 HISTORY = "history.csv"
-ENGINES = ("fit", "fast")
 
 
-@keras.saving.register_keras_serializable(package="vdsr_tf")
-class VDSRSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then step, cosine or constant learning-rate decay.
-
-    Args:
-        peak: learning rate after the warm-up.
-        total_steps: steps of the whole run.
-        kind: "step", "cosine" or "constant".
-        boundaries: for "step", the steps where lr is divided by ``factor``.
-        factor: the step divisor.
-        warmup_steps: steps of linear warm-up from ``warmup_start * peak``.
-        warmup_start: start of the warm-up as a fraction of ``peak``.
-    """
-
-    def __init__(self, peak, total_steps, kind="step", boundaries=(), factor=10.0,
-                 warmup_steps=0, warmup_start=0.01):
-        self.peak = float(peak)
-        self.total_steps = int(total_steps)
-        self.kind = kind
-        self.boundaries = [int(b) for b in boundaries]
-        self.factor = float(factor)
-        self.warmup_steps = int(warmup_steps)
-        self.warmup_start = float(warmup_start)
-        self.total_steps_variable = None
-
-    def bind(self, optimizer):
-        """Keeps ``total_steps`` in a variable of ``optimizer`` (before it is built).
-
-        The cosine then reads the run's length from optimizer state, so it is
-        saved and restored with the optimizer, and the fast engine can fit
-        the cycle to a time budget without recompiling its step.
-
-        Returns:
-            The float32 scalar variable.
-        """
-        self.total_steps_variable = optimizer.add_variable(
-            shape=(), initializer=keras.initializers.Constant(float(self.total_steps)),
-            dtype="float32", name="schedule_total_steps")
-        return self.total_steps_variable
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        lr = ops.convert_to_tensor(self.peak, "float32")
-        if self.kind == "step":
-            for boundary in self.boundaries:
-                lr = ops.where(step >= boundary, lr / self.factor, lr)
-        elif self.kind == "cosine":
-            total = (float(self.total_steps) if self.total_steps_variable is None
-                     else ops.cast(self.total_steps_variable, "float32"))
-            span = ops.maximum(total - self.warmup_steps, 1.0)
-            progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
-            lr = lr * 0.5 * (1.0 + ops.cos(math.pi * progress))
-        if self.warmup_steps:
-            frac = ops.clip(step / self.warmup_steps, 0.0, 1.0)
-            ramp = self.warmup_start + (1.0 - self.warmup_start) * frac
-            lr = ops.where(step < self.warmup_steps, self.peak * ramp, lr)
-        return lr
-
-    def get_config(self):
-        return dict(peak=self.peak, total_steps=self.total_steps, kind=self.kind,
-                    boundaries=self.boundaries, factor=self.factor,
-                    warmup_steps=self.warmup_steps, warmup_start=self.warmup_start)
-
-
-def make_schedule(optim, total_steps):
-    """The ``VDSRSchedule`` of an ``OptimConfig`` over ``total_steps``."""
-    return VDSRSchedule(
-        peak=optim.learning_rate,
-        total_steps=total_steps,
-        kind=optim.schedule,
-        boundaries=[round(f * total_steps) for f in optim.step_boundaries],
-        factor=optim.step_factor,
-        warmup_steps=round(optim.warmup_fraction * total_steps),
-        warmup_start=optim.warmup_start,
-    )
-
-
-def make_optimizer(optim, total_steps):
-    """A Keras optimizer for an ``OptimConfig``, its schedule bound to it
-    (``VDSRSchedule.bind``: the run's length is optimizer state)."""
-    lr = make_schedule(optim, total_steps)
-    clip = {"clipnorm": optim.clipnorm, "clipvalue": optim.clipvalue}
-    if optim.optimizer == "sgd":
-        opt = keras.optimizers.SGD(lr, momentum=optim.momentum, **clip)
-    elif optim.optimizer == "adam":
-        opt = keras.optimizers.Adam(lr, **clip)
-    elif optim.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(lr, weight_decay=optim.adam_weight_decay, **clip)
-    else:
-        raise ValueError(f"Unknown optimizer {optim.optimizer!r}; valid: sgd, adam, adamw")
-    lr.bind(opt)
-    return opt
 
 
 def build_model(config):
@@ -155,139 +75,24 @@ def build_model(config):
     return model
 
 
-class ValidationCallback(keras.callbacks.Callback):
-    """Per-scale PSNR/SSIM on a benchmark set at the end of each epoch.
-
-    Adds ``val_psnr_x{s}`` and ``val_ssim_x{s}`` to the epoch logs (so the
-    progress bar, CSV and TensorBoard see them) and, when ``log_dir`` is set
-    and TensorFlow is available, writes a ``bicubic | VDSR | HR`` crop per
-    scale as a TensorBoard image.
-
-    Args:
-        set_dir: a folder with ``HR/`` and ``LR_bicubic/X{s}/``.
-        scales: scales to score.
-        log_dir: TensorBoard directory for the images, or None.
-    """
-
-    def __init__(self, set_dir, scales, log_dir=None):
-        super().__init__()
-        self.set_dir = set_dir
-        self.scales = tuple(scales)
-        self.log_dir = log_dir
-        self._writer = None
-        self._upscaler = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        from vdsr_tf.evaluate import benchmark_pairs, comparison_strip, evaluate_set
-        from vdsr_tf.upscaler import Upscaler
-
-        logs = logs if logs is not None else {}
-        if self._upscaler is None or self._upscaler.model is not self.model:
-            # One compiled forward for the whole run (it reads the current
-            # weights at each call).
-            self._upscaler = Upscaler(model=self.model)
-        upscaler, bicubic = self._upscaler, Upscaler("bicubic")
-        strips = []
-        for s in self.scales:
-            r = evaluate_set(upscaler, self.set_dir, s, keep_images=True)
-            logs[f"val_psnr_x{s}"] = r["psnr"]
-            logs[f"val_ssim_x{s}"] = r["ssim"]
-            _, sr, hr = r["images"][0]
-            lr = next(benchmark_pairs(self.set_dir, s))[1]
-            strips.append(comparison_strip(bicubic.upscale(lr, size=hr.shape[:2]), sr, hr))
-        logging.info("epoch %d validation: %s", epoch + 1, ", ".join(
-            f"x{s} {logs[f'val_psnr_x{s}']:.2f} dB" for s in self.scales))
-        self._write_images(epoch, strips)
-
-    def _write_images(self, epoch, strips):
-        if not self.log_dir:
-            return
-        try:
-            import tensorflow as tf
-        except ImportError:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "validation"))
-        with self._writer.as_default():
-            for s, strip in zip(self.scales, strips):
-                tf.summary.image(f"bicubic_vdsr_hr_x{s}", strip[None], step=epoch + 1)
-        self._writer.flush()
-
-
-class CheckpointCallback(keras.callbacks.Callback):
-    """Saves the training state (model, optimizer, counters) atomically each epoch.
-
-    Args:
-        output_dir: the run folder (``checkpoint.npz`` goes there).
-        meta: dict stored with every state (config, data fingerprint, ...);
-            ``epoch``, ``step`` and ``patches_total`` are added.
-        batch_size: patches per step, to count patches.
-        patches_before: patches seen by the runs this one started from.
-    """
-
-    def __init__(self, output_dir, meta, batch_size, patches_before=0):
-        super().__init__()
-        self.output_dir = output_dir
-        self.meta = dict(meta)
-        self.batch_size = batch_size
-        self.patches_before = patches_before
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        meta = dict(self.meta, epoch=epoch + 1, step=step,
-                    patches_total=self.patches_before + step * self.batch_size)
-        save_state(os.path.join(self.output_dir, CHECKPOINT), self.model, meta)
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training at an epoch end when the next epoch would pass the budget.
-
-    Args:
-        seconds: budget counted from the start of training, or None.
-        deadline: a ``time.monotonic()`` value not to pass, or None.
-    """
-
-    def __init__(self, seconds=None, deadline=None):
-        super().__init__()
-        self.seconds = seconds
-        self.deadline = deadline
-        self._start = self._epoch_start = None
-
-    def on_train_begin(self, logs=None):
-        self._start = time.monotonic()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.monotonic()
-        next_end = now + (now - self._epoch_start)
-        limits = [self._start + self.seconds if self.seconds else None, self.deadline]
-        if any(limit is not None and next_end > limit for limit in limits):
-            logging.info("Time budget reached after epoch %d; stopping (run the same "
-                         "command again to resume).", epoch + 1)
-            self.model.stop_training = True
-
-
 def training_data(sources, data_config, seed, data_dir=None, manual_dir=None):
     """The patch stream for ``fit``: tf.data where TensorFlow is installed,
     else (the JAX-only GPU machine) the numpy ``PatchSampler`` with the same
     per-image sampling, over folders or packed ``.npz`` files."""
-    from vdsr_tf import data
+    from vdsr_tf.data import degradation, pipeline
 
     try:
         import tensorflow  # noqa: F401
     except ImportError:
-        if any(str(s).startswith("tfds:") for s in data._expand_sources(sources)):
+        if any(str(s).startswith("tfds:") for s in degradation._expand_sources(sources)):
             raise ValueError("tfds: sources need TensorFlow; pack the images with "
                              "vdsr-train --pack_to=FILE.npz on a machine that has it") from None
         logging.info("TensorFlow not installed: using the numpy PatchSampler.")
-        return data.PatchSampler(data.load_y_planes(sources), data_config, seed).batches()
-    return data.make_dataset(sources, data_config, seed=seed, data_dir=data_dir,
+        return degradation.PatchSampler(degradation.load_y_planes(sources), data_config, seed).batches()
+    return pipeline.make_dataset(sources, data_config, seed=seed, data_dir=data_dir,
                              manual_dir=manual_dir)
 
 
-DISTRIBUTIONS = ("none", "data_parallel", "multi_worker")
 
 
 @contextlib.contextmanager
@@ -347,7 +152,7 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
 
     Args:
         config: a ``TrainConfig``.
-        sources: training images (see ``vdsr_tf.data.make_dataset``).
+        sources: training images (see ``vdsr_tf.data.pipeline.make_dataset``).
         output_dir: where the run's files go; an existing checkpoint there is
             resumed, provided the config and the training data match it.
         val_dir: a benchmark set folder scored each epoch, or None.
@@ -360,7 +165,7 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
         manual_dir: local files to prepare ``tfds:`` sources from on first use.
         distribute: ``distribution_scope`` kind: "none", "data_parallel" or
             "multi_worker" (``fit`` engine only).
-        engine: "fit" or "fast" (JAX backend; ``vdsr_tf.fast``).
+        engine: "fit" or "fast" (JAX backend; ``vdsr_tf.training.jax_engine``).
         steps_per_call: K, train steps per jitted call of the fast engine.
         init_from: start a new run from these weights (not a resume): a
             state file (``checkpoint.npz``), a ``.weights.h5`` file, or
@@ -401,13 +206,13 @@ def _training_planes(sources):
     """The Y planes and their fingerprint; (None, spec digest) for tfds: sources."""
     import hashlib
 
-    from vdsr_tf import data
+    from vdsr_tf.data import degradation
 
-    expanded = data._expand_sources(sources)
+    expanded = degradation._expand_sources(sources)
     if any(s.startswith("tfds:") for s in expanded):
         return None, "tfds:" + hashlib.sha256(",".join(expanded).encode()).hexdigest()
-    planes = data.load_y_planes(expanded)
-    return planes, data.fingerprint(planes)
+    planes = degradation.load_y_planes(expanded)
+    return planes, degradation.fingerprint(planes)
 
 
 def load_initial_weights(model, init_from):
@@ -420,19 +225,13 @@ def load_initial_weights(model, init_from):
         FileNotFoundError, ValueError: a missing file, or weights of another
             architecture (named).
     """
-    if init_from == "bundled":
-        init_from = bundled_weights_path()
-        if not os.path.exists(init_from):
-            raise FileNotFoundError("--init_from=bundled: this install has no bundled weights")
-    if not os.path.isfile(init_from):
-        raise FileNotFoundError(f"--init_from: no such file: {init_from}")
+    try:
+        init_from = weights_file(init_from)
+        if init_from.endswith(".weights.h5"):
+            load_weights(model, init_from)
+    except (OSError, ValueError) as e:
+        raise type(e)(f"init_from: {e}") from None
     if init_from.endswith(".weights.h5"):
-        try:
-            model.load_weights(init_from)
-        except Exception as e:  # h5py/keras raise several types for a bad file
-            raise ValueError(f"--init_from: {init_from} does not fit this architecture "
-                             f"(depth {len(model.layers) - 2}): {str(e).splitlines()[0][:200]}"
-                             ) from None
         meta_path = init_from[: -len(".weights.h5")] + ".weights.json"
         if os.path.exists(meta_path):
             with open(meta_path) as f:
@@ -442,7 +241,7 @@ def load_initial_weights(model, init_from):
     try:
         restore(model, weights)
     except ValueError as e:
-        raise ValueError(f"--init_from: {init_from}: {e}") from None
+        raise ValueError(f"init_from: {init_from}: {e}") from None
     return int(meta.get("patches_total", 0))
 
 
@@ -514,12 +313,12 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         callbacks.append(TimeBudget(time_budget_s))
     callbacks += list(extra_callbacks)
     if engine == "fast":
-        from vdsr_tf import fast
+        from vdsr_tf.training import jax_engine
 
-        pool = fast.DevicePool(planes, config.data, workers=pool_workers)
+        pool = jax_engine.DevicePool(planes, config.data, workers=pool_workers)
         logging.info("Device pool: %d degraded images, %.1f M pixels, %.0f MB, built in %.1f s.",
                      pool.variants, pool.pixels / 1e6, pool.nbytes / 1e6, pool.build_seconds)
-        history = fast.fit_fast(model, pool, config.data.batch_size, config.steps,
+        history = jax_engine.fit_fast(model, pool, config.data.batch_size, config.steps,
                                 steps_per_epoch, initial_epoch=initial_epoch,
                                 steps_per_call=steps_per_call, seed=config.seed,
                                 callbacks=callbacks, verbose=verbose != 0)
@@ -565,17 +364,3 @@ def _truncate_history(path, epochs):
             keep.append(line)
     if keep != lines:
         atomic_write_text(path, "".join(keep))
-
-
-def schedule_length_variable(optimizer):
-    """The ``schedule_total_steps`` variable bound to ``optimizer``'s ``VDSRSchedule``
-    (``VDSRSchedule.bind``), or None. Reads the optimizer's ``_learning_rate``
-    (a Keras internal, pinned by tests/test_keras_internals.py)."""
-    return getattr(getattr(optimizer, "_learning_rate", None), "total_steps_variable", None)
-
-
-def run_length(model, default):
-    """The run's length in steps: the schedule's bound variable (which the
-    fast engine may fit to a deadline), else ``default``."""
-    var = schedule_length_variable(model.optimizer)
-    return int(round(float(ops.convert_to_numpy(var)))) if var is not None else int(default)

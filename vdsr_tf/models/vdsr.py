@@ -5,7 +5,7 @@ pooling, ``depth - 1`` of them with ``filters`` channels and ReLU, the last one
 to 1 channel with no activation, and a final ``Add`` of the input (the skip
 connection). The model maps a bicubic-upscaled Y image to the super-resolved Y
 image. Its ``train_step`` clips every gradient value to ``theta / lr`` before
-the optimizer update (``vdsr_tf.clipping``), on the TensorFlow and on the JAX
+the optimizer update (``vdsr_tf.models.clipping``), on the TensorFlow and on the JAX
 backend.
 
 This module imports without TensorFlow (it is used on a JAX-only GPU machine).
@@ -14,9 +14,7 @@ This module imports without TensorFlow (it is used on a JAX-only GPU machine).
 import keras
 from keras import ops
 
-from vdsr_tf import bundled
-from vdsr_tf.bundled import bundled_weights_info, bundled_weights_path  # noqa: F401 (API)
-from vdsr_tf.clipping import CLIP_MODES, clip_by_lr
+from vdsr_tf.models.clipping import CLIP_MODES, clip_by_lr
 
 _PACKAGE = "vdsr_tf"
 
@@ -32,9 +30,17 @@ class VDSR(keras.Model):
         clip_theta: the clip parameter theta (> 0), or None for no clipping.
         clip_mode: ``"value"`` (the paper's rule: every gradient value to
             ``[-theta/lr, theta/lr]``) or ``"norm"`` (the global gradient
-            norm to at most ``theta/lr``); see ``vdsr_tf.clipping``.
+            norm to at most ``theta/lr``); see ``vdsr_tf.models.clipping``.
         *args, **kwargs: the functional ``keras.Model`` arguments
             (``inputs``, ``outputs``, ``name``).
+    Example:
+
+    ```python
+    model = vdsr_tf.build_vdsr()  # a VDSR: 20 x 64, the theta/lr clip in train_step
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss=vdsr_tf.PatchSumMSE())
+    model.fit(vdsr_tf.patch_dataset("images/"), steps_per_epoch=100, epochs=10)
+    ```
     """
 
     def __init__(self, *args, clip_theta=1e-4, clip_mode="value", **kwargs):
@@ -171,7 +177,7 @@ def build_vdsr(
             clipped to ``[-theta/lr, theta/lr]``, so that a plain SGD step
             moves no weight by more than theta); None disables it. The paper does not
             state theta; 1e-4 trains the paper's recipe (SGD at lr 0.1 with
-            ``PatchSumMSE``), 0.01 does not (see ``vdsr_tf.clipping``).
+            ``PatchSumMSE``), 0.01 does not (see ``vdsr_tf.models.clipping``).
         clip_mode: ``"value"`` (the paper's per-value rule) or ``"norm"``
             (the global gradient norm bounded by ``theta/lr``).
         weight_decay: L2 weight decay on the conv kernels, as in the paper
@@ -197,6 +203,12 @@ def build_vdsr(
         bicubic-upscaled Y channel in [0, 1], to the super-resolved Y channel
         of the same shape (not clipped; clip to [0, 1] before quantising).
         ``H`` and ``W`` are free.
+    Example:
+
+    ```python
+    model = vdsr_tf.build_vdsr(depth=20, filters=64, clip_theta=1e-4)
+    sr = model.predict(x)  # x: float32 (N, H, W, 1), the bicubic-upscaled Y in [0, 1]
+    ```
     """
     if depth < 2:
         raise ValueError(f"depth must be >= 2, got {depth}")
@@ -259,66 +271,6 @@ def compute_copy(model, compute_dtype):
     return copy
 
 
-def load_model(path):
-    """Loads a ``.keras`` file saved from a ``VDSR`` model (optimizer included)."""
-    return keras.saving.load_model(path, custom_objects={"VDSR": VDSR})
-
-
 def flops_per_pixel(depth=20, filters=64):
     """Multiply-adds x 2 per output pixel of the network (1.33 MFLOP default)."""
     return 2 * 9 * (filters + (depth - 2) * filters * filters + filters)
-
-
-
-
-def load_pretrained(path=None):
-    """A VDSR model with trained weights.
-
-    Args:
-        path: a ``.keras`` model file, a ``.weights.h5`` file (the architecture
-            is read from a ``config.json`` beside it, as ``vdsr-train``
-            writes, else the default 20x64 network), or None for the bundled
-            weights.
-
-    Raises:
-        FileNotFoundError: if the file (or the bundled weights) is missing.
-        ValueError: if the file is not a model or weights file of this network.
-    """
-    import json
-    import os
-
-    if path is None:
-        path = bundled.bundled_weights_path()
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                "This install has no bundled weights yet; pass a weights file "
-                "(a .keras or .weights.h5 written by vdsr-train).")
-        info = bundled.bundled_weights_info()
-        if info and info.get("sha256"):
-            import hashlib
-
-            with open(path, "rb") as f:
-                if hashlib.sha256(f.read()).hexdigest() != info["sha256"]:
-                    raise ValueError(f"The bundled weights {path} do not match their sha256 "
-                                     "in vdsr.weights.json (a damaged install?); reinstall")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such weights file: {path}")
-    if path.endswith(".keras"):
-        return load_model(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"Expected a .keras or .weights.h5 file, got {path}")
-    kwargs, model_cfg = {}, {}
-    config_path = os.path.join(os.path.dirname(path), "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            model_cfg = json.load(f).get("model", {})
-        kwargs = {k: model_cfg[k] for k in ("depth", "filters", "residual") if k in model_cfg}
-    model = build_vdsr(**kwargs)
-    try:
-        model.load_weights(path)
-    except Exception as e:  # h5py/keras raise several types for a bad file
-        arch = f"depth {model_cfg.get('depth', 20)}, {model_cfg.get('filters', 64)} filters" if kwargs else (
-            "the default 20 x 64 network (no config.json beside it)")
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} does not hold weights of {arch}: {first}") from None
-    return model

@@ -14,7 +14,7 @@ Images keep their channels (grayscale stays one channel), so the benchmark
 protocol scores them exactly as it scores the folders::
 
     import tensorflow_datasets as tfds
-    import vdsr_tf.tfds_builders  # registers the names
+    import vdsr_tf.data.tfds_builders  # registers the names
     ds = tfds.load("set5", split="test", data_dir=DATA_DIR,
                    download_and_prepare_kwargs={"download_config":
                        tfds.download.DownloadConfig(manual_dir="../shared/datasets")})
@@ -26,17 +26,25 @@ import os
 
 import tensorflow_datasets as tfds
 
-from vdsr_tf.imageio import list_images, read_image
+from vdsr_tf.io.images import list_images, read_image
 
 _SCALES = (2, 3, 4)
+
+
 _VERSION = tfds.core.Version("1.1.0")
-_RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.imageio (orientation, mode policy)."}
+
+
+_RELEASE_NOTES = {"1.1.0": "Pixels decoded by vdsr_tf.io.images (orientation, mode policy)."}
+
+
 _IMAGE = dict(shape=(None, None, None))
+
+
 _CITATION = "Cite the dataset's own paper (see ../shared/datasets/README.md)."
 
 
 def _pixels(path):
-    """uint8 (H, W, C) through the package's one decoder (``vdsr_tf.imageio``),
+    """uint8 (H, W, C) through the package's one decoder (``vdsr_tf.io.images``),
     so a dataset holds the pixels every other consumer reads from the file."""
     image = read_image(path, alpha=False)
     return image[..., None] if image.ndim == 2 else image

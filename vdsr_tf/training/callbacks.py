@@ -1,0 +1,143 @@
+"""The callbacks of a training run: validation, checkpoints, a time budget.
+
+* ``ValidationCallback``: PSNR per scale on a benchmark folder after each
+  epoch, through the same ``Upscaler`` users run (so training validates
+  the inference path), and comparison images for TensorBoard.
+* ``CheckpointCallback``: the whole training state in one atomic file
+  (``vdsr_tf.io.checkpoint``) after each epoch.
+* ``TimeBudget``: stops resumably before a wall-clock budget runs out.
+
+Example:
+
+```python
+model.fit(vdsr_tf.patch_dataset("images/"), steps_per_epoch=100, epochs=10,
+          callbacks=[vdsr_tf.ValidationCallback("Set5/", scales=(2, 3, 4))])
+```
+"""
+
+import os
+import time
+
+import keras
+from absl import logging
+from keras import ops
+
+from vdsr_tf.io.checkpoint import CHECKPOINT, save_state
+
+
+class ValidationCallback(keras.callbacks.Callback):
+    """Per-scale PSNR/SSIM on a benchmark set at the end of each epoch.
+
+    Adds ``val_psnr_x{s}`` and ``val_ssim_x{s}`` to the epoch logs (so the
+    progress bar, CSV and TensorBoard see them) and, when ``log_dir`` is set
+    and TensorFlow is available, writes a ``bicubic | VDSR | HR`` crop per
+    scale as a TensorBoard image.
+
+    Args:
+        set_dir: a folder with ``HR/`` and ``LR_bicubic/X{s}/``.
+        scales: scales to score.
+        log_dir: TensorBoard directory for the images, or None.
+    """
+
+    def __init__(self, set_dir, scales, log_dir=None):
+        super().__init__()
+        self.set_dir = set_dir
+        self.scales = tuple(scales)
+        self.log_dir = log_dir
+        self._writer = None
+        self._upscaler = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from vdsr_tf.evaluation.benchmark import (
+            benchmark_pairs,
+            comparison_strip,
+            evaluate_set,
+        )
+        from vdsr_tf.inference.upscaler import Upscaler
+
+        logs = logs if logs is not None else {}
+        if self._upscaler is None or self._upscaler.model is not self.model:
+            # One compiled forward for the whole run (it reads the current
+            # weights at each call).
+            self._upscaler = Upscaler(model=self.model)
+        upscaler, bicubic = self._upscaler, Upscaler("bicubic")
+        strips = []
+        for s in self.scales:
+            r = evaluate_set(upscaler, self.set_dir, s, keep_images=True)
+            logs[f"val_psnr_x{s}"] = r["psnr"]
+            logs[f"val_ssim_x{s}"] = r["ssim"]
+            _, sr, hr = r["images"][0]
+            lr = next(benchmark_pairs(self.set_dir, s))[1]
+            strips.append(comparison_strip(bicubic.upscale(lr, size=hr.shape[:2]), sr, hr))
+        logging.info("epoch %d validation: %s", epoch + 1, ", ".join(
+            f"x{s} {logs[f'val_psnr_x{s}']:.2f} dB" for s in self.scales))
+        self._write_images(epoch, strips)
+
+    def _write_images(self, epoch, strips):
+        if not self.log_dir:
+            return
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "validation"))
+        with self._writer.as_default():
+            for s, strip in zip(self.scales, strips):
+                tf.summary.image(f"bicubic_vdsr_hr_x{s}", strip[None], step=epoch + 1)
+        self._writer.flush()
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves the training state (model, optimizer, counters) atomically each epoch.
+
+    Args:
+        output_dir: the run folder (``checkpoint.npz`` goes there).
+        meta: dict stored with every state (config, data fingerprint, ...);
+            ``epoch``, ``step`` and ``patches_total`` are added.
+        batch_size: patches per step, to count patches.
+        patches_before: patches seen by the runs this one started from.
+    """
+
+    def __init__(self, output_dir, meta, batch_size, patches_before=0):
+        super().__init__()
+        self.output_dir = output_dir
+        self.meta = dict(meta)
+        self.batch_size = batch_size
+        self.patches_before = patches_before
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        meta = dict(self.meta, epoch=epoch + 1, step=step,
+                    patches_total=self.patches_before + step * self.batch_size)
+        save_state(os.path.join(self.output_dir, CHECKPOINT), self.model, meta)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at an epoch end when the next epoch would pass the budget.
+
+    Args:
+        seconds: budget counted from the start of training, or None.
+        deadline: a ``time.monotonic()`` value not to pass, or None.
+    """
+
+    def __init__(self, seconds=None, deadline=None):
+        super().__init__()
+        self.seconds = seconds
+        self.deadline = deadline
+        self._start = self._epoch_start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        next_end = now + (now - self._epoch_start)
+        limits = [self._start + self.seconds if self.seconds else None, self.deadline]
+        if any(limit is not None and next_end > limit for limit in limits):
+            logging.info("Time budget reached after epoch %d; stopping (run the same "
+                         "command again to resume).", epoch + 1)
+            self.model.stop_training = True
