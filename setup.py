@@ -73,8 +73,17 @@ else:
         "beam": BEAM,
         "litert": ["ai-edge-litert>=2.3"],
         "serving": [],  # kept for old install lines: tensorflow-serving-api is a dependency
-        "test": ["pytest", "jax[cpu]", "ai-edge-litert>=2.3", "nbclient", "nbformat",
-                 "ipykernel", "matplotlib", "ruff==0.17.6"] + BEAM,
+        "test": [
+            "pytest",
+            "jax[cpu]",
+            "ai-edge-litert>=2.3",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+            "matplotlib",
+            "ruff==0.17.6",
+        ]
+        + BEAM,
     }
     SCRIPTS = [
         "vdsr-train=vdsr_tf.cli.train:run",

@@ -16,8 +16,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("weights", None, "Weights (default: the bundled ones).")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                           "before_after_butterfly_x2.png"), "PNG to write.")
+flags.DEFINE_string(
+    "output",
+    os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", "before_after_butterfly_x2.png"
+    ),
+    "PNG to write.",
+)
 flags.DEFINE_integer("crop", 120, "Centre crop side (HR pixels).")
 
 
@@ -33,8 +38,10 @@ def main(argv):
     bicubic = Upscaler("bicubic").upscale(lr, size=hr.shape[:2])
     sr = Upscaler(FLAGS.weights, precision="fp32").upscale(lr, size=hr.shape[:2])
     save_array(comparison_strip(bicubic, sr, hr, crop=FLAGS.crop), FLAGS.output)
-    print(f"bicubic {psnr(bicubic, hr, crop_border=2):.2f} dB, VDSR "
-          f"{psnr(sr, hr, crop_border=2):.2f} dB -> {FLAGS.output}")
+    print(
+        f"bicubic {psnr(bicubic, hr, crop_border=2):.2f} dB, VDSR "
+        f"{psnr(sr, hr, crop_border=2):.2f} dB -> {FLAGS.output}"
+    )
 
 
 if __name__ == "__main__":

@@ -53,15 +53,31 @@ flags.DEFINE_integer("filters", 32, "Hidden channels (the paper: 64).")
 flags.DEFINE_integer("steps", 200, "Training steps per run.")
 flags.DEFINE_integer("batch_size", 64, "Patches per step (the paper: 64).")
 flags.DEFINE_integer("eval_every", 50, "Steps between measurements.")
-flags.DEFINE_enum("mixed_precision", "mixed_bfloat16", ["float32", "mixed_bfloat16"],
-                  "Compute policy (bf16 is 2-4x faster on CPUs with AVX512-BF16 or AMX).")
+flags.DEFINE_enum(
+    "mixed_precision",
+    "mixed_bfloat16",
+    ["float32", "mixed_bfloat16"],
+    "Compute policy (bf16 is 2-4x faster on CPUs with AVX512-BF16 or AMX).",
+)
 flags.DEFINE_string("train_dir", os.path.join(SHARED, "T91"), "Training images.")
 flags.DEFINE_string("held_dir", os.path.join(SHARED, "BSD200"), "Held-out images.")
 
 # The paper's recipe, as this project read it until this study.
-BASE = dict(theta=0.01, clip_mode="value", clip_at="gradient", optimizer="sgd", lr=0.1,
-            momentum=0.9, weight_decay=1e-4, decay_at="loss", loss="patch_sum", init="he_normal",
-            zero_last=False, biases=True, warmup=0.0)
+BASE = dict(
+    theta=0.01,
+    clip_mode="value",
+    clip_at="gradient",
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    decay_at="loss",
+    loss="patch_sum",
+    init="he_normal",
+    zero_last=False,
+    biases=True,
+    warmup=0.0,
+)
 
 # (label, changes to BASE); numbered from 1 in this order.
 ARMS = [
@@ -75,8 +91,10 @@ ARMS = [
     ("loss summed over the batch too", {"loss": "batch_sum"}),
     ("per-pixel mean loss (Keras mse)", {"loss": "mse"}),
     ("global-norm clip theta/lr, theta 0.01", {"clip_mode": "norm"}),
-    ("global-norm clip theta/lr, theta 0.04 (pytorch-vdsr's 0.4 at lr 0.1)",
-     {"clip_mode": "norm", "theta": 0.04}),
+    (
+        "global-norm clip theta/lr, theta 0.04 (pytorch-vdsr's 0.4 at lr 0.1)",
+        {"clip_mode": "norm", "theta": 0.04},
+    ),
     ("clip the update after momentum to theta", {"clip_at": "update"}),
     ("linear warm-up over the first 10% of steps", {"warmup": 0.1}),
     ("no momentum", {"momentum": 0.0}),
@@ -87,8 +105,10 @@ ARMS = [
     ("theta 1e-4, no momentum", {"theta": 1e-4, "momentum": 0.0}),
     ("theta 1e-4, last layer zero-initialised", {"theta": 1e-4, "zero_last": True}),
     ("theta 1e-4, clip the update after momentum", {"theta": 1e-4, "clip_at": "update"}),
-    ("reference: Adam 5e-4, per-pixel mse, clipnorm 1, no decay",
-     {"optimizer": "adam", "lr": 5e-4, "loss": "mse", "theta": None, "weight_decay": 0.0}),
+    (
+        "reference: Adam 5e-4, per-pixel mse, clipnorm 1, no decay",
+        {"optimizer": "adam", "lr": 5e-4, "loss": "mse", "theta": None, "weight_decay": 0.0},
+    ),
 ]
 
 
@@ -117,8 +137,9 @@ def _sample(planes_dir, seed, count, batch_size):
     from vdsr_tf import config as C
     from vdsr_tf.data import degradation
 
-    batches = degradation.PatchSampler(degradation.load_y_planes([planes_dir]), C.DataConfig(batch_size=batch_size),
-                             seed=seed).batches()
+    batches = degradation.PatchSampler(
+        degradation.load_y_planes([planes_dir]), C.DataConfig(batch_size=batch_size), seed=seed
+    ).batches()
     xs, ys = zip(*(next(batches) for _ in range(count)))
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -154,13 +175,21 @@ def build(arm, seed):
     from vdsr_tf.training.schedule import VDSRSchedule
 
     keras.utils.set_random_seed(seed)
-    init = ("he_normal" if arm["init"] == "he_normal"
-            else keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal"))
+    init = (
+        "he_normal"
+        if arm["init"] == "he_normal"
+        else keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+    )
     in_step = arm["clip_at"] == "gradient"
-    model = build_vdsr(depth=FLAGS.depth, filters=FLAGS.filters,
-                       clip_theta=arm["theta"] if in_step else None, clip_mode=arm["clip_mode"],
-                       weight_decay=arm["weight_decay"] if arm["decay_at"] == "loss" else 0.0,
-                       kernel_initializer=init, zero_init_residual=arm["zero_last"])
+    model = build_vdsr(
+        depth=FLAGS.depth,
+        filters=FLAGS.filters,
+        clip_theta=arm["theta"] if in_step else None,
+        clip_mode=arm["clip_mode"],
+        weight_decay=arm["weight_decay"] if arm["decay_at"] == "loss" else 0.0,
+        kernel_initializer=init,
+        zero_init_residual=arm["zero_last"],
+    )
     if not arm["biases"]:
         for layer in model.layers:
             if isinstance(layer, keras.layers.Conv2D):
@@ -171,12 +200,14 @@ def build(arm, seed):
     if arm["optimizer"] == "adam":
         opt = keras.optimizers.Adam(lr, clipnorm=1.0)
     elif not in_step:
-        opt = update_clipped_sgd(arm["theta"], learning_rate=lr, momentum=arm["momentum"],
-                                 weight_decay=decay)
+        opt = update_clipped_sgd(
+            arm["theta"], learning_rate=lr, momentum=arm["momentum"], weight_decay=decay
+        )
     else:
         opt = keras.optimizers.SGD(lr, momentum=arm["momentum"], weight_decay=decay)
-    loss = {"patch_sum": PatchSumMSE(), "batch_sum": PatchSumMSE(reduction="sum"),
-            "mse": "mse"}[arm["loss"]]
+    loss = {"patch_sum": PatchSumMSE(), "batch_sum": PatchSumMSE(reduction="sum"), "mse": "mse"}[
+        arm["loss"]
+    ]
     model.compile(optimizer=opt, loss=loss)
     return model
 
@@ -189,20 +220,24 @@ def run(arm, seed, train, held):
     x, y = train
     hx, hy = held
     model = build(arm, seed)
-    hidden = keras.Model(model.input, [model.get_layer(f"conv{i}").output
-                                       for i in range(1, FLAGS.depth)])
+    hidden = keras.Model(
+        model.input, [model.get_layer(f"conv{i}").output for i in range(1, FLAGS.depth)]
+    )
     every = FLAGS.eval_every
     curve = []
 
     def measure(step, fractions):
         acts = [np.asarray(a, np.float32) for a in hidden(hx[:64])]
         dead = [np.max(a, axis=(0, 1, 2)) <= 0 for a in acts]
-        curve.append({
-            "step": step,
-            "psnr": _psnr(model.predict(hx, batch_size=64, verbose=0), hy),
-            "clip_fraction": float(np.mean(fractions)) if fractions else 0.0,
-            "dead_relu": float(np.mean(np.concatenate(dead))),
-            "dead_relu_last": float(np.mean(dead[-1]))})
+        curve.append(
+            {
+                "step": step,
+                "psnr": _psnr(model.predict(hx, batch_size=64, verbose=0), hy),
+                "clip_fraction": float(np.mean(fractions)) if fractions else 0.0,
+                "dead_relu": float(np.mean(np.concatenate(dead))),
+                "dead_relu_last": float(np.mean(dead[-1])),
+            }
+        )
 
     class Probe(keras.callbacks.Callback):
         def __init__(self):
@@ -222,11 +257,24 @@ def run(arm, seed, train, held):
 
     measure(0, [])
     t0 = time.time()
-    model.fit(x, y, batch_size=FLAGS.batch_size, epochs=1, shuffle=False, verbose=0,
-              callbacks=[Probe(), keras.callbacks.TerminateOnNaN()])
-    diverged = not all(math.isfinite(c["psnr"]) for c in curve) or len(curve) <= FLAGS.steps // every
-    return {"seed": seed, "curve": curve, "diverged": diverged,
-            "seconds": round(time.time() - t0, 1)}
+    model.fit(
+        x,
+        y,
+        batch_size=FLAGS.batch_size,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[Probe(), keras.callbacks.TerminateOnNaN()],
+    )
+    diverged = (
+        not all(math.isfinite(c["psnr"]) for c in curve) or len(curve) <= FLAGS.steps // every
+    )
+    return {
+        "seed": seed,
+        "curve": curve,
+        "diverged": diverged,
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def _cell(runs, i, key="psnr"):
@@ -237,25 +285,35 @@ def _cell(runs, i, key="psnr"):
 def tables(results, bicubic):
     points = [c["step"] for c in next(iter(results.values()))[0]["curve"]]
     head = " | ".join(f"step {p}" for p in points[1:])
-    lines = [f"Bicubic on the held-out patches: {bicubic:.2f} dB.", "",
-             f"| # | arm | PSNR at {head} | above bicubic at the end, seeds | clip_fraction, "
-             "mean | dead ReLUs at the end: all / last hidden |",
-             "|---|---|" + "---|" * (len(points) - 1) + "---|---|---|"]
+    lines = [
+        f"Bicubic on the held-out patches: {bicubic:.2f} dB.",
+        "",
+        f"| # | arm | PSNR at {head} | above bicubic at the end, seeds | clip_fraction, "
+        "mean | dead ReLUs at the end: all / last hidden |",
+        "|---|---|" + "---|" * (len(points) - 1) + "---|---|---|",
+    ]
     for n, (label, _) in enumerate(ARMS, start=1):
         runs = results.get(label)
         if not runs:
             continue
         cells = [fmt(_cell(runs, i)) for i in range(1, len(points))]
-        above = sum(1 for r in runs if not r["diverged"]
-                    and r["curve"][-1]["psnr"] > bicubic)
-        fraction = sum(sum(c["clip_fraction"] for c in r["curve"][1:]) / max(len(r["curve"]) - 1, 1)
-                       for r in runs) / len(runs)
+        above = sum(1 for r in runs if not r["diverged"] and r["curve"][-1]["psnr"] > bicubic)
+        fraction = sum(
+            sum(c["clip_fraction"] for c in r["curve"][1:]) / max(len(r["curve"]) - 1, 1)
+            for r in runs
+        ) / len(runs)
         dead = _cell(runs, len(points) - 1, "dead_relu")
         last = _cell(runs, len(points) - 1, "dead_relu_last")
-        dead_cell = ("diverged" if all(r["diverged"] for r in runs)
-                     else f"{dead['mean']:.2f} / {last['mean']:.2f}")
-        lines.append(f"| {n} | {label} | " + " | ".join(cells)
-                     + f" | {above}/{len(runs)} | {fraction:.3f} | {dead_cell} |")
+        dead_cell = (
+            "diverged"
+            if all(r["diverged"] for r in runs)
+            else f"{dead['mean']:.2f} / {last['mean']:.2f}"
+        )
+        lines.append(
+            f"| {n} | {label} | "
+            + " | ".join(cells)
+            + f" | {above}/{len(runs)} | {fraction:.3f} | {dead_cell} |"
+        )
     return lines
 
 
@@ -276,8 +334,7 @@ def main(argv):
     out = FLAGS.output_dir
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     chosen = {int(a) for a in FLAGS.arms} if FLAGS.arms else set(range(1, len(ARMS) + 1))
-    held = _cached(os.path.join(out, "held.npz"),
-                   lambda: _sample(FLAGS.held_dir, 12345, 1, 256))
+    held = _cached(os.path.join(out, "held.npz"), lambda: _sample(FLAGS.held_dir, 12345, 1, 256))
     bicubic = _psnr(held[0], held[1])
     tag = f"d{FLAGS.depth}f{FLAGS.filters}b{FLAGS.batch_size}n{FLAGS.steps}{FLAGS.mixed_precision}"
     results = {}
@@ -289,9 +346,12 @@ def main(argv):
             path = os.path.join(out, "runs", f"{tag}-arm{n:02d}-s{seed}.json")
             if not os.path.exists(path):
                 if train is None:
-                    train = _cached(os.path.join(out, f"train-{tag}-s{seed}.npz"),
-                                    lambda seed=seed: _sample(FLAGS.train_dir, seed, FLAGS.steps,
-                                                    FLAGS.batch_size))
+                    train = _cached(
+                        os.path.join(out, f"train-{tag}-s{seed}.npz"),
+                        lambda seed=seed: _sample(
+                            FLAGS.train_dir, seed, FLAGS.steps, FLAGS.batch_size
+                        ),
+                    )
                 logging.info("arm %d (%s), seed %d", n, label, seed)
                 result = run({**BASE, **changes}, seed, train, held)
                 result["arm"] = {**BASE, **changes}
@@ -299,15 +359,36 @@ def main(argv):
             with open(path) as f:
                 results.setdefault(label, []).append(json.load(f))
     precision = "bf16 compute (mixed_bfloat16)" if "bfloat16" in FLAGS.mixed_precision else "fp32"
-    report = [f"{FLAGS.depth} x {FLAGS.filters} network (depth x width), {precision}, "
-              f"{FLAGS.steps} steps of {FLAGS.batch_size} 41 x 41 T91 patches at lr "
-              f"{BASE['lr']:g} (no drop), {FLAGS.seeds} seeds per arm; PSNR (dB) on 256 held-out "
-              "BSD200 patches, mean ± half the seed range.", ""] + tables(results, bicubic)
+    report = [
+        f"{FLAGS.depth} x {FLAGS.filters} network (depth x width), {precision}, "
+        f"{FLAGS.steps} steps of {FLAGS.batch_size} 41 x 41 T91 patches at lr "
+        f"{BASE['lr']:g} (no drop), {FLAGS.seeds} seeds per arm; PSNR (dB) on 256 held-out "
+        "BSD200 patches, mean ± half the seed range.",
+        "",
+    ] + tables(results, bicubic)
     atomic_write_text(os.path.join(out, "study.md"), "\n".join(report) + "\n")
-    atomic_write_text(os.path.join(out, "study.json"), json.dumps(
-        {"settings": {k: getattr(FLAGS, k) for k in ("depth", "filters", "steps", "batch_size",
-                                                     "eval_every", "seeds", "mixed_precision")},
-         "bicubic": bicubic, "arms": results}, indent=1))
+    atomic_write_text(
+        os.path.join(out, "study.json"),
+        json.dumps(
+            {
+                "settings": {
+                    k: getattr(FLAGS, k)
+                    for k in (
+                        "depth",
+                        "filters",
+                        "steps",
+                        "batch_size",
+                        "eval_every",
+                        "seeds",
+                        "mixed_precision",
+                    )
+                },
+                "bicubic": bicubic,
+                "arms": results,
+            },
+            indent=1,
+        ),
+    )
     print("\n".join(report))
 
 

@@ -48,8 +48,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_boolean("quick", False, "One repeat, no 4K, no PSNR (a smoke run).")
 flags.DEFINE_boolean("no_4k", False, "Skip the 1920x1080 -> 3840x2160 upscale.")
 flags.DEFINE_string("json", None, "Also write the results here.")
-flags.DEFINE_string("set5", os.path.join(REPO, "..", "shared", "datasets", "Set5"),
-                    "Set5 folder (HR + LR_bicubic) for PSNR; skipped if missing.")
+flags.DEFINE_string(
+    "set5",
+    os.path.join(REPO, "..", "shared", "datasets", "Set5"),
+    "Set5 folder (HR + LR_bicubic) for PSNR; skipped if missing.",
+)
 flags.DEFINE_string("_child", None, "Internal: JSON spec of one measurement.")
 
 FLOP_PER_PIXEL = 2 * (9 * 64 + 18 * 9 * 64 * 64 + 9 * 64)
@@ -68,8 +71,20 @@ THREAD_CASES = {  # name -> (engine, threads; None: the engine's own default)
     "TF fp32, 1 thread": ("keras", 1),
     "TF fp32, TensorFlow's default (the Upscaler's)": ("keras", None),
 }
-EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
-              "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+EXTENSIONS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+)
 
 
 def timed_once(fn):
@@ -90,9 +105,12 @@ def machine():
     a = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
     a @ a
     best = min(timed_once(lambda: a @ a) for _ in range(5))
-    return {"cpu": model, "cores": os.cpu_count(),
-            "extensions": [e for e in EXTENSIONS if e in flags_seen],
-            "peak_gflops": round(2 * 4096 ** 3 / best / 1e9, 1)}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "extensions": [e for e in EXTENSIONS if e in flags_seen],
+        "peak_gflops": round(2 * 4096**3 / best / 1e9, 1),
+    }
 
 
 def reference(repeats):
@@ -114,8 +132,11 @@ def reference(repeats):
 
     x = torch.rand(1, 1, PLANE, PLANE)
     with torch.inference_mode():
-        return {"seconds": median_seconds(lambda: forward(x), repeats),
-                "torch": torch.__version__, "threads": torch.get_num_threads()}
+        return {
+            "seconds": median_seconds(lambda: forward(x), repeats),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
 
 
 def _image(h, w, seed=0):
@@ -135,13 +156,16 @@ def path_case(kwargs, repeats, four_k, set5):
 
     start = time.perf_counter()
     up = Upscaler(**kwargs)
-    result = {"backend": up.backend, "precision": up.precision, "path": up.describe(),
-              "setup_seconds": time.perf_counter() - start}
+    result = {
+        "backend": up.backend,
+        "precision": up.precision,
+        "path": up.describe(),
+        "setup_seconds": time.perf_counter() - start,
+    }
     plane = np.random.default_rng(1).random((1, PLANE, PLANE, 1), dtype=np.float32)
     result["pass_seconds"] = median_seconds(lambda: up._forward(plane), repeats)
     image = _image(256, 256)
-    result["allin_seconds"] = median_seconds(lambda: up.upscale_array(image, scale=2),
-                                           repeats)
+    result["allin_seconds"] = median_seconds(lambda: up.upscale_array(image, scale=2), repeats)
     if four_k:
         big = _image(1080, 1920)
         start = time.perf_counter()
@@ -174,8 +198,9 @@ def threads_case(engine, threads, repeats):
                 interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
                 interpreter.invoke()
         else:
-            forward = LiteRTPredictor(bundled_tflite_path(),
-                                      num_threads=None if threads == "mask" else threads)
+            forward = LiteRTPredictor(
+                bundled_tflite_path(), num_threads=None if threads == "mask" else threads
+            )
     else:
         from vdsr_tf.inference.engines import keras_network, set_keras_threads
 
@@ -240,10 +265,16 @@ def breakdown(repeats):
     share = 1 - output_pixels * repeats / max(1, sum(window_pixels))
     result["network: tile context share"] = result["network"] * share
     result["other (Python, tiling, copies)"] = total - sum(
-        v for k, v in result.items() if not k.startswith("network:"))
+        v for k, v in result.items() if not k.startswith("network:")
+    )
     result["total"] = total
-    return {"parts": result, "windows": len(window_pixels) // repeats,
-            "backend": up.backend, "path": f"{up.backend}-{up.precision}", "np": np.__version__}
+    return {
+        "parts": result,
+        "windows": len(window_pixels) // repeats,
+        "backend": up.backend,
+        "path": f"{up.backend}-{up.precision}",
+        "np": np.__version__,
+    }
 
 
 def child(spec):
@@ -263,14 +294,20 @@ def child(spec):
 
 
 def run_child(spec, env=None):
-    proc = subprocess.run([sys.executable, __file__, f"--_child={json.dumps(spec)}"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, f"--_child={json.dumps(spec)}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     errors = [line for line in proc.stderr.splitlines() if "Error" in line.split(":")[0]]
-    print(f"<!-- {spec['kind']} {spec.get('kwargs', '')} failed (exit {proc.returncode}): "
-          f"{errors[-1] if errors else 'no Python error'} -->")
+    print(
+        f"<!-- {spec['kind']} {spec.get('kwargs', '')} failed (exit {proc.returncode}): "
+        f"{errors[-1] if errors else 'no Python error'} -->"
+    )
     return None
 
 
@@ -284,9 +321,12 @@ def main(argv):
     set5 = None if FLAGS.quick or not os.path.isdir(FLAGS.set5) else FLAGS.set5
     from vdsr_tf.inference.precision import cpu_has_bf16, cpu_info
 
-    results = {"machine": run_child({"kind": "machine", "repeats": repeats}),
-               "reference": run_child({"kind": "reference", "repeats": repeats}),
-               "paths": {}, "threads": {}}
+    results = {
+        "machine": run_child({"kind": "machine", "repeats": repeats}),
+        "reference": run_child({"kind": "reference", "repeats": repeats}),
+        "paths": {},
+        "threads": {},
+    }
     # auto times the paths in its first process with an empty cache (its
     # setup_seconds), and the breakdown's default Upscaler reads that cache.
     cache = tempfile.TemporaryDirectory(prefix="vdsr_auto_cache_")
@@ -295,12 +335,15 @@ def main(argv):
         if kwargs.get("precision") == "bf16" and not cpu_has_bf16(cpu_info()[1]):
             print(f"<!-- {name}: skipped, this CPU has no avx512_bf16 / amx_bf16 -->")
             continue
-        results["paths"][name] = run_child({"kind": "path", "kwargs": kwargs, "repeats": repeats,
-                                            "four_k": four_k, "set5": set5}, env)
+        results["paths"][name] = run_child(
+            {"kind": "path", "kwargs": kwargs, "repeats": repeats, "four_k": four_k, "set5": set5},
+            env,
+        )
     if not FLAGS.quick:
         for name, (engine, threads) in THREAD_CASES.items():
-            results["threads"][name] = run_child({"kind": "threads", "engine": engine,
-                                                  "threads": threads, "repeats": repeats}, env)
+            results["threads"][name] = run_child(
+                {"kind": "threads", "engine": engine, "threads": threads, "repeats": repeats}, env
+            )
     results["breakdown"] = run_child({"kind": "breakdown", "repeats": repeats}, env)
     cache.cleanup()
     report(results)
@@ -313,16 +356,22 @@ def report(results):
     m, ref = results["machine"], results["reference"]
     peak = m["peak_gflops"]
     gflops = lambda s: FLOP_PER_PIXEL * PLANE * PLANE / s / 1e9  # noqa: E731
-    print(f"# {time.strftime('%Y-%m-%d')}: {m['cpu']}, {m['cores']} cores, "
-          f"{' '.join(m['extensions'])}\n")
+    print(
+        f"# {time.strftime('%Y-%m-%d')}: {m['cpu']}, {m['cores']} cores, "
+        f"{' '.join(m['extensions'])}\n"
+    )
     print(f"fp32 matrix-product peak (numpy 4096^3 matmul, best of 5): {peak:.0f} GFLOP/s\n")
     if ref:
-        print(f"Reference: PyTorch {ref['torch']} fp32, {ref['threads']} threads, bare forward "
-              f"on a {PLANE}x{PLANE} plane: {ref['seconds'] * 1e3:,.0f} ms = "
-              f"{gflops(ref['seconds']):.0f} GFLOP/s = {gflops(ref['seconds']) / peak:.0%} "
-              f"of peak\n")
-    print(f"| path | {PLANE}² pass ms | GFLOP/s | of peak | all-in 256² RGB x2 ms | "
-          "vs reference | 1080p -> 4K s | Set5 x2 / x3 / x4 | peak RSS MB |")
+        print(
+            f"Reference: PyTorch {ref['torch']} fp32, {ref['threads']} threads, bare forward "
+            f"on a {PLANE}x{PLANE} plane: {ref['seconds'] * 1e3:,.0f} ms = "
+            f"{gflops(ref['seconds']):.0f} GFLOP/s = {gflops(ref['seconds']) / peak:.0%} "
+            f"of peak\n"
+        )
+    print(
+        f"| path | {PLANE}² pass ms | GFLOP/s | of peak | all-in 256² RGB x2 ms | "
+        "vs reference | 1080p -> 4K s | Set5 x2 / x3 / x4 | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results["paths"].items():
         if r is None:
@@ -332,13 +381,17 @@ def report(results):
         k4 = f"{r['4k_seconds']:.1f}" if "4k_seconds" in r else "-"
         psnr = " / ".join(f"{v:.2f}" for v in r["set5"].values()) if "set5" in r else "-"
         label = f"{name}: {r['backend']}-{r['precision']}" if name.startswith("auto") else name
-        print(f"| {label} | {s * 1e3:,.0f} | {gflops(s):.0f} | {gflops(s) / peak:.0%} | "
-              f"{r['allin_seconds'] * 1e3:,.0f} | {speed} | {k4} | {psnr} | "
-              f"{r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {label} | {s * 1e3:,.0f} | {gflops(s):.0f} | {gflops(s) / peak:.0%} | "
+            f"{r['allin_seconds'] * 1e3:,.0f} | {speed} | {k4} | {psnr} | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
     auto = results["paths"].get("auto (the default)")
     if auto:
-        print(f"\nauto chose {auto['backend']}-{auto['precision']} (its first-run timing took "
-              f"{auto['setup_seconds']:.1f} s with an empty cache): {auto['path']}")
+        print(
+            f"\nauto chose {auto['backend']}-{auto['precision']} (its first-run timing took "
+            f"{auto['setup_seconds']:.1f} s with an empty cache): {auto['path']}"
+        )
     if results.get("threads"):
         print(f"\nThreads ({PLANE}² fp32 pass, bundled weights; {m['cores']} cores):\n")
         print("| engine, threads | ms |\n|---|---|")
@@ -348,11 +401,21 @@ def report(results):
     b = results["breakdown"]
     if b:
         total = b["parts"]["total"]
-        print(f"\nAll-in, file to file (256x256 RGB PNG -> 512x512 PNG, default path "
-              f"{b['path']}, {b['windows']} window(s)):\n")
+        print(
+            f"\nAll-in, file to file (256x256 RGB PNG -> 512x512 PNG, default path "
+            f"{b['path']}, {b['windows']} window(s)):\n"
+        )
         print("| part | ms | share |\n|---|---|---|")
-        order = ["decode", "colour", "bicubic", "network", "network: tile context share",
-                 "encode and write", "other (Python, tiling, copies)", "total"]
+        order = [
+            "decode",
+            "colour",
+            "bicubic",
+            "network",
+            "network: tile context share",
+            "encode and write",
+            "other (Python, tiling, copies)",
+            "total",
+        ]
         for part in order:
             if part in b["parts"]:
                 v = b["parts"][part]

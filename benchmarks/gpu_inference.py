@@ -59,8 +59,7 @@ def _network(precision):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(POLICY[precision])
     try:
-        model = build_vdsr(depth=len(trained.layers) - 2,
-                           filters=trained.layers[1].filters)
+        model = build_vdsr(depth=len(trained.layers) - 2, filters=trained.layers[1].filters)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     model.set_weights(trained.get_weights())
@@ -126,22 +125,39 @@ def main(argv):
             raise app.UsageError(f"Unknown precision {p!r}; valid: {', '.join(POLICY)}")
     device = jax.devices()[0]
     name = getattr(device, "device_kind", str(device))
-    result = {"date": datetime.date.today().isoformat(), "device": name,
-              "backend": jax.default_backend(), "jax": jax.__version__,
-              "keras": keras.__version__, "size": size, "repeats": repeats,
-              "tensorflow_loaded": sys.modules.get("tensorflow") is not None, "forward": {}, "upscale": {}}
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "device": name,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "keras": keras.__version__,
+        "size": size,
+        "repeats": repeats,
+        "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
+        "forward": {},
+        "upscale": {},
+    }
     flop = flops_per_pixel() * size * size
-    print(f"device: {name} ({jax.default_backend()}), jax {jax.__version__}, "
-          f"keras {keras.__version__}, {result['date']}")
-    print(f"\n| forward, 20 x 64, {size} x {size} Y plane | median ms | TFLOP/s | compile s |\n"
-          "|---|---|---|---|")
+    print(
+        f"device: {name} ({jax.default_backend()}), jax {jax.__version__}, "
+        f"keras {keras.__version__}, {result['date']}"
+    )
+    print(
+        f"\n| forward, 20 x 64, {size} x {size} Y plane | median ms | TFLOP/s | compile s |\n"
+        "|---|---|---|---|"
+    )
     for p in FLAGS.precisions:
         seconds, compile_s = forward_latency(p, size, repeats, warmup)
-        row = result["forward"][p] = {"ms": seconds * 1e3, "tflops": flop / seconds / 1e12,
-                                      "compile_s": compile_s}
+        row = result["forward"][p] = {
+            "ms": seconds * 1e3,
+            "tflops": flop / seconds / 1e12,
+            "compile_s": compile_s,
+        }
         print(f"| {p} | {row['ms']:.2f} | {row['tflops']:.1f} | {compile_s:.1f} |", flush=True)
-    print(f"\n| Upscaler, {width} x {height} RGB x2, uint8 to uint8 | tile | median s |\n"
-          "|---|---|---|")
+    print(
+        f"\n| Upscaler, {width} x {height} RGB x2, uint8 to uint8 | tile | median s |\n"
+        "|---|---|---|"
+    )
     for tile in (DEFAULT_TILE, None):
         seconds = upscale_latency(width, height, tile, up_repeats)
         result["upscale"][str(tile)] = {"s": seconds}

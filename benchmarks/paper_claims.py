@@ -58,14 +58,26 @@ flags.DEFINE_integer("steps", 500, "Training steps of every run.")
 flags.DEFINE_integer("epochs", 5, "Scoring points per run (steps / epochs per epoch).")
 flags.DEFINE_integer("batch_size", 32, "Patches per step.")
 flags.DEFINE_integer("patch_size", 41, "Patch side (the paper: 41).")
-flags.DEFINE_string("data", None, "Training images: folders (comma-separated) or a .npz "
-                    "of Y planes (default: ../shared/datasets/train/T91,BSD200).")
-flags.DEFINE_string("bench", None, "Benchmark Y planes from tools/wheelhouse.sh or "
-                    "pack_benchmark_y (default: Set5 packed from ../shared/datasets).")
+flags.DEFINE_string(
+    "data",
+    None,
+    "Training images: folders (comma-separated) or a .npz "
+    "of Y planes (default: ../shared/datasets/train/T91,BSD200).",
+)
+flags.DEFINE_string(
+    "bench",
+    None,
+    "Benchmark Y planes from tools/wheelhouse.sh or "
+    "pack_benchmark_y (default: Set5 packed from ../shared/datasets).",
+)
 flags.DEFINE_string("bench_set", "Set5", "Set scored.")
 flags.DEFINE_integer("steps_per_call", 50, "K of the fast engine (JAX).")
-flags.DEFINE_enum("mixed_precision", None, ["float32", "mixed_bfloat16"],
-                  "Compute policy of every run (default: each preset's own).")
+flags.DEFINE_enum(
+    "mixed_precision",
+    None,
+    ["float32", "mixed_bfloat16"],
+    "Compute policy of every run (default: each preset's own).",
+)
 flags.DEFINE_boolean("dry_run", False, "Tiny networks, a few steps, the bundled samples.")
 
 SCALES = (2, 3, 4)
@@ -80,25 +92,34 @@ def _arms(claim):
 
     base = {"model.depth": FLAGS.depth}
     if claim == "residual":
-        return [("residual (paper)", "adam", base),
-                ("image (no skip)", "adam", {**base, "model.residual": False})]
+        return [
+            ("residual (paper)", "adam", base),
+            ("image (no skip)", "adam", {**base, "model.residual": False}),
+        ]
     if claim == "clip":
         paper = C.get_preset("paper")
         theta, lr = paper.model.clip_theta, paper.optim.learning_rate
         return [
             (f"adaptive theta/lr clip, theta {theta:g}, lr {lr:g} (paper preset)", "paper", base),
             (f"no clip, lr {lr:g}", "paper", {**base, "model.clip_theta": None}),
-            (f"fixed clip {theta / lr:g}, lr {lr:g}", "paper",
-             {**base, "model.clip_theta": None, "optim.clipvalue": theta / lr}),
-            (f"no clip, lr {lr / 10:g}", "paper",
-             {**base, "model.clip_theta": None, "optim.learning_rate": lr / 10}),
+            (
+                f"fixed clip {theta / lr:g}, lr {lr:g}",
+                "paper",
+                {**base, "model.clip_theta": None, "optim.clipvalue": theta / lr},
+            ),
+            (
+                f"no clip, lr {lr / 10:g}",
+                "paper",
+                {**base, "model.clip_theta": None, "optim.learning_rate": lr / 10},
+            ),
             (ADAM_ARM, "adam", base),
         ]
     if claim == "depth":
         return [(f"depth {d}", "adam", {"model.depth": int(d)}) for d in FLAGS.depths]
     if claim == "scales":
         return [("x2, x3, x4 (one model)", "adam", base)] + [
-            (f"x{s} only", "adam", {**base, "data.scales": (s,)}) for s in _single_scales()]
+            (f"x{s} only", "adam", {**base, "data.scales": (s,)}) for s in _single_scales()
+        ]
     raise app.UsageError(f"Unknown claim {claim!r}; valid: residual, clip, depth, scales")
 
 
@@ -112,9 +133,14 @@ def _single_scales():
 def _config(preset, overrides, seed):
     from vdsr_tf import config as C
 
-    common = {"model.filters": FLAGS.filters, "data.patch_size": FLAGS.patch_size,
-              "data.batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
-              "steps_per_epoch": max(1, FLAGS.steps // FLAGS.epochs), "seed": seed}
+    common = {
+        "model.filters": FLAGS.filters,
+        "data.patch_size": FLAGS.patch_size,
+        "data.batch_size": FLAGS.batch_size,
+        "steps": FLAGS.steps,
+        "steps_per_epoch": max(1, FLAGS.steps // FLAGS.epochs),
+        "seed": seed,
+    }
     if preset == "adam":
         # "modern" at the paper's patch size, without weight decay (an L2 term
         # of 1e-4 dwarfs a per-pixel-mean loss; the release preset drops it).
@@ -156,12 +182,18 @@ def _score_callback(scores, curve):
             if self.upscaler is None:
                 self.upscaler = Upscaler(model=self.model, tile=None)
             psnr = scores(self.upscaler)
-            curve.append({"epoch": epoch + 1, "step": int(self.model.optimizer.iterations),
-                          "clip_fraction": float((logs or {}).get("clip_fraction", 0.0)),
-                          "loss": float((logs or {}).get("loss", float("nan"))),
-                          **{f"x{s}": float(v) for s, v in psnr.items()}})
-            logging.info("  epoch %d: %s", epoch + 1,
-                         " ".join(f"x{s} {v:.2f}" for s, v in psnr.items()))
+            curve.append(
+                {
+                    "epoch": epoch + 1,
+                    "step": int(self.model.optimizer.iterations),
+                    "clip_fraction": float((logs or {}).get("clip_fraction", 0.0)),
+                    "loss": float((logs or {}).get("loss", float("nan"))),
+                    **{f"x{s}": float(v) for s, v in psnr.items()},
+                }
+            )
+            logging.info(
+                "  epoch %d: %s", epoch + 1, " ".join(f"x{s} {v:.2f}" for s, v in psnr.items())
+            )
 
     return ScoreEachEpoch()
 
@@ -184,19 +216,35 @@ def _run(cfg, sources, run_dir, scores):
     # A diverged run (loss NaN) stops there: its scores say so, and the rest would
     # cost as much as a run that trains.
     callbacks = [_score_callback(scores, curve), keras.callbacks.TerminateOnNaN()]
-    train(cfg, sources, run_dir, verbose=0, extra_callbacks=callbacks,
-          engine=engine, steps_per_call=min(FLAGS.steps_per_call, cfg.steps_per_epoch))
-    result = {"config": C.to_dict(cfg), "seconds": round(time.time() - t0, 1),
-              "engine": engine, "curve": curve}
+    train(
+        cfg,
+        sources,
+        run_dir,
+        verbose=0,
+        extra_callbacks=callbacks,
+        engine=engine,
+        steps_per_call=min(FLAGS.steps_per_call, cfg.steps_per_epoch),
+    )
+    result = {
+        "config": C.to_dict(cfg),
+        "seconds": round(time.time() - t0, 1),
+        "engine": engine,
+        "curve": curve,
+    }
     atomic_write_text(path, json.dumps(result, indent=1))
     return result
 
 
 def _final(results, scale):
     """Stats of the last epoch's PSNR; a run whose loss is not finite diverged."""
-    return stats([r["curve"][-1][f"x{scale}"]
-                   if r["curve"] and math.isfinite(r["curve"][-1]["loss"]) else float("nan")
-                   for r in results])
+    return stats(
+        [
+            r["curve"][-1][f"x{scale}"]
+            if r["curve"] and math.isfinite(r["curve"][-1]["loss"])
+            else float("nan")
+            for r in results
+        ]
+    )
 
 
 def _above_bicubic(results, bicubic):
@@ -214,15 +262,21 @@ def _mean_over_scales(result, i):
 
 def _table(claim, arms, runs, bicubic):
     labels = [label for label, *_ in arms]
-    lines = ["| arm | " + " | ".join(f"Set5 x{s}" for s in SCALES)
-             + " | seeds above bicubic at every scale | s/run |",
-             "|---|" + "---|" * (len(SCALES) + 2)]
+    lines = [
+        "| arm | "
+        + " | ".join(f"Set5 x{s}" for s in SCALES)
+        + " | seeds above bicubic at every scale | s/run |",
+        "|---|" + "---|" * (len(SCALES) + 2),
+    ]
     lines.append("| bicubic | " + " | ".join(f"{bicubic[s]:.2f}" for s in SCALES) + " | - | - |")
     for label in labels:
         rs = runs[label]
-        lines.append(f"| {label} | " + " | ".join(fmt(_final(rs, s)) for s in SCALES)
-                     + f" | {_above_bicubic(rs, bicubic)}/{len(rs)}"
-                     + f" | {sum(r['seconds'] for r in rs) / len(rs):.0f} |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(fmt(_final(rs, s)) for s in SCALES)
+            + f" | {_above_bicubic(rs, bicubic)}/{len(rs)}"
+            + f" | {sum(r['seconds'] for r in rs) / len(rs):.0f} |"
+        )
     tests = []
     first = labels[0]
     if claim in ("residual", "clip"):
@@ -231,8 +285,9 @@ def _table(claim, arms, runs, bicubic):
                 a, b = _final(runs[first], s), _final(runs[label], s)
                 if label == ADAM_ARM:  # "as good as Adam"
                     gap, verdict = within(a, b, WITHIN_DB)
-                    tests.append((f"{first} within {WITHIN_DB:g} dB of {label} or better", s,
-                                  gap, verdict))
+                    tests.append(
+                        (f"{first} within {WITHIN_DB:g} dB of {label} or better", s, gap, verdict)
+                    )
                 else:
                     gap, verdict = compare(a, b)
                     tests.append((f"{first} > {label}", s, gap, verdict))
@@ -258,17 +313,25 @@ def _table(claim, arms, runs, bicubic):
     # image-predicting network; SGD at a tenth of the learning rate).
     against = {"residual": 1, "clip": 3}.get(claim)
     if against is not None:
-        lines += ["", "Convergence (Set5 PSNR averaged over x2/x3/x4, over seeds):", "",
-                  "| step | " + " | ".join(labels)
-                  + f" | first > {labels[against]} by > 2 x spread? |",
-                  "|---|" + "---|" * (len(labels) + 1)]
-        steps = [c["step"] for c in max((r for rs in runs.values() for r in rs),
-                                        key=lambda r: len(r["curve"]))["curve"]]
+        lines += [
+            "",
+            "Convergence (Set5 PSNR averaged over x2/x3/x4, over seeds):",
+            "",
+            "| step | " + " | ".join(labels) + f" | first > {labels[against]} by > 2 x spread? |",
+            "|---|" + "---|" * (len(labels) + 1),
+        ]
+        steps = [
+            c["step"]
+            for c in max((r for rs in runs.values() for r in rs), key=lambda r: len(r["curve"]))[
+                "curve"
+            ]
+        ]
         for i, step in enumerate(steps):
             cells = [stats([_mean_over_scales(r, i) for r in runs[label]]) for label in labels]
             gap, verdict = compare(cells[0], cells[against])
-            lines.append(f"| {step} | " + " | ".join(fmt(c) for c in cells)
-                         + f" | {gap:+.2f}: {verdict} |")
+            lines.append(
+                f"| {step} | " + " | ".join(fmt(c) for c in cells) + f" | {gap:+.2f}: {verdict} |"
+            )
     if claim == "clip":
         lines += ["", "| arm | clip_fraction, first epoch | last epoch |", "|---|---|---|"]
         for label in labels:
@@ -286,8 +349,7 @@ def _default_bench(out):
     path = os.path.join(out, "bench_y.npz")
     if not os.path.exists(path):
         if FLAGS.dry_run:
-            pack_benchmark_y(os.path.dirname(sample_images_dir()), [FLAGS.bench_set], SCALES,
-                             path)
+            pack_benchmark_y(os.path.dirname(sample_images_dir()), [FLAGS.bench_set], SCALES, path)
         elif os.path.isdir(os.path.join(SHARED, FLAGS.bench_set)):
             pack_benchmark_y(SHARED, [FLAGS.bench_set], SCALES, path)
         else:
@@ -309,8 +371,15 @@ def main(argv):
     out = FLAGS.output_dir
     os.makedirs(out, exist_ok=True)
     if FLAGS.dry_run:
-        for name, value in (("depth", 3), ("filters", 4), ("steps", 4), ("epochs", 2),
-                            ("batch_size", 4), ("patch_size", 16), ("seeds", 1)):
+        for name, value in (
+            ("depth", 3),
+            ("filters", 4),
+            ("steps", 4),
+            ("epochs", 2),
+            ("batch_size", 4),
+            ("patch_size", 16),
+            ("seeds", 1),
+        ):
             setattr(FLAGS, name, value)
         FLAGS.depths = ["2", "3"]
         if not FLAGS.bench:
@@ -327,13 +396,30 @@ def main(argv):
     set_name = FLAGS.bench_set
     scores = _Scores(bench, set_name)
     bicubic = scores(Upscaler("bicubic"))
-    report = [f"Backend {keras.backend.backend()}; networks {FLAGS.depth} x {FLAGS.filters} "
-              f"(depth x width) unless named; {FLAGS.steps} steps of batch {FLAGS.batch_size}, "
-              f"{FLAGS.patch_size} x {FLAGS.patch_size}; {FLAGS.seeds} seeds per arm; "
-              f"{set_name} Y PSNR, mean ± half the seed range."]
-    summary = {"settings": {k: getattr(FLAGS, k) for k in (
-        "depth", "filters", "depths", "steps", "epochs", "batch_size", "patch_size", "seeds")},
-        "backend": keras.backend.backend(), "bicubic": bicubic, "claims": {}}
+    report = [
+        f"Backend {keras.backend.backend()}; networks {FLAGS.depth} x {FLAGS.filters} "
+        f"(depth x width) unless named; {FLAGS.steps} steps of batch {FLAGS.batch_size}, "
+        f"{FLAGS.patch_size} x {FLAGS.patch_size}; {FLAGS.seeds} seeds per arm; "
+        f"{set_name} Y PSNR, mean ± half the seed range."
+    ]
+    summary = {
+        "settings": {
+            k: getattr(FLAGS, k)
+            for k in (
+                "depth",
+                "filters",
+                "depths",
+                "steps",
+                "epochs",
+                "batch_size",
+                "patch_size",
+                "seeds",
+            )
+        },
+        "backend": keras.backend.backend(),
+        "bicubic": bicubic,
+        "claims": {},
+    }
     done = {}
     for claim in FLAGS.claims:
         arms = _arms(claim)
@@ -354,9 +440,11 @@ def main(argv):
         lines, tests = _table(claim, arms, runs, bicubic)
         report += ["", f"#### {claim}", ""] + lines
         summary["claims"][claim] = {
-            "arms": {label: {f"x{s}": _final(runs[label], s) for s in SCALES}
-                     for label, *_ in arms},
-            "tests": [{"test": t, "scale": s, "gap": g, "verdict": v} for t, s, g, v in tests]}
+            "arms": {
+                label: {f"x{s}": _final(runs[label], s) for s in SCALES} for label, *_ in arms
+            },
+            "tests": [{"test": t, "scale": s, "gap": g, "verdict": v} for t, s, g, v in tests],
+        }
         atomic_write_text(os.path.join(out, "claims.md"), "\n".join(report) + "\n")
     atomic_write_text(os.path.join(out, "claims.json"), json.dumps(summary, indent=1))
     print("\n".join(report))

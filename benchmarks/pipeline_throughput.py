@@ -15,8 +15,12 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
-_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets", "train")
-flags.DEFINE_list("data", [os.path.join(_ROOT, "T91"), os.path.join(_ROOT, "BSD200")], "Image folders.")
+_ROOT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets", "train"
+)
+flags.DEFINE_list(
+    "data", [os.path.join(_ROOT, "T91"), os.path.join(_ROOT, "BSD200")], "Image folders."
+)
 flags.DEFINE_integer("batches", 100, "Batches timed after warm-up.")
 flags.DEFINE_integer("batch_size", 64, "Patches per batch.")
 flags.DEFINE_integer("patch_size", 41, "Patch side.")
@@ -42,11 +46,17 @@ def main(argv):
     ds = make_dataset(FLAGS.data, cfg, seed=0)
     rows.append(("tf.data (make_dataset)", _rate(iter(ds), FLAGS.batches, cfg.batch_size)))
     planes = load_y_planes(FLAGS.data)
-    rows.append(("numpy PatchSampler", _rate(PatchSampler(planes, cfg, seed=0).batches(),
-                                             FLAGS.batches, cfg.batch_size)))
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} CPUs, "
-          f"{len(planes)} images, batch {cfg.batch_size}, patch {cfg.patch_size}, "
-          f"scales {cfg.scales}, downsize {cfg.downsize}")
+    rows.append(
+        (
+            "numpy PatchSampler",
+            _rate(PatchSampler(planes, cfg, seed=0).batches(), FLAGS.batches, cfg.batch_size),
+        )
+    )
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} CPUs, "
+        f"{len(planes)} images, batch {cfg.batch_size}, patch {cfg.patch_size}, "
+        f"scales {cfg.scales}, downsize {cfg.downsize}"
+    )
     print("| sampler | patches/s |\n|---|---|")
     for name, rate in rows:
         print(f"| {name} | {rate:,.0f} |")

@@ -15,8 +15,12 @@ def stats(values):
     """``{"mean", "range", "n", "diverged"}`` of one arm's per-seed values."""
     finite = [v for v in values if math.isfinite(v)]
     if len(finite) < len(values):
-        return {"mean": float("nan"), "range": float("nan"), "n": len(values),
-                "diverged": len(values) - len(finite)}
+        return {
+            "mean": float("nan"),
+            "range": float("nan"),
+            "n": len(values),
+            "diverged": len(values) - len(finite),
+        }
     mean = sum(finite) / len(finite)
     return {"mean": mean, "range": max(finite) - min(finite), "n": len(values), "diverged": 0}
 

@@ -62,27 +62,33 @@ def main(argv):
     folder = export_saved_model(model, tempfile.mkdtemp(), overwrite=True)
     loaded = tf.saved_model.load(folder)
     upscaler = Upscaler(model=model)
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
+    )
     print("| Set5 | values | differing | max difference |\n|---|---|---|---|")
     for scale in (2, 3, 4):
         total = differing = worst = 0
         for path in list_images(os.path.join(FLAGS.data_dir, "Set5", "LR_bicubic", f"X{scale}")):
             with open(path, "rb") as f:
                 png = loaded.signatures["upscale_image"](
-                    image_bytes=tf.constant([f.read()]),
-                    scale=tf.constant([float(scale)]))["png_bytes"].numpy()[0]
+                    image_bytes=tf.constant([f.read()]), scale=tf.constant([float(scale)])
+                )["png_bytes"].numpy()[0]
             served = np.asarray(Image.open(io.BytesIO(png))).astype(int)
             local = upscaler.upscale(read_image(path), scale=scale).astype(int)
             diff = np.abs(served - local)
             total, differing = total + diff.size, differing + int((diff > 0).sum())
             worst = max(worst, int(diff.max()))
-        print(f"| x{scale} | {total:,} | {differing:,} ({100 * differing / total:.4f} %) | "
-              f"{worst} |")
-    out = subprocess.run([sys.executable, "-c", _REQUEST, folder], capture_output=True,
-                         text=True, check=True).stdout.split()
-    print(f"\n1920x1080 x2 request: output {out[1]}x{out[0]}, {out[2]} s, "
-          f"peak RSS {out[3]} MB (fresh process: TensorFlow, the SavedModel, the request)")
+        print(
+            f"| x{scale} | {total:,} | {differing:,} ({100 * differing / total:.4f} %) | {worst} |"
+        )
+    out = subprocess.run(
+        [sys.executable, "-c", _REQUEST, folder], capture_output=True, text=True, check=True
+    ).stdout.split()
+    print(
+        f"\n1920x1080 x2 request: output {out[1]}x{out[0]}, {out[2]} s, "
+        f"peak RSS {out[3]} MB (fresh process: TensorFlow, the SavedModel, the request)"
+    )
 
 
 if __name__ == "__main__":

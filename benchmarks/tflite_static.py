@@ -38,8 +38,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file; default: the bundled weights.")
 flags.DEFINE_integer("size", 256, "The static input side S.")
 flags.DEFINE_string("set_dir", os.path.join(_DATA, "Set5"), "Benchmark set (HR + LR_bicubic).")
-flags.DEFINE_string("calib_dir", os.path.join(_DATA, "train", "BSD200"),
-                    "HR images for int8 calibration (at least S pixels per side).")
+flags.DEFINE_string(
+    "calib_dir",
+    os.path.join(_DATA, "train", "BSD200"),
+    "HR images for int8 calibration (at least S pixels per side).",
+)
 flags.DEFINE_list("quantizations", ["fp32", "fp16", "int8"], "Variants.")
 flags.DEFINE_integer("threads", 2, "LiteRT interpreter threads.")
 flags.DEFINE_integer("runs", 3, "Timed runs (median reported).")
@@ -60,10 +63,12 @@ def main(argv):
     size = FLAGS.size
     model = load_pretrained(FLAGS.weights)
     planes = load_y_planes(FLAGS.calib_dir)
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}; weights: "
-          f"{FLAGS.weights or 'bundled'}; S = {size}; LiteRT {FLAGS.threads} threads; "
-          f"latency: median of {FLAGS.runs} after a warm-up")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}; weights: "
+        f"{FLAGS.weights or 'bundled'}; S = {size}; LiteRT {FLAGS.threads} threads; "
+        f"latency: median of {FLAGS.runs} after a warm-up"
+    )
     rng = np.random.default_rng(0)
     window = rng.random((1, size, size, 1), np.float32)
     plane = rng.random((1, 512, 512, 1), np.float32)
@@ -72,15 +77,22 @@ def main(argv):
         for q in FLAGS.quantizations:
             kwargs = {"patch_size": size, "representative_planes": planes} if q == "int8" else {}
             dyn = export_tflite(model, os.path.join(folder, f"dyn_{q}.tflite"), q, **kwargs)
-            fix = export_tflite(model, os.path.join(folder, f"fix_{q}.tflite"), q,
-                                fixed_size=size, **kwargs)
+            fix = export_tflite(
+                model, os.path.join(folder, f"fix_{q}.tflite"), q, fixed_size=size, **kwargs
+            )
             predictors = {}
             for kind, info in (("dynamic", dyn), ("static", fix)):
                 p = LiteRTPredictor(info["path"], num_threads=FLAGS.threads)
                 predictors[kind] = p
-                rows.append((f"{q} {kind}", info["bytes"], info["ops"],
-                             1000 * median_seconds(lambda p=p: p(window), FLAGS.runs),
-                             1000 * median_seconds(lambda p=p: p(plane), FLAGS.runs)))
+                rows.append(
+                    (
+                        f"{q} {kind}",
+                        info["bytes"],
+                        info["ops"],
+                        1000 * median_seconds(lambda p=p: p(window), FLAGS.runs),
+                        1000 * median_seconds(lambda p=p: p(plane), FLAGS.runs),
+                    )
+                )
             dyn_up = Upscaler(predictor=predictors["dynamic"])
             fix_up = Upscaler(predictor=predictors["static"])
             total = differ = worst = 0
@@ -94,8 +106,16 @@ def main(argv):
                         total, differ = total + diff.size, differ + int((diff > 0).sum())
                         worst = max(worst, int(diff.max()))
                     else:
-                        small.append((f"{name} x{scale}", diff.size, int((diff > 0).sum()),
-                                      int(diff.max()), psnr(a, hr, scale), psnr(b, hr, scale)))
+                        small.append(
+                            (
+                                f"{name} x{scale}",
+                                diff.size,
+                                int((diff > 0).sum()),
+                                int(diff.max()),
+                                psnr(a, hr, scale),
+                                psnr(b, hr, scale),
+                            )
+                        )
             parity.append((q, total, differ, worst))
             approx.append((q, small))
     print("\n| model | bytes | ops | one S×S pass ms | 512×512 plane ms |")
@@ -103,21 +123,26 @@ def main(argv):
     for name, nbytes, ops, one, full in rows:
         text = ", ".join(f"{k} {v}" for k, v in ops.items())
         print(f"| {name} | {nbytes:,} | {text} | {one:.0f} | {full:.0f} |")
-    print(f"\nStatic against dynamic on {os.path.basename(FLAGS.set_dir)} files of at least "
-          f"{size} px (x2/x3/x4, through the Upscaler, uint8 RGB):")
+    print(
+        f"\nStatic against dynamic on {os.path.basename(FLAGS.set_dir)} files of at least "
+        f"{size} px (x2/x3/x4, through the Upscaler, uint8 RGB):"
+    )
     print("| variant | values | differing | max difference |")
     print("|---|---|---|---|")
     for q, total, differ, worst in parity:
         print(f"| {q} | {total:,} | {differ:,} | {worst} |")
-    print(f"\nFiles smaller than {size} px without a fallback (edge-pad to S, crop) against "
-          "the dynamic model:")
-    print("| variant | file | values | differing | max difference | PSNR dynamic | "
-          "PSNR padded |")
+    print(
+        f"\nFiles smaller than {size} px without a fallback (edge-pad to S, crop) against "
+        "the dynamic model:"
+    )
+    print("| variant | file | values | differing | max difference | PSNR dynamic | PSNR padded |")
     print("|---|---|---|---|---|---|---|")
     for q, small in approx:
         for name, n, d, m, p_dyn, p_fix in small:
-            print(f"| {q} | {name} | {n:,} | {d:,} ({100 * d / n:.2f} %) | {m} | "
-                  f"{p_dyn:.2f} | {p_fix:.2f} |")
+            print(
+                f"| {q} | {name} | {n:,} | {d:,} ({100 * d / n:.2f} %) | {m} | "
+                f"{p_dyn:.2f} | {p_fix:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ _DATA = os.path.join(os.path.dirname(REPO), "shared", "datasets")
 FLAGS = flags.FLAGS
 flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file; default: random init 20x64.")
 flags.DEFINE_string("set_dir", os.path.join(_DATA, "Set5"), "Benchmark set for PSNR.")
-flags.DEFINE_string("calib_dir", os.path.join(_DATA, "train", "T91"),
-                    "HR images for int8 calibration (default falls back to the samples).")
+flags.DEFINE_string(
+    "calib_dir",
+    os.path.join(_DATA, "train", "T91"),
+    "HR images for int8 calibration (default falls back to the samples).",
+)
 flags.DEFINE_integer("num_calibration", 200, "int8 calibration patches.")
 flags.DEFINE_list("sizes", ["256", "512"], "Square input sides to time.")
 flags.DEFINE_list("scales", ["2", "3", "4"], "Scales for the PSNR columns.")
@@ -103,33 +106,58 @@ def main(argv):
     convs = [l for l in model.layers if hasattr(l, "kernel_size")]
     source = FLAGS.weights or "random init (no --weights): PSNRs are meaningless"
     set_dir = FLAGS.set_dir if os.path.isdir(FLAGS.set_dir) else None
-    calib = FLAGS.calib_dir if os.path.isdir(FLAGS.calib_dir) else os.path.join(
-        sample_images_dir(), "HR")
+    calib = (
+        FLAGS.calib_dir
+        if os.path.isdir(FLAGS.calib_dir)
+        else os.path.join(sample_images_dir(), "HR")
+    )
     planes = load_y_planes(calib)
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} CPUs; "
-          f"network {len(convs)} layers x {convs[0].filters} filters "
-          f"({model.count_params():,} parameters), weights: {source}")
-    print(f"# latency: median of {FLAGS.runs} after a warm-up, one (1, S, S, 1) pass, "
-          f"LiteRT {FLAGS.threads} threads; int8 calibrated on {FLAGS.num_calibration} "
-          f"patches of {calib} ({len(planes)} images)")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} CPUs; "
+        f"network {len(convs)} layers x {convs[0].filters} filters "
+        f"({model.count_params():,} parameters), weights: {source}"
+    )
+    print(
+        f"# latency: median of {FLAGS.runs} after a warm-up, one (1, S, S, 1) pass, "
+        f"LiteRT {FLAGS.threads} threads; int8 calibrated on {FLAGS.num_calibration} "
+        f"patches of {calib} ({len(planes)} images)"
+    )
     if set_dir is None:
         print(f"# note: {FLAGS.set_dir} not found; PSNR columns skipped")
     rows = {}
     plane = reference_plane()
     keras_upscaler = Upscaler(model=model)
     reference = (plane, keras_upscaler.predict_y(plane))
-    rows["keras"] = measure(keras_upscaler, model.count_params() * 4 / 1e6, sizes,
-                            scales, set_dir, FLAGS.runs, reference)
+    rows["keras"] = measure(
+        keras_upscaler,
+        model.count_params() * 4 / 1e6,
+        sizes,
+        scales,
+        set_dir,
+        FLAGS.runs,
+        reference,
+    )
     with tempfile.TemporaryDirectory() as folder:
         for q in QUANTIZATIONS:
             start = time.perf_counter()
-            info = export_tflite(model, os.path.join(folder, f"vdsr_{q}.tflite"), q,
-                                 representative_planes=planes,
-                                 num_calibration=FLAGS.num_calibration)
+            info = export_tflite(
+                model,
+                os.path.join(folder, f"vdsr_{q}.tflite"),
+                q,
+                representative_planes=planes,
+                num_calibration=FLAGS.num_calibration,
+            )
             convert_s = time.perf_counter() - start
             predictor = LiteRTPredictor(info["path"], num_threads=FLAGS.threads)
-            rows[q] = measure(Upscaler(predictor=predictor), info["bytes"] / 1e6, sizes,
-                              scales, set_dir, FLAGS.runs, reference)
+            rows[q] = measure(
+                Upscaler(predictor=predictor),
+                info["bytes"] / 1e6,
+                sizes,
+                scales,
+                set_dir,
+                FLAGS.runs,
+                reference,
+            )
             rows[q]["convert s"] = convert_s
     columns = ["MB"] + [f"{s}² ms" for s in sizes]
     columns += [f"Set5 x{s} dB" for s in scales] if set_dir else []

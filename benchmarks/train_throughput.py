@@ -40,10 +40,17 @@ flags.DEFINE_string("json", None, "Also write the rows here.")
 def _config(batch):
     from vdsr_tf import config as C
 
-    return C.override(C.get_preset("modern"), **{
-        "model.depth": FLAGS.depth, "model.filters": FLAGS.filters,
-        "data.patch_size": FLAGS.patch_size, "data.batch_size": batch,
-        "mixed_precision": FLAGS.mixed_precision, "steps": 10**6})
+    return C.override(
+        C.get_preset("modern"),
+        **{
+            "model.depth": FLAGS.depth,
+            "model.filters": FLAGS.filters,
+            "data.patch_size": FLAGS.patch_size,
+            "data.batch_size": batch,
+            "mixed_precision": FLAGS.mixed_precision,
+            "steps": 10**6,
+        },
+    )
 
 
 def _fit_row(cfg, planes):
@@ -112,10 +119,14 @@ def main(argv):
     p = FLAGS.patch_size
     flop = 3 * flops_per_pixel(FLAGS.depth, FLAGS.filters) * p * p
     device = jax.devices()[0]
-    print(f"device: {getattr(device, 'device_kind', device)}, {FLAGS.depth} x {FLAGS.filters}, "
-          f"{p} x {p} patches, {FLAGS.mixed_precision}")
-    print("| engine | batch | K | patches/s | 41x41-eq/s | TFLOP/s | compile / first epoch s |\n"
-          "|---|---|---|---|---|---|---|")
+    print(
+        f"device: {getattr(device, 'device_kind', device)}, {FLAGS.depth} x {FLAGS.filters}, "
+        f"{p} x {p} patches, {FLAGS.mixed_precision}"
+    )
+    print(
+        "| engine | batch | K | patches/s | 41x41-eq/s | TFLOP/s | compile / first epoch s |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     rows = []
     for batch in (int(b) for b in FLAGS.batch_sizes):
         cfg = _config(batch)
@@ -124,21 +135,41 @@ def main(argv):
         for k in (int(v) for v in FLAGS.steps_per_call) if "fast" in FLAGS.engines else ():
             measured.append(("fast", k) + _fast_row(cfg, pool, k))
         for engine, k, rate, setup in measured:
-            row = {"engine": engine, "batch": batch, "k": k, "patches_per_s": rate,
-                   "eq41_per_s": rate * p * p / 41**2, "tflops": rate * flop / 1e12,
-                   "setup_s": setup, "pool_s": pool.build_seconds}
+            row = {
+                "engine": engine,
+                "batch": batch,
+                "k": k,
+                "patches_per_s": rate,
+                "eq41_per_s": rate * p * p / 41**2,
+                "tflops": rate * flop / 1e12,
+                "setup_s": setup,
+                "pool_s": pool.build_seconds,
+            }
             rows.append(row)
-            print(f"| {engine} | {batch} | {k if engine == 'fast' else '-'} | {rate:,.1f} | "
-                  f"{row['eq41_per_s']:,.1f} | {row['tflops']:.3f} | {setup:.1f} |", flush=True)
+            print(
+                f"| {engine} | {batch} | {k if engine == 'fast' else '-'} | {rate:,.1f} | "
+                f"{row['eq41_per_s']:,.1f} | {row['tflops']:.3f} | {setup:.1f} |",
+                flush=True,
+            )
     if FLAGS.json:
         from vdsr_tf.io.atomic import atomic_write_text
 
-        atomic_write_text(FLAGS.json, json.dumps({
-            "device": str(getattr(device, "device_kind", device)),
-            "date": datetime.date.today().isoformat(), "depth": FLAGS.depth,
-            "filters": FLAGS.filters, "patch_size": p, "mixed_precision": FLAGS.mixed_precision,
-            "tensorflow_loaded": sys.modules.get("tensorflow") is not None, "rows": rows},
-            indent=2))
+        atomic_write_text(
+            FLAGS.json,
+            json.dumps(
+                {
+                    "device": str(getattr(device, "device_kind", device)),
+                    "date": datetime.date.today().isoformat(),
+                    "depth": FLAGS.depth,
+                    "filters": FLAGS.filters,
+                    "patch_size": p,
+                    "mixed_precision": FLAGS.mixed_precision,
+                    "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
+                    "rows": rows,
+                },
+                indent=2,
+            ),
+        )
 
 
 if __name__ == "__main__":

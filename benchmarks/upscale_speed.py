@@ -24,8 +24,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("cases", ["256x256:2", "256x256:3", "256x256:4", "1920x1080:2"],
-                  "WxH:scale cases.")
+flags.DEFINE_list(
+    "cases", ["256x256:2", "256x256:3", "256x256:4", "1920x1080:2"], "WxH:scale cases."
+)
 flags.DEFINE_integer("tile", 384, "Tile side (0: whole image).")
 flags.DEFINE_boolean("ensemble", False, "Self-ensemble.")
 flags.DEFINE_string("_child", None, "Internal: run one case and print JSON.")
@@ -48,8 +49,17 @@ def child(case, tile, ensemble):
     seconds = time.perf_counter() - start
     pixels = out.shape[0] * out.shape[1] * (8 if ensemble else 1)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"case": case, "out": f"{out.shape[1]}x{out.shape[0]}", "seconds": seconds,
-                      "gflops": flops_per_pixel() * pixels / seconds / 1e9, "peak_rss_mb": rss_mb}))
+    print(
+        json.dumps(
+            {
+                "case": case,
+                "out": f"{out.shape[1]}x{out.shape[0]}",
+                "seconds": seconds,
+                "gflops": flops_per_pixel() * pixels / seconds / 1e9,
+                "peak_rss_mb": rss_mb,
+            }
+        )
+    )
 
 
 def main(argv):
@@ -57,20 +67,36 @@ def main(argv):
     if FLAGS._child:
         child(FLAGS._child, FLAGS.tile, FLAGS.ensemble)
         return
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} CPUs, "
-          f"tile {FLAGS.tile}, ensemble {FLAGS.ensemble}")
-    print("| input | scale | output | time (s) | GFLOP/s | peak RSS (MB) |\n|---|---|---|---|---|---|")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} CPUs, "
+        f"tile {FLAGS.tile}, ensemble {FLAGS.ensemble}"
+    )
+    print(
+        "| input | scale | output | time (s) | GFLOP/s | peak RSS (MB) |\n|---|---|---|---|---|---|"
+    )
     for case in FLAGS.cases:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--_child={case}",
-                               f"--tile={FLAGS.tile}", f"--ensemble={FLAGS.ensemble}"],
-                              capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+        proc = subprocess.run(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                f"--_child={case}",
+                f"--tile={FLAGS.tile}",
+                f"--ensemble={FLAGS.ensemble}",
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=REPO),
+        )
         if proc.returncode:
             print(f"| {case} | failed: {proc.stderr.strip().splitlines()[-1]} |")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         size, scale = case.split(":")
-        print(f"| {size} | {scale} | {r['out']} | {r['seconds']:.2f} | {r['gflops']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} |", flush=True)
+        print(
+            f"| {size} | {scale} | {r['out']} | {r['seconds']:.2f} | {r['gflops']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

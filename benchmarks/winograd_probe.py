@@ -39,12 +39,31 @@ flags.DEFINE_integer("repeats", 3, "Timed calls per case (median).")
 flags.DEFINE_integer("strip", 8, "numpy variant: tile rows per strip.")
 
 # Lavin & Gray (2016), F(4x4, 3x3): interpolation points 0, +-1, +-2, inf.
-BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
-G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
-AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-               [0, 1, -1, 8, -8, 1]], np.float64)
+BT = np.array(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    np.float64,
+)
+G = np.array(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ],
+    np.float64,
+)
+AT = np.array(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64
+)
 
 
 def transformed_kernel(kernel):
@@ -57,8 +76,9 @@ def _combine(matrix, parts):
     """``[sum_k matrix[i, k] * parts[k] for i]``, skipping zero coefficients."""
     out = []
     for row in matrix:
-        terms = [p if c == 1 else -p if c == -1 else p * float(c)
-                 for c, p in zip(row, parts) if c != 0]
+        terms = [
+            p if c == 1 else -p if c == -1 else p * float(c) for c, p in zip(row, parts) if c != 0
+        ]
         total = terms[0]
         for t in terms[1:]:
             total = total + t
@@ -73,13 +93,13 @@ def tf_layer(x, u, bias):
     h, w, k = x.shape[1], x.shape[2], u.shape[-1]
     th, tw = -(-h // 4), -(-w // 4)
     xp = tf.pad(x, [[0, 0], [1, 4 * th + 1 - h], [1, 4 * tw + 1 - w], [0, 0]])
-    rows = _combine(BT, [xp[:, r:r + 4 * th:4] for r in range(6)])
+    rows = _combine(BT, [xp[:, r : r + 4 * th : 4] for r in range(6)])
     v = []
     for z in rows:
-        v += _combine(BT, [z[:, :, s:s + 4 * tw:4] for s in range(6)])
+        v += _combine(BT, [z[:, :, s : s + 4 * tw : 4] for s in range(6)])
     m = tf.matmul(tf.stack([tf.reshape(t, [-1, x.shape[-1]]) for t in v]), u)
     m = [tf.reshape(m[i], [1, th, tw, k]) for i in range(36)]
-    by_row = [_combine(AT, m[6 * i:6 * i + 6]) for i in range(6)]  # [i][b]
+    by_row = [_combine(AT, m[6 * i : 6 * i + 6]) for i in range(6)]  # [i][b]
     out = [_combine(AT, [by_row[i][b] for i in range(6)]) for b in range(4)]  # [b][a]
     y = tf.stack([tf.stack([out[b][a] for b in range(4)], 3) for a in range(4)], 2)
     y = tf.reshape(y, [1, 4 * th, 4 * tw, k])[:, :h, :w]
@@ -100,19 +120,19 @@ def numpy_layer(xp, h, w, u, bias, out, strip):
         t1 = min(th, t0 + strip)
         d = np.empty((36, t1 - t0, tw, c), np.float32)
         for r in range(6):
-            rows = xp[4 * t0 + r:4 * t1 + r:4]
+            rows = xp[4 * t0 + r : 4 * t1 + r : 4]
             for s in range(6):
-                d[6 * r + s] = rows[:, s:s + 4 * tw:4]
+                d[6 * r + s] = rows[:, s : s + 4 * tw : 4]
         v = (kb @ d.reshape(36, -1)).reshape(36, -1, c)
         y = (ka @ np.matmul(v, u).reshape(36, -1)).reshape(4, 4, t1 - t0, tw, -1)
         y += bias
         np.maximum(y, 0, out=y)
-        dst = out[1 + 4 * t0:1 + 4 * t1, 1:1 + 4 * tw]
+        dst = out[1 + 4 * t0 : 1 + 4 * t1, 1 : 1 + 4 * tw]
         for a in range(4):
             for b in range(4):
                 dst[a::4, b::4] = y[a, b]
-    out[1 + h:] = 0
-    out[:, 1 + w:] = 0
+    out[1 + h :] = 0
+    out[:, 1 + w :] = 0
 
 
 def litert_layer(kernel, bias, x):
@@ -158,11 +178,10 @@ def main(argv):
 
     direct = tf.function(lambda a: tf.nn.relu(tf.nn.conv2d(a, kernel, 1, "SAME") + bias))
     graph = tf.function(lambda a: tf_layer(a, tf.constant(u), tf.constant(bias)))
-    xla = tf.function(lambda a: tf_layer(a, tf.constant(u), tf.constant(bias)),
-                      jit_compile=True)
+    xla = tf.function(lambda a: tf_layer(a, tf.constant(u), tf.constant(bias)), jit_compile=True)
     th = -(-size // 4)
     xp = np.zeros((4 * th + 2, 4 * th + 2, c), np.float32)
-    xp[1:size + 1, 1:size + 1] = x[0]
+    xp[1 : size + 1, 1 : size + 1] = x[0]
     out = np.zeros_like(xp)
 
     xt = tf.constant(x)
@@ -175,11 +194,16 @@ def main(argv):
         "Winograd F(4,3), TF + XLA": (lambda: xla(xt).numpy(), lambda: xla(xt).numpy()),
         f"Winograd F(4,3), numpy strips of {FLAGS.strip} tile rows": (
             lambda: numpy_layer(xp, size, size, u, bias, out, FLAGS.strip),
-            lambda: (numpy_layer(xp, size, size, u, bias, out, FLAGS.strip),
-                     out[None, 1:size + 1, 1:size + 1])[1]),
+            lambda: (
+                numpy_layer(xp, size, size, u, bias, out, FLAGS.strip),
+                out[None, 1 : size + 1, 1 : size + 1],
+            )[1],
+        ),
     }
-    print(f"One 3x3 64->64 layer on a {size}x{size} plane, {os.cpu_count()} CPUs, "
-          f"median of {FLAGS.repeats}\n")
+    print(
+        f"One 3x3 64->64 layer on a {size}x{size} plane, {os.cpu_count()} CPUs, "
+        f"median of {FLAGS.repeats}\n"
+    )
     print("| variant | ms | vs direct | max abs difference from direct |\n|---|---|---|---|")
     base = None
     for name, (run, result) in cases.items():

@@ -22,8 +22,9 @@ def max_change(theta, lr, clip=True, schedule=None, mode="value"):
     """Two plain-SGD steps on inputs with huge gradients; per step, max |dw|
     (``mode="value"``) or the L2 norm of dw over all weights (``"norm"``)."""
     keras.utils.set_random_seed(0)
-    model = build_vdsr(depth=3, filters=8, clip_theta=theta if clip else None, weight_decay=0,
-                       clip_mode=mode)
+    model = build_vdsr(
+        depth=3, filters=8, clip_theta=theta if clip else None, weight_decay=0, clip_mode=mode
+    )
     model.compile(optimizer=keras.optimizers.SGD(schedule or lr, momentum=0.0), loss="mse")
     rng = np.random.default_rng(0)
     x = (rng.random((4, 16, 16, 1)) * 100).astype("float32")
@@ -34,8 +35,13 @@ def max_change(theta, lr, clip=True, schedule=None, mode="value"):
         model.train_on_batch(x, y)
         after = model.get_weights()
         if mode == "norm":
-            changes.append(float(np.sqrt(sum(np.sum((a.astype(np.float64) - b) ** 2)
-                                             for a, b in zip(after, before)))))
+            changes.append(
+                float(
+                    np.sqrt(
+                        sum(np.sum((a.astype(np.float64) - b) ** 2) for a, b in zip(after, before))
+                    )
+                )
+            )
         else:
             changes.append(max(float(np.abs(a - b).max()) for a, b in zip(after, before)))
     return changes

@@ -22,9 +22,7 @@ def datasets_dir() -> pathlib.Path:
     Read from ``$VDSR_DATA_DIR``, else ``<repo root>/../shared/datasets``.
     Tests that use this fixture are skipped when the folder is missing.
     """
-    path = pathlib.Path(
-        os.environ.get("VDSR_DATA_DIR", _REPO_ROOT.parent / "shared" / "datasets")
-    )
+    path = pathlib.Path(os.environ.get("VDSR_DATA_DIR", _REPO_ROOT.parent / "shared" / "datasets"))
     if not path.is_dir():
         pytest.skip(
             f"benchmark datasets not found at {path}; set VDSR_DATA_DIR to the "

@@ -35,5 +35,9 @@ for kind in mode.split(","):  # "none,data_parallel": both runs in this one proc
         model = build_vdsr(depth=3, filters=8, clip_theta=0.01, weight_decay=1e-2)
         model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9), loss="mse")
         history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
-    np.savez(out.replace("MODE", kind), devices=devices, loss=np.array(history.history["loss"]),
-             *[np.asarray(w) for w in model.get_weights()])
+    np.savez(
+        out.replace("MODE", kind),
+        devices=devices,
+        loss=np.array(history.history["loss"]),
+        *[np.asarray(w) for w in model.get_weights()],
+    )

@@ -32,8 +32,15 @@ HR = os.path.join(imageio.sample_images_dir(), "HR")
 
 
 def tiny(**updates):
-    base = {"model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 4,
-            "steps": 6, "steps_per_epoch": 2, "optim.warmup_fraction": 0.0}
+    base = {
+        "model.depth": 3,
+        "model.filters": 8,
+        "data.patch_size": 24,
+        "data.batch_size": 4,
+        "steps": 6,
+        "steps_per_epoch": 2,
+        "optim.warmup_fraction": 0.0,
+    }
     base.update(updates)
     return C.override(C.get_preset("paper"), **base)
 
@@ -41,8 +48,11 @@ def tiny(**updates):
 def equivalence(optimizer, clip_mode="value"):
     # The paper's summed loss with SGD at lr 0.1 makes the theta/lr clip bind
     # (per value, or by global norm); Adam at lr 1e-3 with theta 1e-4 as well.
-    updates = {"optim.optimizer": optimizer, "optim.schedule": "constant",
-               "model.clip_mode": clip_mode}
+    updates = {
+        "optim.optimizer": optimizer,
+        "optim.schedule": "constant",
+        "model.clip_mode": clip_mode,
+    }
     if optimizer == "adam":
         updates.update({"optim.learning_rate": 1e-3, "model.clip_theta": 1e-4})
     if clip_mode == "norm":
@@ -74,13 +84,19 @@ def equivalence(optimizer, clip_mode="value"):
         key, sub = jax.random.split(key)
         x, y = pool.sample(pool.arrays, sub, b)
         ref.train_on_batch(np.asarray(x), np.asarray(y))
-    diffs = [float(np.abs(np.asarray(a) - np.asarray(r)).max())
-             for a, r in zip(fast_model.weights, ref.weights)]
+    diffs = [
+        float(np.abs(np.asarray(a) - np.asarray(r)).max())
+        for a, r in zip(fast_model.weights, ref.weights)
+    ]
     moved = [float(np.abs(np.asarray(a) - r).max()) for a, r in zip(fast_model.weights, initial)]
-    return {"traces": len(traces), "max_diff": max(diffs), "max_moved": max(moved),
-            "clip_fraction": fractions,
-            "steps": int(np.asarray(fast_model.optimizer.iterations)),
-            "ref_steps": int(np.asarray(ref.optimizer.iterations))}
+    return {
+        "traces": len(traces),
+        "max_diff": max(diffs),
+        "max_moved": max(moved),
+        "clip_fraction": fractions,
+        "steps": int(np.asarray(fast_model.optimizer.iterations)),
+        "ref_steps": int(np.asarray(ref.optimizer.iterations)),
+    }
 
 
 class _Crash(Exception):
@@ -117,23 +133,44 @@ def resume(out):
     cfg = tiny()
     crashed, resumed = {}, {}
     try:
-        train(cfg, HR, out, engine="fast", steps_per_call=2, verbose=0, pool_workers=1,
-              extra_callbacks=[_CrashAfter(2, crashed)])
+        train(
+            cfg,
+            HR,
+            out,
+            engine="fast",
+            steps_per_call=2,
+            verbose=0,
+            pool_workers=1,
+            extra_callbacks=[_CrashAfter(2, crashed)],
+        )
     except _Crash:
         pass
     from vdsr_tf.io.checkpoint import read_state
 
     meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
-    model, history = train(cfg, HR, out, engine="fast", steps_per_call=2, verbose=0,
-                           pool_workers=1, extra_callbacks=[_AtStart(resumed)])
+    model, history = train(
+        cfg,
+        HR,
+        out,
+        engine="fast",
+        steps_per_call=2,
+        verbose=0,
+        pool_workers=1,
+        extra_callbacks=[_AtStart(resumed)],
+    )
     same_weights = all(np.array_equal(a, b) for a, b in zip(crashed["weights"], resumed["weights"]))
     same_opt = all(np.array_equal(a, b) for a, b in zip(crashed["opt"], resumed["opt"]))
-    return {"checkpoint_step": meta["step"], "checkpoint_epoch": meta["epoch"],
-            "resumed_step": resumed["step"], "resumed_epochs": resumed["epochs"],
-            "same_weights": same_weights, "same_optimizer": same_opt,
-            "final_step": int(np.asarray(model.optimizer.iterations)),
-            "history_rows": len(open(os.path.join(out, "history.csv")).read().splitlines()),
-            "final_weights": os.path.exists(os.path.join(out, "vdsr.weights.h5"))}
+    return {
+        "checkpoint_step": meta["step"],
+        "checkpoint_epoch": meta["epoch"],
+        "resumed_step": resumed["step"],
+        "resumed_epochs": resumed["epochs"],
+        "same_weights": same_weights,
+        "same_optimizer": same_opt,
+        "final_step": int(np.asarray(model.optimizer.iterations)),
+        "history_rows": len(open(os.path.join(out, "history.csv")).read().splitlines()),
+        "final_weights": os.path.exists(os.path.join(out, "vdsr.weights.h5")),
+    }
 
 
 def pool_check():
@@ -151,9 +188,9 @@ def pool_check():
         for t in range(h - 15):
             for l in range(w - 15):
                 for k in range(8):
-                    cx = dihedral.dihedral(x_full[t:t + 16, l:l + 16, None], k)[..., 0]
+                    cx = dihedral.dihedral(x_full[t : t + 16, l : l + 16, None], k)[..., 0]
                     if np.array_equal(cx.astype(np.float16).astype(np.float32), xp):
-                        cy = dihedral.dihedral(y_full[t:t + 16, l:l + 16, None], k)[..., 0]
+                        cy = dihedral.dihedral(y_full[t : t + 16, l : l + 16, None], k)[..., 0]
                         if np.array_equal(cy, yp):
                             hit = True
                             ks.add(k)
@@ -163,8 +200,7 @@ def pool_check():
             if hit:
                 break
         found += hit
-    return {"patches": len(xs), "found": found, "dihedrals": len(ks),
-            "variants": pool.variants}
+    return {"patches": len(xs), "found": found, "dihedrals": len(ks), "variants": pool.variants}
 
 
 def forward_check():
@@ -192,9 +228,14 @@ if __name__ == "__main__":
     elif check == "forward":
         result = forward_check()
     elif check == "all":  # every check in this one process (one JAX start-up for the suite)
-        result = {"equivalence_sgd": equivalence("sgd"), "equivalence_adam": equivalence("adam"),
-                  "equivalence_sgd_norm": equivalence("sgd", "norm"),
-                  "pool": pool_check(), "forward": forward_check(), "resume": resume(sys.argv[2])}
+        result = {
+            "equivalence_sgd": equivalence("sgd"),
+            "equivalence_adam": equivalence("adam"),
+            "equivalence_sgd_norm": equivalence("sgd", "norm"),
+            "pool": pool_check(),
+            "forward": forward_check(),
+            "resume": resume(sys.argv[2]),
+        }
     else:
         raise SystemExit(f"unknown check {check}")
     result["tf_loaded"] = sys.modules.get("tensorflow") is not None

@@ -37,10 +37,10 @@ def _mixed_folder(root):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(rng.integers(0, 256, (20, 30), np.uint8)).save(
-        src / "grey.jpg", exif=exif.tobytes(), quality=90)
+        src / "grey.jpg", exif=exif.tobytes(), quality=90
+    )
     frames = [Image.fromarray(np.full((12, 16, 3), 50 * i, np.uint8)) for i in range(3)]
-    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100,
-                   loop=0)
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     (src / "bad.png").write_bytes(b"not an image at all")
     (src / "empty.jpg").write_bytes(b"")
     data = (src / "bird.png").read_bytes()
@@ -52,8 +52,11 @@ def _mixed_folder(root):
 
 
 def _tree(folder):
-    return sorted(os.path.relpath(os.path.join(r, n), folder)
-                  for r, _, names in os.walk(folder) for n in names)
+    return sorted(
+        os.path.relpath(os.path.join(r, n), folder)
+        for r, _, names in os.walk(folder)
+        for n in names
+    )
 
 
 @pytest.mark.slow(reason="runs a Beam pipeline twice")
@@ -62,10 +65,22 @@ def test_pipeline_matches_vdsr_upscale_and_reruns_do_nothing(tmp_path, tiny_weig
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run(
-        [sys.executable, "-m", "vdsr_tf.cli.upscale_beam", f"--input_pattern={src}/**",
-         f"--output_dir={out}", "--scale=2", f"--weights={tiny_weights}", f"--tile={TILE}",
-         "--runner=DirectRunner"],
-        env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "vdsr_tf.cli.upscale_beam",
+            f"--input_pattern={src}/**",
+            f"--output_dir={out}",
+            "--scale=2",
+            f"--weights={tiny_weights}",
+            f"--tile={TILE}",
+            "--runner=DirectRunner",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]  # some files failed
     assert "Traceback" not in proc.stderr
     assert "4 written, 3 failed" in proc.stderr and "1 not images" in proc.stderr
@@ -75,10 +90,12 @@ def test_pipeline_matches_vdsr_upscale_and_reruns_do_nothing(tmp_path, tiny_weig
     ref = tmp_path / "ref"
     files = [str(src / name) for name in good + bad]
     destinations = [str(ref / name) for name in good + bad]
-    assert batch.run_batch(Upscaler(tiny_weights, tile=TILE), files, destinations,
-                           scale=2) == 1
-    said = {line.split(": error: ")[0]: line.split(": error: ")[1]
-            for line in capsys.readouterr().err.splitlines() if ": error: " in line}
+    assert batch.run_batch(Upscaler(tiny_weights, tile=TILE), files, destinations, scale=2) == 1
+    said = {
+        line.split(": error: ")[0]: line.split(": error: ")[1]
+        for line in capsys.readouterr().err.splitlines()
+        if ": error: " in line
+    }
     for name in good:
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
     with Image.open(out / "anim.gif") as im:
@@ -116,22 +133,27 @@ def test_handler_takes_bytes_arrays_and_pil_images(tiny_weights):
         by_kind = {type(r.example).__name__: r.inference for r in results}
         assert by_kind["bytes"].data == expected_png and by_kind["bytes"].format == "PNG"
         assert by_kind["bytes"].output_size == (array.shape[1] * 3, array.shape[0] * 3)
-        arrays = sorted((r.inference for r in results if isinstance(r.example, np.ndarray)),
-                        key=lambda a: a.dtype.itemsize)
+        arrays = sorted(
+            (r.inference for r in results if isinstance(r.example, np.ndarray)),
+            key=lambda a: a.dtype.itemsize,
+        )
         assert arrays[0].dtype == np.uint8 and np.array_equal(arrays[0], expected[0])
         assert arrays[1].dtype == np.uint16 and np.array_equal(arrays[1], expected[1])
         assert by_kind["Image"].size == (array.shape[1] * 3, array.shape[0] * 3)
 
     with beam.Pipeline(runner="DirectRunner") as p:
-        results = (p | beam.Create([png, array, grey16, Image.fromarray(array)],
-                                   reshuffle=False)
-                   | RunInference(handler))
+        results = (
+            p
+            | beam.Create([png, array, grey16, Image.fromarray(array)], reshuffle=False)
+            | RunInference(handler)
+        )
         assert_that(results, check)
 
 
 def test_handler_failures_go_to_the_dead_letter_output(tiny_weights):
-    handler = vbeam.UpscaleModelHandler(scale=2, weights=tiny_weights, tile=TILE,
-                                        output_format="JPEG")
+    handler = vbeam.UpscaleModelHandler(
+        scale=2, weights=tiny_weights, tile=TILE, output_format="JPEG"
+    )
     frames = [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(2)]
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
@@ -143,8 +165,11 @@ def test_handler_failures_go_to_the_dead_letter_output(tiny_weights):
         assert got[1] == "not an image file (format not recognised)"
 
     with beam.Pipeline(runner="DirectRunner") as p:
-        good, bad = (p | beam.Create([b"garbage", gif.getvalue()], reshuffle=False)
-                     | RunInference(handler).with_exception_handling())
+        good, bad = (
+            p
+            | beam.Create([b"garbage", gif.getvalue()], reshuffle=False)
+            | RunInference(handler).with_exception_handling()
+        )
         assert_that(bad.failed_inferences, reasons)
 
 
@@ -158,21 +183,34 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     assert vbeam.unknown_options(["--sclae=2"]) == ["sclae"]
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run(
-        [sys.executable, "-m", "vdsr_tf.cli.upscale_beam", f"--input_pattern={tmp_path}/*.png",
-         f"--output_dir={tmp_path}/out", "--scale=2"],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "vdsr_tf.cli.upscale_beam",
+            f"--input_pattern={tmp_path}/*.png",
+            f"--output_dir={tmp_path}/out",
+            "--scale=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"vdsr-upscale-beam: error: no file matches {tmp_path}/*.png")
+        f"vdsr-upscale-beam: error: no file matches {tmp_path}/*.png"
+    )
 
 
 def test_destinations_keep_paths_under_the_pattern():
     assert vbeam.pattern_base("/data/photos/**/*.jpg") == "/data/photos/"
     assert vbeam.pattern_base("gs://b/in/x*.png") == "gs://b/in/"
     assert vbeam.destination("/data/photos/a/b.jpg", "/data/photos/", "/out", "png") == (
-        "/out/a/b.png")
+        "/out/a/b.png"
+    )
     assert vbeam.destination("gs://b/in/x1.png", "gs://b/in/", "gs://b/out") == (
-        "gs://b/out/x1.png")
+        "gs://b/out/x1.png"
+    )
 
 
 def test_handler_runs_litert_models(tmp_path):
@@ -196,8 +234,9 @@ def test_handler_passes_the_precision_to_the_workers_upscaler():
     upscaler = handler.load_model()
     assert (upscaler.backend, upscaler.precision) == ("litert", "int8")
     [result] = handler.run_inference([image], upscaler)
-    np.testing.assert_array_equal(result.inference,
-                                  Upscaler(precision="int8").upscale(image, scale=2))
+    np.testing.assert_array_equal(
+        result.inference, Upscaler(precision="int8").upscale(image, scale=2)
+    )
     with pytest.raises(ValueError, match="has its own precision"):
         vbeam.UpscaleModelHandler(scale=2, tflite_model="m.tflite", precision="fp32")
     with pytest.raises(ValueError, match="Unknown precision"):

@@ -15,13 +15,24 @@ SAMPLES = imageio.sample_images_dir()
 
 def run_cli(module, *args, timeout=600):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", f"vdsr_tf.cli.{module}", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"vdsr_tf.cli.{module}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_train_print_config_applies_flags_and_set():
-    proc = run_cli("train", "--preset=modern", "--steps=123", "--scales=2,3",
-                   "--set=optim.warmup_fraction=0.1", "--print_config")
+    proc = run_cli(
+        "train",
+        "--preset=modern",
+        "--steps=123",
+        "--scales=2,3",
+        "--set=optim.warmup_fraction=0.1",
+        "--print_config",
+    )
     assert proc.returncode == 0, proc.stderr
     cfg = json.loads(proc.stdout)
     assert cfg["steps"] == 123
@@ -31,12 +42,15 @@ def test_train_print_config_applies_flags_and_set():
 
 
 @pytest.mark.slow(reason="one vdsr-train subprocess per case")
-@pytest.mark.parametrize("args,message", [
-    (["--set=optim.lr=1", "--print_config"], "valid keys"),
-    (["--preset=nope", "--print_config"], "valid presets"),
-    (["--output_dir=x"], "--data is required"),
-    (["--data=/nonexistent/folder", "--output_dir=OUT"], "Not a directory"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set=optim.lr=1", "--print_config"], "valid keys"),
+        (["--preset=nope", "--print_config"], "valid presets"),
+        (["--output_dir=x"], "--data is required"),
+        (["--data=/nonexistent/folder", "--output_dir=OUT"], "Not a directory"),
+    ],
+)
 def test_train_bad_arguments_give_clear_errors(tmp_path, args, message):
     args = [a.replace("OUT", str(tmp_path / "o")) for a in args]
     proc = run_cli("train", *args)
@@ -48,17 +62,33 @@ def test_train_bad_arguments_give_clear_errors(tmp_path, args, message):
 @pytest.mark.slow(reason="trains, then scores, in subprocesses")
 def test_train_then_eval_end_to_end(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("train", f"--data={SAMPLES}/HR", f"--output_dir={out}", "--preset=modern",
-                   "--depth=3", "--filters=8", "--patch_size=24", "--batch_size=8", "--steps=4",
-                   "--steps_per_epoch=2", f"--val_dir={SAMPLES}",
-                   "--set=model.zero_init_residual=true")
+    proc = run_cli(
+        "train",
+        f"--data={SAMPLES}/HR",
+        f"--output_dir={out}",
+        "--preset=modern",
+        "--depth=3",
+        "--filters=8",
+        "--patch_size=24",
+        "--batch_size=8",
+        "--steps=4",
+        "--steps_per_epoch=2",
+        f"--val_dir={SAMPLES}",
+        "--set=model.zero_init_residual=true",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     weights = out / "vdsr.weights.h5"
     assert weights.exists()
     js = tmp_path / "r.json"
-    proc = run_cli("eval", f"--benchmark_dir={os.path.dirname(SAMPLES)}", "--sets=samples",
-                   "--scales=2,4", f"--weights={weights}", f"--json={js}",
-                   f"--compare_dir={tmp_path / 'cmp'}")
+    proc = run_cli(
+        "eval",
+        f"--benchmark_dir={os.path.dirname(SAMPLES)}",
+        "--sets=samples",
+        "--scales=2,4",
+        f"--weights={weights}",
+        f"--json={js}",
+        f"--compare_dir={tmp_path / 'cmp'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(js.read_text())
     assert set(results) == {"samples", "bicubic"}
@@ -79,11 +109,14 @@ def test_eval_demo_runs_without_arguments():
 
 
 @pytest.mark.slow(reason="one vdsr-eval subprocess per case")
-@pytest.mark.parametrize("args,message", [
-    (["--data_dir=/nonexistent", "--sets=Set5"], "not found"),
-    (["--demo", "--scales=1"], ">= 2"),
-    (["--demo", "--weights=/nonexistent.weights.h5"], "No such weights file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data_dir=/nonexistent", "--sets=Set5"], "not found"),
+        (["--demo", "--scales=1"], ">= 2"),
+        (["--demo", "--weights=/nonexistent.weights.h5"], "No such weights file"),
+    ],
+)
 def test_eval_bad_arguments_give_clear_errors(args, message):
     proc = run_cli("eval", *args)
     assert proc.returncode != 0
@@ -95,8 +128,13 @@ def test_eval_bad_arguments_give_clear_errors(args, message):
 def test_eval_bicubic_matches_the_published_anchor(datasets_dir, tmp_path):
     """Acceptance: bicubic on Set5 is 33.66 / 30.39 / 28.42 dB (+-0.02)."""
     js = tmp_path / "b.json"
-    proc = run_cli("eval", f"--benchmark_dir={datasets_dir}", "--sets=Set5", "--weights=bicubic",
-                   f"--json={js}")
+    proc = run_cli(
+        "eval",
+        f"--benchmark_dir={datasets_dir}",
+        "--sets=Set5",
+        "--weights=bicubic",
+        f"--json={js}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(js.read_text())
     assert "bicubic" not in results
@@ -115,8 +153,14 @@ def test_readme_python_snippets_run_as_written(tmp_path):
     blocks = [b for b in blocks if b != fit]
     assert blocks, "README.md has no other Python snippet"
     for block in blocks:
-        proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600, env=dict(os.environ, PYTHONPATH=REPO))
+        proc = subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, PYTHONPATH=REPO),
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "bird_x2.5.png").exists()
 

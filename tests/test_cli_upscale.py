@@ -20,8 +20,14 @@ SAMPLES = sample_images_dir()
 
 def run_cli(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "vdsr_tf.cli.upscale", *args], env=env,
-                          capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "vdsr_tf.cli.upscale", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +45,9 @@ def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights, 
     proc = run_cli(str(src), "--scale=2", f"--output={out}", f"--weights={weights}", "--tile=32")
     assert proc.returncode == 1
     errors = [l for l in proc.stderr.splitlines() if ": error: " in l]
-    assert len(errors) == 2 and all(os.path.basename(l.split(":")[0]) in ("bad.png", "empty.jpg")
-                                    for l in errors)
+    assert len(errors) == 2 and all(
+        os.path.basename(l.split(":")[0]) in ("bad.png", "empty.jpg") for l in errors
+    )
     assert "Traceback" not in proc.stderr
     assert "2 written, 2 failed" in proc.stderr
     assert sorted(os.listdir(out)) == ["bird.png", "butterfly.png"]  # no temporary files left
@@ -74,8 +81,13 @@ def test_recursive_folder_with_animation_and_exif(tmp_path, weights):
     src = tmp_path / "photos"
     (src / "trip").mkdir(parents=True)
     frames = [Image.new("RGB", (12, 8), (40 * i, 90, 200 - 40 * i)) for i in range(3)]
-    frames[0].save(src / "trip" / "wave.gif", save_all=True, append_images=frames[1:],
-                   duration=[80, 90, 100], loop=0)
+    frames[0].save(
+        src / "trip" / "wave.gif",
+        save_all=True,
+        append_images=frames[1:],
+        duration=[80, 90, 100],
+        loop=0,
+    )
     exif = Image.Exif()
     exif[0x0112], exif[0x010F] = 8, "PhoneCo"
     Image.new("RGB", (10, 6), (10, 200, 30)).save(src / "phone.jpg", exif=exif.tobytes())
@@ -95,21 +107,50 @@ COMMANDS = ["upscale", "upscale_beam", "train", "eval", "export"]
 
 
 def _command(name, *args):
-    return subprocess.run([sys.executable, "-m", f"vdsr_tf.cli.{name}", *args], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
+    return subprocess.run(
+        [sys.executable, "-m", f"vdsr_tf.cli.{name}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_lists_the_commands_own_flags(name):
     # The flags defined once in vdsr_tf/cli/flags.py are listed as each command's own.
-    own = {"upscale": ["--scale", "--size", "--output", "--tile", "--ensemble", "--weights",
-                       "--max_pixels", "--precision", "--backend=keras|litert|tflite"],
-           "upscale_beam": ["--input_pattern", "--scale", "--size", "--tile", "--weights",
-                            "--precision", "--max_pixels"],
-           "train": ["--data", "--output_dir", "--preset", "--engine", "--tfds_data_dir",
-                     "--optimizer=sgd|adam|adamw"],
-           "eval": ["--benchmark_dir", "--sets", "--weights", "--precision"],
-           "export": ["--format", "--output", "--quantization"]}[name]
+    own = {
+        "upscale": [
+            "--scale",
+            "--size",
+            "--output",
+            "--tile",
+            "--ensemble",
+            "--weights",
+            "--max_pixels",
+            "--precision",
+            "--backend=keras|litert|tflite",
+        ],
+        "upscale_beam": [
+            "--input_pattern",
+            "--scale",
+            "--size",
+            "--tile",
+            "--weights",
+            "--precision",
+            "--max_pixels",
+        ],
+        "train": [
+            "--data",
+            "--output_dir",
+            "--preset",
+            "--engine",
+            "--tfds_data_dir",
+            "--optimizer=sgd|adam|adamw",
+        ],
+        "eval": ["--benchmark_dir", "--sets", "--weights", "--precision"],
+        "export": ["--format", "--output", "--quantization"],
+    }[name]
     for flag in ("--help", "-h"):
         proc = _command(name, flag)
         assert proc.returncode == 0, proc.stderr
@@ -117,9 +158,16 @@ def test_help_lists_the_commands_own_flags(name):
         assert f"vdsr-{name.replace('_', '-')}" in proc.stdout.splitlines()[0]
 
 
-@pytest.mark.parametrize("name,flag", [("upscale", "--scale=abc"), ("train", "--steps=many"),
-                                       ("eval", "--ensemble=perhaps"), ("export", "--version=v1"),
-                                       ("upscale", "--sclae=2")])
+@pytest.mark.parametrize(
+    "name,flag",
+    [
+        ("upscale", "--scale=abc"),
+        ("train", "--steps=many"),
+        ("eval", "--ensemble=perhaps"),
+        ("export", "--version=v1"),
+        ("upscale", "--sclae=2"),
+    ],
+)
 def test_malformed_flags_are_one_line_usage_errors(name, flag):
     proc = _command(name, flag)
     assert proc.returncode == 2
@@ -130,24 +178,35 @@ def test_malformed_flags_are_one_line_usage_errors(name, flag):
 
 def test_several_inputs_need_an_output_folder(tmp_path):
     lr = os.path.join(SAMPLES, "LR_bicubic", "X4")
-    proc = _command("upscale", os.path.join(lr, "bird.png"), os.path.join(lr, "butterfly.png"),
-                    "--scale=2", f"--output={tmp_path / 'out.png'}")
+    proc = _command(
+        "upscale",
+        os.path.join(lr, "bird.png"),
+        os.path.join(lr, "butterfly.png"),
+        "--scale=2",
+        f"--output={tmp_path / 'out.png'}",
+    )
     assert proc.returncode == 2 and "looks like a file name" in proc.stderr
     proc = _command("upscale", lr, "--scale=2", f"--output={tmp_path / 'out.png'}")
     assert proc.returncode == 2 and "need an output folder" in proc.stderr
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("args,message", [
-    (["IN", "--scale=1", "--output=o.png"], "--scale must be > 1"),
-    (["IN", "--scale=0.5", "--output=o.png"], "--scale must be > 1"),
-    (["/nonexistent.png", "--scale=2", "--output=o.png"], "input not found"),
-    (["IN", "IN", "--scale=2", "--output=FILE"], "is a file"),
-    (["IN", "--output=o.png"], "exactly one of --scale or --size"),
-    (["IN", "--size=12by3", "--output=o.png"], "--size must look like"),
-    (["IN", "--scale=2", "--output=o.xyz"], "unsupported extension"),
-    (["IN", "--scale=2", "--output=o.png", "--weights=/nope.weights.h5"], "No such weights file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["IN", "--scale=1", "--output=o.png"], "--scale must be > 1"),
+        (["IN", "--scale=0.5", "--output=o.png"], "--scale must be > 1"),
+        (["/nonexistent.png", "--scale=2", "--output=o.png"], "input not found"),
+        (["IN", "IN", "--scale=2", "--output=FILE"], "is a file"),
+        (["IN", "--output=o.png"], "exactly one of --scale or --size"),
+        (["IN", "--size=12by3", "--output=o.png"], "--size must look like"),
+        (["IN", "--scale=2", "--output=o.xyz"], "unsupported extension"),
+        (
+            ["IN", "--scale=2", "--output=o.png", "--weights=/nope.weights.h5"],
+            "No such weights file",
+        ),
+    ],
+)
 def test_usage_errors_are_one_clear_line(tmp_path, args, message):
     lr = os.path.join(SAMPLES, "LR_bicubic", "X4", "bird.png")
     (tmp_path / "file").write_text("x")
@@ -209,13 +268,25 @@ def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
         out = tmp_path / name
         out.mkdir()
         jobs, _, _ = batch.collect_inputs([os.path.join(set_dir, "LR_bicubic", f"X{scale}")])
-        status = batch.run_batch(Upscaler(weights), [s for s, _ in jobs],
-                                 batch.output_paths(jobs, str(out), True, None), scale=scale)
+        status = batch.run_batch(
+            Upscaler(weights),
+            [s for s, _ in jobs],
+            batch.output_paths(jobs, str(out), True, None),
+            scale=scale,
+        )
         assert status == 0
         got = _score_folder(str(out), set_dir, scale)
-        expected = run_eval(os.path.dirname(set_dir), [os.path.basename(set_dir)], [scale],
-                            weights, baseline=False, out=open(os.devnull, "w"))
-        assert got == pytest.approx(expected[os.path.basename(set_dir)][f"x{scale}"]["psnr"], abs=0.02)
+        expected = run_eval(
+            os.path.dirname(set_dir),
+            [os.path.basename(set_dir)],
+            [scale],
+            weights,
+            baseline=False,
+            out=open(os.devnull, "w"),
+        )
+        assert got == pytest.approx(
+            expected[os.path.basename(set_dir)][f"x{scale}"]["psnr"], abs=0.02
+        )
 
 
 @pytest.mark.slow(reason="imports TensorFlow in a vdsr-upscale subprocess")
@@ -223,12 +294,15 @@ def test_demo_prints_only_its_own_lines(tmp_path):
     # TensorFlow's C++ start-up lines ("I0000 ... port.cc:153] oneDNN custom
     # operations are on ...", cuInit errors where there is no GPU) are dropped
     # unless -v is given: the Keras path imports TensorFlow here.
-    proc = run_cli("--demo", "--backend=keras", "--precision=fp32",
-                   f"--output={tmp_path / 'demo.png'}")
+    proc = run_cli(
+        "--demo", "--backend=keras", "--precision=fp32", f"--output={tmp_path / 'demo.png'}"
+    )
     assert proc.returncode == 0, proc.stderr
     assert all(_OWN_LINE.match(line) for line in proc.stderr.splitlines()), proc.stderr
-    assert proc.stdout.splitlines() == [f"{os.path.join(SAMPLES, 'LR_bicubic', 'X3', 'butterfly.png')}"
-                                        f" (85x85) -> {tmp_path / 'demo.png'} (255x255)"]
+    assert proc.stdout.splitlines() == [
+        f"{os.path.join(SAMPLES, 'LR_bicubic', 'X3', 'butterfly.png')}"
+        f" (85x85) -> {tmp_path / 'demo.png'} (255x255)"
+    ]
 
 
 def test_native_lines_are_dropped_and_the_rest_kept(capfd):
@@ -236,10 +310,13 @@ def test_native_lines_are_dropped_and_the_rest_kept(capfd):
 
     with native_lines_dropped():
         os.write(2, b"I0000 00:00:1796318853.069829   16881 port.cc:153] oneDNN custom ops\n")
-        os.write(2, b"E0000 00:00:1796318861.830459   16881 cuda_platform.cc:52] failed call"
-                    b" to cuInit\n")
+        os.write(
+            2, b"E0000 00:00:1796318861.830459   16881 cuda_platform.cc:52] failed call to cuInit\n"
+        )
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         os.write(2, b"UserWarning: something the user should see\n")
         print("our own line", file=sys.stderr)
     assert sorted(capfd.readouterr().err.splitlines()) == [
-        "UserWarning: something the user should see", "our own line"]
+        "UserWarning: something the user should see",
+        "our own line",
+    ]

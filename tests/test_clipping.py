@@ -34,8 +34,13 @@ def _run_check(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     if backend == "jax":
         pytest.importorskip("jax")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "clip_check.py")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "clip_check.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -85,8 +90,9 @@ def test_norm_mode_scales_the_whole_gradient_by_one_factor():
     np.testing.assert_allclose(ops.convert_to_numpy(out[0]), [3.0, 0.0])
     assert float(fraction) == 0.0
     # With loss scaling the bound applies to the unscaled gradient.
-    out = clip_by_lr([np.array([3e3, 4e3], "float32")], lr=0.1, theta=0.1, mode="norm",
-                     loss_scale=1000.0)
+    out = clip_by_lr(
+        [np.array([3e3, 4e3], "float32")], lr=0.1, theta=0.1, mode="norm", loss_scale=1000.0
+    )
     np.testing.assert_allclose(ops.convert_to_numpy(out[0]), [600.0, 800.0], rtol=1e-5)
 
 

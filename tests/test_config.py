@@ -33,9 +33,16 @@ def test_unknown_preset_lists_valid_ones():
 
 
 def test_override_converts_strings():
-    cfg = C.override(C.get_preset("paper"), **{"optim.learning_rate": "0.01", "data.scales": "2,4",
-                                               "steps": "10", "model.zero_init_residual": "true",
-                                               "model.clip_theta": "none"})
+    cfg = C.override(
+        C.get_preset("paper"),
+        **{
+            "optim.learning_rate": "0.01",
+            "data.scales": "2,4",
+            "steps": "10",
+            "model.zero_init_residual": "true",
+            "model.clip_theta": "none",
+        },
+    )
     assert cfg.optim.learning_rate == 0.01
     assert cfg.data.scales == (2, 4)
     assert cfg.steps == 10
@@ -55,9 +62,17 @@ def test_from_dict_rejects_unknown_nested_key():
         C.from_dict({"data": {"patchsize": 3}})
 
 
-@pytest.mark.parametrize("key,value", [("data.scales", "1,2"), ("optim.optimizer", "rmsprop"),
-                                       ("steps", "0"), ("data.downsize", "1.5"),
-                                       ("optim.clipvalue", "0"), ("optim.clipnorm", "-1")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("data.scales", "1,2"),
+        ("optim.optimizer", "rmsprop"),
+        ("steps", "0"),
+        ("data.downsize", "1.5"),
+        ("optim.clipvalue", "0"),
+        ("optim.clipnorm", "-1"),
+    ],
+)
 def test_out_of_range_values_raise(key, value):
     with pytest.raises(ValueError):
         C.override(C.get_preset("paper"), **{key: value})
@@ -66,8 +81,10 @@ def test_out_of_range_values_raise(key, value):
 def test_clip_mode_round_trips_through_the_config_json_into_the_model():
     from vdsr_tf.training.trainer import build_model
 
-    cfg = C.override(C.get_preset("paper"), **{"model.clip_mode": "norm", "model.depth": "3",
-                                               "model.filters": "4"})
+    cfg = C.override(
+        C.get_preset("paper"),
+        **{"model.clip_mode": "norm", "model.depth": "3", "model.filters": "4"},
+    )
     again = C.from_json(C.to_json(cfg))
     assert again.model.clip_mode == "norm" and again == cfg
     assert build_model(again).clip_mode == "norm"

@@ -50,7 +50,9 @@ def test_sample_image_patches_shapes_ranges_and_seed():
 
 
 def test_small_images_yield_no_patches():
-    x, y, s = degradation.sample_image_patches(np.zeros((10, 10), np.uint8), 0, 24, (2,), (1.0,), True, 3)
+    x, y, s = degradation.sample_image_patches(
+        np.zeros((10, 10), np.uint8), 0, 24, (2,), (1.0,), True, 3
+    )
     assert x.shape == (0, 24, 24, 1) and s.shape == (0,)
 
 
@@ -71,7 +73,9 @@ def test_tf_dataset_shapes_ranges_and_determinism():
         assert x.shape == y.shape == (8, 24, 24, 1)
         assert x.dtype == np.float32
         assert 0.0 <= y.min() and y.max() <= 1.0
-    again = [(x.numpy(), y.numpy()) for x, y in pipeline.make_dataset(SAMPLES_HR, CFG, seed=3).take(3)]
+    again = [
+        (x.numpy(), y.numpy()) for x, y in pipeline.make_dataset(SAMPLES_HR, CFG, seed=3).take(3)
+    ]
     for (x1, y1), (x2, y2) in zip(batches, again):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
@@ -95,13 +99,17 @@ def test_tf_degradation_is_bit_identical_to_numpy():
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, shape).astype(np.uint8)
-              for shape in ((60, 75), (41, 50), (100, 43), (30, 30))]
+    images = [
+        rng.integers(0, 256, shape).astype(np.uint8)
+        for shape in ((60, 75), (41, 50), (100, 43), (30, 30))
+    ]
     spec = [tf.TensorSpec([None, None], tf.uint8)]
     for factor in (1.0, 0.7, 0.5):
         for scale in (2, 3, 4):
-            fn = tf.function(lambda im, f=factor, s=scale: pipeline._tf_degraded_pair(im, f, s, 24),
-                             input_signature=spec)
+            fn = tf.function(
+                lambda im, f=factor, s=scale: pipeline._tf_degraded_pair(im, f, s, 24),
+                input_signature=spec,
+            )
             for hr in images:
                 want = degradation.degraded_pair(hr, factor, scale, 24)
                 x, y = (t.numpy() for t in fn(hr))
@@ -131,17 +139,33 @@ def _tf_shrink_matches(files):
     from vdsr_tf.ops.imresize import modcrop
 
     taps = {s: max_taps(1.0 / s) for s in (2, 3, 4)}
-    shrinks = {s: tf.function(lambda x, *tables: pipeline._tf_resize(x, tables), input_signature=[
-        tf.TensorSpec([None, None], tf.uint8), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None, taps[s]], tf.float64), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None, taps[s]], tf.float64)]) for s in (2, 3, 4)}
+    shrinks = {
+        s: tf.function(
+            lambda x, *tables: pipeline._tf_resize(x, tables),
+            input_signature=[
+                tf.TensorSpec([None, None], tf.uint8),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None, taps[s]], tf.float64),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None, taps[s]], tf.float64),
+            ],
+        )
+        for s in (2, 3, 4)
+    }
     for hr_path, s, lr_path in files:
         hr = modcrop(imageio.read_image(hr_path, alpha=False), s)
         hr = hr if hr.ndim == 3 else hr[..., None]
         want = imageio.read_image(lr_path, alpha=False)
-        tables = pipeline._resize_tables(hr.shape[:2], (hr.shape[0] // s, hr.shape[1] // s), 1.0 / s)
-        got = np.stack([shrinks[s](np.ascontiguousarray(hr[..., c]), *tables).numpy()
-                        for c in range(hr.shape[-1])], axis=-1)
+        tables = pipeline._resize_tables(
+            hr.shape[:2], (hr.shape[0] // s, hr.shape[1] // s), 1.0 / s
+        )
+        got = np.stack(
+            [
+                shrinks[s](np.ascontiguousarray(hr[..., c]), *tables).numpy()
+                for c in range(hr.shape[-1])
+            ],
+            axis=-1,
+        )
         np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{lr_path}")
 
 
@@ -154,8 +178,11 @@ def test_tf_resize_reproduces_the_bundled_matlab_lr_files():
 
 # 357 files of Set5, Set14 and B100 (RGB: 3 planes each): about 20 s.
 def test_tf_resize_reproduces_every_matlab_lr_file(datasets_dir):
-    files = [f for name in ("Set5", "Set14", "B100")
-             for f in _matlab_lr_files(os.path.join(datasets_dir, name))]
+    files = [
+        f
+        for name in ("Set5", "Set14", "B100")
+        for f in _matlab_lr_files(os.path.join(datasets_dir, name))
+    ]
     assert len(files) == 3 * (5 + 14 + 100)
     _tf_shrink_matches(files)
 
@@ -169,17 +196,27 @@ def test_tf_visit_patches_are_aligned_windows_of_the_degraded_pair():
     plane = _planes()[0][:70, :90]
     p = 16
     for scale in (2, 3):
-        x, y, s = (t.numpy() for t in pipeline._tf_sample_visit(
-            tf.constant(plane), tf.constant(11, tf.int64), p, (scale,), (1.0,), True, 12))
+        x, y, s = (
+            t.numpy()
+            for t in pipeline._tf_sample_visit(
+                tf.constant(plane), tf.constant(11, tf.int64), p, (scale,), (1.0,), True, 12
+            )
+        )
         assert x.shape == (12, p, p, 1) and set(s.tolist()) == {scale}
         want_x, want_y = degradation.degraded_pair(plane, 1.0, scale, p)
         windows_x = sliding_window_view(want_x, (p, p))
         windows_y = sliding_window_view(want_y, (p, p))
         turns = set()
         for px, py in zip(x, y):
-            hits = [(k, pos) for k in range(8)
-                    for pos in zip(*np.nonzero(np.all(
-                        windows_x == dihedral.undo_dihedral(px, k)[..., 0], axis=(-2, -1))))]
+            hits = [
+                (k, pos)
+                for k in range(8)
+                for pos in zip(
+                    *np.nonzero(
+                        np.all(windows_x == dihedral.undo_dihedral(px, k)[..., 0], axis=(-2, -1))
+                    )
+                )
+            ]
             assert hits, "patch not found in the degraded image"
             k, (r, c) = hits[0]
             np.testing.assert_array_equal(dihedral.undo_dihedral(py, k)[..., 0], windows_y[r, c])
@@ -253,7 +290,8 @@ def test_tfds_source_offline(tmp_path):
 
         def _info(self):
             return tfds.core.DatasetInfo(
-                builder=self, features=tfds.features.FeaturesDict({"hr": tfds.features.Image()}))
+                builder=self, features=tfds.features.FeaturesDict({"hr": tfds.features.Image()})
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples()}

@@ -14,9 +14,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(backend, mode, out):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("KERAS_BACKEND", None)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "distribute_check.py"),
-                           backend, mode, str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tests", "distribute_check.py"),
+            backend,
+            mode,
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -43,13 +53,23 @@ def test_mixed_bfloat16_trains_with_float32_output(tmp_path):
     from vdsr_tf.io.images import sample_images_dir
     from vdsr_tf.training.trainer import train
 
-    cfg = C.override(C.get_preset("modern"), **{
-        "model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 4,
-        "data.shuffle_buffer": 8, "steps": 2, "steps_per_epoch": 2,
-        "mixed_precision": "mixed_bfloat16"})
+    cfg = C.override(
+        C.get_preset("modern"),
+        **{
+            "model.depth": 3,
+            "model.filters": 8,
+            "data.patch_size": 24,
+            "data.batch_size": 4,
+            "data.shuffle_buffer": 8,
+            "steps": 2,
+            "steps_per_epoch": 2,
+            "mixed_precision": "mixed_bfloat16",
+        },
+    )
     try:
-        model, history = train(cfg, os.path.join(sample_images_dir(), "HR"), str(tmp_path),
-                               verbose=0)
+        model, history = train(
+            cfg, os.path.join(sample_images_dir(), "HR"), str(tmp_path), verbose=0
+        )
         assert model.get_layer("conv1").compute_dtype == "bfloat16"
         assert model.get_layer("skip").compute_dtype == "float32"
         assert model.output.dtype == "float32"

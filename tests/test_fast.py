@@ -26,8 +26,13 @@ def _jax_env():
 
 
 def _check(*args):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "fast_check.py"), *args],
-                          env=_jax_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "fast_check.py"), *args],
+        env=_jax_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["backend"] == "jax" and result["tf_loaded"] is False
@@ -72,13 +77,16 @@ def test_fast_resume_continues_bit_for_bit(checks):
 
 
 def _vdsr_train(args, backend, block_tf):
-    code = ("import sys\n"
-            + ("sys.modules['tensorflow'] = None\n" if block_tf else "")
-            + "from vdsr_tf.cli.train import run\n"
-            f"sys.argv = ['vdsr-train'] + {args!r}\nrun()\n")
+    code = (
+        "import sys\n"
+        + ("sys.modules['tensorflow'] = None\n" if block_tf else "")
+        + "from vdsr_tf.cli.train import run\n"
+        f"sys.argv = ['vdsr-train'] + {args!r}\nrun()\n"
+    )
     env = dict(_jax_env(), KERAS_BACKEND=backend)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _history(run):
@@ -88,10 +96,22 @@ def _history(run):
 
 def test_acceptance_paper_preset_fast_engine_without_tensorflow(tmp_path):
     run = str(tmp_path / "RUN")
-    proc = _vdsr_train(["--preset=paper", "--engine=fast", "--depth=5", "--filters=16",
-                        "--batch_size=16", "--steps=60", "--steps_per_epoch=20",
-                        "--steps_per_call=4",  # unrolled on the CPU: compile time grows with K
-                        f"--data={HR}", f"--output_dir={run}"], "jax", block_tf=True)
+    proc = _vdsr_train(
+        [
+            "--preset=paper",
+            "--engine=fast",
+            "--depth=5",
+            "--filters=16",
+            "--batch_size=16",
+            "--steps=60",
+            "--steps_per_epoch=20",
+            "--steps_per_call=4",  # unrolled on the CPU: compile time grows with K
+            f"--data={HR}",
+            f"--output_dir={run}",
+        ],
+        "jax",
+        block_tf=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _history(run)
     assert len(rows) == 3
@@ -101,8 +121,9 @@ def test_acceptance_paper_preset_fast_engine_without_tensorflow(tmp_path):
 
 
 def test_fast_engine_needs_jax_backend(tmp_path):
-    proc = _vdsr_train(["--engine=fast", f"--data={HR}", f"--output_dir={tmp_path}"],
-                       "tensorflow", block_tf=False)
+    proc = _vdsr_train(
+        ["--engine=fast", f"--data={HR}", f"--output_dir={tmp_path}"], "tensorflow", block_tf=False
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("vdsr-train: error:") and "KERAS_BACKEND=jax" in lines[-1]

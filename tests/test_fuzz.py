@@ -13,7 +13,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def fuzz_module():
     spec = importlib.util.spec_from_file_location(
-        "fuzz_images", os.path.join(REPO, "tools", "fuzz_images.py"))
+        "fuzz_images", os.path.join(REPO, "tools", "fuzz_images.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -23,8 +23,13 @@ SUITE = os.path.join(REPO, "benchmarks", "gpu_suite.sh")
 
 
 def _suite(out, env, *args):
-    return subprocess.run(["bash", SUITE, f"--output_dir={out}", f"--python={sys.executable}",
-                           *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["bash", SUITE, f"--output_dir={out}", f"--python={sys.executable}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow(reason="runs every GPU-suite script end to end on tiny sizes")
@@ -35,8 +40,14 @@ def test_gpu_suite_dry_run(tmp_path, no_tf_env):
     proc = _suite(out, env, "--dry_run", "--parts=latency,throughput,claims")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(os.listdir(out))
-    assert files == ["claims.json", "claims.md", "latency.json", "suite.log",
-                     "throughput_float32.json", "throughput_mixed_bfloat16.json"]
+    assert files == [
+        "claims.json",
+        "claims.md",
+        "latency.json",
+        "suite.log",
+        "throughput_float32.json",
+        "throughput_mixed_bfloat16.json",
+    ]
 
     latency = json.loads((out / "latency.json").read_text())
     assert latency["tensorflow_loaded"] is False and latency["backend"] == "cpu"
@@ -74,9 +85,18 @@ def test_gpu_suite_dry_run(tmp_path, no_tf_env):
     stamps = [os.stat(work / "runs" / r / "result.json").st_mtime_ns for r in runs]
     assert len(runs) == 10  # residual 2 arms, clip 4 more, depth 1 more, scales 3 more
     rerun = subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "paper_claims.py"), "--dry_run",
-         f"--output_dir={work}", "--claims=scales,depth"],
-        env=dict(env, KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            os.path.join(REPO, "benchmarks", "paper_claims.py"),
+            "--dry_run",
+            f"--output_dir={work}",
+            "--claims=scales,depth",
+        ],
+        env=dict(env, KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert sorted(os.listdir(work / "runs")) == runs
     assert [os.stat(work / "runs" / r / "result.json").st_mtime_ns for r in runs] == stamps
@@ -87,7 +107,8 @@ def test_gpu_suite_refuses_unknown_arguments(tmp_path):
     proc = _suite(tmp_path / "out", dict(os.environ), "--parts=latency,nonsense")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "gpu_suite.sh: error: unknown part nonsense (valid: latency, throughput, claims)"]
+        "gpu_suite.sh: error: unknown part nonsense (valid: latency, throughput, claims)"
+    ]
     assert not (tmp_path / "out").exists()  # nothing half-written
     proc = _suite(tmp_path / "out", dict(os.environ), "--frobnicate")
     assert proc.returncode == 2 and "unknown argument --frobnicate" in proc.stderr
@@ -97,15 +118,18 @@ def _arm(*values):
     return seed_stats.stats(list(values))
 
 
-@pytest.mark.parametrize("a, b, verdict", [
-    ((30.0, 30.1, 30.2), (29.0, 29.1, 29.2), "yes"),               # gap 1.0 > 2 x 0.2
-    ((30.0, 30.1, 30.2), (29.8, 29.9, 30.0), "no (within spread)"),  # gap 0.2 < 0.4
-    ((29.0, 29.1, 29.2), (30.0, 30.1, 30.2), "no (reversed)"),
-    ((30.0, 30.1, 30.2), (29.0, float("nan"), 29.2), "yes (other diverged)"),
-    ((float("nan"), 30.1, 30.2), (29.0, 29.1, 29.2), "no (diverged)"),
-    ((float("nan"),) * 3, (float("inf"),) * 3, "both diverged"),
-    ((30.0, 30.1), (29.0, 29.1), "n/a (< 3 seeds)"),  # too few seeds to count
-])
+@pytest.mark.parametrize(
+    "a, b, verdict",
+    [
+        ((30.0, 30.1, 30.2), (29.0, 29.1, 29.2), "yes"),  # gap 1.0 > 2 x 0.2
+        ((30.0, 30.1, 30.2), (29.8, 29.9, 30.0), "no (within spread)"),  # gap 0.2 < 0.4
+        ((29.0, 29.1, 29.2), (30.0, 30.1, 30.2), "no (reversed)"),
+        ((30.0, 30.1, 30.2), (29.0, float("nan"), 29.2), "yes (other diverged)"),
+        ((float("nan"), 30.1, 30.2), (29.0, 29.1, 29.2), "no (diverged)"),
+        ((float("nan"),) * 3, (float("inf"),) * 3, "both diverged"),
+        ((30.0, 30.1), (29.0, 29.1), "n/a (< 3 seeds)"),  # too few seeds to count
+    ],
+)
 def test_a_difference_counts_only_beyond_twice_the_seed_range(a, b, verdict):
     gap, got = seed_stats.compare(_arm(*a), _arm(*b))
     assert got == verdict
@@ -113,13 +137,16 @@ def test_a_difference_counts_only_beyond_twice_the_seed_range(a, b, verdict):
         assert gap == pytest.approx(sum(a) / 3 - sum(b) / 3)
 
 
-@pytest.mark.parametrize("a, b, verdict", [
-    ((30.0, 30.1, 30.2), (30.1, 30.2, 30.3), "yes"),  # 0.1 below: within a 0.1 margin
-    ((30.0, 30.1, 30.2), (30.2, 30.3, 30.4), "no"),   # 0.2 below
-    ((31.0, 31.1, 31.2), (30.0, 30.1, 30.2), "yes"),  # above
-    ((float("nan"), 30.1, 30.2), (30.0, 30.1, 30.2), "no"),  # diverged
-    ((30.0, 30.1), (30.0, 30.1), "n/a (< 3 seeds)"),
-])
+@pytest.mark.parametrize(
+    "a, b, verdict",
+    [
+        ((30.0, 30.1, 30.2), (30.1, 30.2, 30.3), "yes"),  # 0.1 below: within a 0.1 margin
+        ((30.0, 30.1, 30.2), (30.2, 30.3, 30.4), "no"),  # 0.2 below
+        ((31.0, 31.1, 31.2), (30.0, 30.1, 30.2), "yes"),  # above
+        ((float("nan"), 30.1, 30.2), (30.0, 30.1, 30.2), "no"),  # diverged
+        ((30.0, 30.1), (30.0, 30.1), "n/a (< 3 seeds)"),
+    ],
+)
 def test_as_good_as_means_at_most_the_margin_below(a, b, verdict):
     gap, got = seed_stats.within(_arm(*a), _arm(*b), 0.1 + 1e-9)
     assert got == verdict

@@ -28,11 +28,16 @@ def _png16(array):
     raw = b"".join(b"\0" + array[r].astype(">u2").tobytes() for r in range(h))
 
     def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _odd_files(folder):
@@ -53,8 +58,11 @@ def _odd_files(folder):
     ims["palette_transparent.png"] = pal
     for name, im in ims.items():
         buf = io.BytesIO()
-        im.save(buf, format="JPEG" if name.endswith(".jpg") else "PNG",
-                **({"transparency": 3} if name.startswith("palette") else {}))
+        im.save(
+            buf,
+            format="JPEG" if name.endswith(".jpg") else "PNG",
+            **({"transparency": 3} if name.startswith("palette") else {}),
+        )
         files[name] = buf.getvalue()
     # Stored W x H, EXIF says "rotate 90 CW" (orientation 6): shown H x W.
     rotated = Image.fromarray(np.ascontiguousarray(np.rot90(rgb)))
@@ -96,19 +104,24 @@ def test_every_consumer_reads_the_same_pixels(odd):
     hr = str(root / "Set" / "HR")
     want = [imageio.read_y(os.path.join(hr, n)) for n in names]
     # The upscaler's CLI path.
-    upscaler = [imageio.to_y(np.asarray(imageio.open_image(os.path.join(hr, n))[0]))
-                for n in names]
+    upscaler = [imageio.to_y(np.asarray(imageio.open_image(os.path.join(hr, n))[0])) for n in names]
     # Training data: the numpy sampler's planes and the tf.data pipeline's planes.
     numpy_planes = degradation.load_y_planes(hr)
     tf_planes = [p.numpy() for p in pipeline._y_plane_dataset(hr)]
     # Evaluation.
-    pairs = {name: (lr, hr_img) for name, lr, hr_img in evaluate.benchmark_pairs(
-        str(root / "Set"), 2)}
+    pairs = {
+        name: (lr, hr_img) for name, lr, hr_img in evaluate.benchmark_pairs(str(root / "Set"), 2)
+    }
     eval_hr = [imageio.to_y(pairs[n][1]) for n in names]
     eval_lr = [imageio.to_y(pairs[n][0]) for n in names]
     want_lr = [imageio.read_y(str(root / "Set" / "LR_bicubic" / "X2" / n)) for n in names]
-    for consumer, ref_planes in ((upscaler, want), (numpy_planes, want), (tf_planes, want),
-                                 (eval_hr, want), (eval_lr, want_lr)):
+    for consumer, ref_planes in (
+        (upscaler, want),
+        (numpy_planes, want),
+        (tf_planes, want),
+        (eval_hr, want),
+        (eval_lr, want_lr),
+    ):
         assert len(consumer) == len(ref_planes)
         for name, got, ref in zip(names, consumer, ref_planes):
             np.testing.assert_array_equal(got, ref, err_msg=name)
@@ -132,8 +145,10 @@ _DECODERS = re.compile(r"Image\.open\(|tf\.io\.decode_|tf\.image\.decode_|decode
 def test_only_imageio_decodes_files():
     """Outside the image I/O module nothing decodes images, except the
     SavedModel's graph (it decodes the bytes TF Serving receives)."""
-    allowed = {os.path.join("vdsr_tf", "io", "images.py"): None,
-               os.path.join("vdsr_tf", "export", "saved_model.py"): {"tf.io.decode_"}}
+    allowed = {
+        os.path.join("vdsr_tf", "io", "images.py"): None,
+        os.path.join("vdsr_tf", "export", "saved_model.py"): {"tf.io.decode_"},
+    }
     offenders = []
     for folder, _, files in os.walk(os.path.join(REPO, "vdsr_tf")):
         for name in files:

@@ -34,16 +34,14 @@ def test_matches_matlab_lr_files(datasets_dir, set_name, scale):
         out = imresize(modcrop(hr, scale), scale=1.0 / scale)
         if out.shape != lr.shape or out.dtype != lr.dtype:
             failures.append(
-                f"{hr_path.name}: got {out.shape} {out.dtype}, "
-                f"want {lr.shape} {lr.dtype}"
+                f"{hr_path.name}: got {out.shape} {out.dtype}, want {lr.shape} {lr.dtype}"
             )
         elif not np.array_equal(out, lr):
             differs = out != lr
             if differs.ndim == 3:
                 differs = differs.any(axis=-1)
             failures.append(
-                f"{hr_path.name}: {np.count_nonzero(differs)} of "
-                f"{differs.size} pixels differ"
+                f"{hr_path.name}: {np.count_nonzero(differs)} of {differs.size} pixels differ"
             )
     assert not failures, "\n".join(failures)
 
@@ -195,9 +193,7 @@ def test_upscale_by_two_hand_computed():
     # taps at -1 and 0 are clamped onto pixel 1. Output u = 4 samples x = 2.25,
     # away from the border, where a cubic reproduces a linear ramp exactly.
     weights = bicubic_weights(4, 8)
-    np.testing.assert_allclose(
-        weights[0], [1.0703125, -0.0703125, 0.0, 0.0], rtol=0, atol=1e-15
-    )
+    np.testing.assert_allclose(weights[0], [1.0703125, -0.0703125, 0.0, 0.0], rtol=0, atol=1e-15)
     np.testing.assert_allclose(
         weights[1], [0.796875, 0.2265625, -0.0234375, 0.0], rtol=0, atol=1e-15
     )
@@ -237,9 +233,7 @@ def test_uint8_rounds_per_pass_in_matlab_order(out_hw):
 
 def test_known_ycbcr_values():
     rgb = np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0]], np.uint8)
-    np.testing.assert_array_equal(
-        rgb2ycbcr(rgb), [[235, 128, 128], [16, 128, 128], [81, 90, 240]]
-    )
+    np.testing.assert_array_equal(rgb2ycbcr(rgb), [[235, 128, 128], [16, 128, 128], [81, 90, 240]])
     np.testing.assert_array_equal(rgb2y(rgb), [235, 16, 81])
     ycc = rgb2ycbcr(np.array([1.0, 1.0, 1.0], np.float32))
     assert ycc.dtype == np.float32

@@ -14,8 +14,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_fit_on_jax_without_tensorflow_lowers_the_loss():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "jax_fit_check.py")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "jax_fit_check.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["backend"] == "jax"
@@ -35,9 +40,18 @@ def test_train_resume_on_jax_without_tensorflow(tmp_path):
     pack = str(tmp_path / "train_y.npz")
     pack_y_planes(os.path.join(sample_images_dir(), "HR"), pack)
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "jax_train_check.py"),
-                           pack, str(tmp_path / "run")], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tests", "jax_train_check.py"),
+            pack,
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tf_loaded"] is False

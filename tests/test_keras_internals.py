@@ -21,8 +21,16 @@ def test_jax_trainer_compute_loss_and_updates():
     from keras.src.backend.jax.trainer import JAXTrainer
 
     assert _params(JAXTrainer.compute_loss_and_updates) == [
-        "self", "trainable_variables", "non_trainable_variables", "metrics_variables", "x",
-        "y", "sample_weight", "training", "optimizer_variables"]
+        "self",
+        "trainable_variables",
+        "non_trainable_variables",
+        "metrics_variables",
+        "x",
+        "y",
+        "sample_weight",
+        "training",
+        "optimizer_variables",
+    ]
 
 
 def test_jax_trainer_update_metrics_variables():
@@ -30,7 +38,14 @@ def test_jax_trainer_update_metrics_variables():
     from keras.src.backend.jax.trainer import JAXTrainer
 
     assert _params(JAXTrainer._update_metrics_variables) == [
-        "self", "metrics_variables", "unscaled_loss", "x", "y", "y_pred", "sample_weight"]
+        "self",
+        "metrics_variables",
+        "unscaled_loss",
+        "x",
+        "y",
+        "y_pred",
+        "sample_weight",
+    ]
 
 
 def test_trainer_symbolic_build_takes_a_data_batch():

@@ -13,7 +13,18 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "vdsr_tf"
 # Lowest first: a module may import from its own room and the rooms before it.
-ROOMS = ("config", "ops", "io", "models", "data", "evaluation", "export", "inference", "training", "cli")
+ROOMS = (
+    "config",
+    "ops",
+    "io",
+    "models",
+    "data",
+    "evaluation",
+    "export",
+    "inference",
+    "training",
+    "cli",
+)
 
 
 def _module_name(path):
@@ -31,8 +42,12 @@ def _imports(path, modules):
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.startswith("vdsr_tf")]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
-                node.module.split(".")[0] == "vdsr_tf"):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and (node.module.split(".")[0] == "vdsr_tf")
+        ):
             for alias in node.names:  # "from vdsr_tf.ops import tiling" imports a module
                 sub = f"{node.module}.{alias.name}"
                 found.append((node.lineno, sub if sub in modules else node.module))
@@ -61,8 +76,10 @@ def test_no_module_imports_from_a_room_after_its_own():
         for line, imported in _imports(path, modules):
             room = _room(imported)
             if room is not None and ROOMS.index(room) > rank:
-                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({_room(module)}) "
-                              f"imports {imported} ({room})")
+                upward.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line} ({_room(module)}) "
+                    f"imports {imported} ({room})"
+                )
     assert not upward, "imports from a room listed after the importer's:\n" + "\n".join(upward)
 
 
@@ -74,13 +91,15 @@ def test_the_package_index_imports_nothing_eagerly():
 
 def test_no_circle_between_modules():
     modules = _modules()
-    graph = {m: {i for _, i in _imports(p, modules) if i in modules and i != m and i != "vdsr_tf"}
-             for m, p in modules.items()}
+    graph = {
+        m: {i for _, i in _imports(p, modules) if i in modules and i != m and i != "vdsr_tf"}
+        for m, p in modules.items()
+    }
     done, path = set(), []
 
     def visit(m):
         if m in path:
-            raise AssertionError("circle: " + " -> ".join(path[path.index(m):] + [m]))
+            raise AssertionError("circle: " + " -> ".join(path[path.index(m) :] + [m]))
         if m in done:
             return
         path.append(m)
@@ -93,15 +112,19 @@ def test_no_circle_between_modules():
         visit(m)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from vdsr_tf.training.trainer import train\n", "vdsr_tf.training.trainer"),
-    ("def f():\n    from vdsr_tf.training import trainer\n", "vdsr_tf.training.trainer"),
-    ("import vdsr_tf.training.trainer as t\n", "vdsr_tf.training.trainer"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from vdsr_tf.training.trainer import train\n", "vdsr_tf.training.trainer"),
+        ("def f():\n    from vdsr_tf.training import trainer\n", "vdsr_tf.training.trainer"),
+        ("import vdsr_tf.training.trainer as t\n", "vdsr_tf.training.trainer"),
+    ],
+)
 def test_the_reader_sees_every_import_form(tmp_path, source, expected):
     # The checks above are only as good as the reader: an import in any
     # of the three spellings, at any depth, is found.
     path = tmp_path / "probe.py"
     path.write_text(source)
-    assert _imports(path, _modules()) == [(source.count("\n", 0, source.index("import")) + 1,
-                                           expected)]
+    assert _imports(path, _modules()) == [
+        (source.count("\n", 0, source.index("import")) + 1, expected)
+    ]

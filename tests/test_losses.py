@@ -35,8 +35,9 @@ def test_paper_preset_uses_the_summed_loss():
 
 
 def _first_step_clip_fraction(preset, **updates):
-    cfg = C.override(C.get_preset(preset), **{"data.batch_size": 16, "data.patch_size": 41,
-                                              **updates})
+    cfg = C.override(
+        C.get_preset(preset), **{"data.batch_size": 16, "data.patch_size": 41, **updates}
+    )
     x, y = next(degradation.PatchSampler(degradation.load_y_planes(HR), cfg.data, seed=5).batches())
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
@@ -67,8 +68,10 @@ def test_paper_preset_trains_past_bicubic_on_real_patches():
     # Measured: +0.36..+0.56 dB over bicubic (3 seeds); with theta = 0.01
     # the same run ends 1.6 dB below bicubic.
     steps, batch = 200, 16
-    cfg = C.override(C.get_preset("paper"), **{"model.depth": 8, "model.filters": 16,
-                                               "data.batch_size": batch, "steps": steps})
+    cfg = C.override(
+        C.get_preset("paper"),
+        **{"model.depth": 8, "model.filters": 16, "data.batch_size": batch, "steps": steps},
+    )
     bird, butterfly = (imageio.read_y(os.path.join(HR, n)) for n in ("bird.png", "butterfly.png"))
     batches = degradation.PatchSampler([bird], cfg.data, seed=0).batches()
     x, y = (np.concatenate(a) for a in zip(*(next(batches) for _ in range(steps))))
@@ -76,8 +79,9 @@ def test_paper_preset_trains_past_bicubic_on_real_patches():
     hx, hy = next(degradation.PatchSampler([butterfly], held, seed=99).batches(128))
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
-    history = model.fit(x, y, batch_size=batch, epochs=4, steps_per_epoch=steps // 4,
-                        shuffle=False, verbose=0).history
+    history = model.fit(
+        x, y, batch_size=batch, epochs=4, steps_per_epoch=steps // 4, shuffle=False, verbose=0
+    ).history
     assert history["clip_fraction"][0] > 0.1  # the clip acts at lr 0.1 ...
     bicubic, trained = _psnr(hx, hy), _psnr(model.predict(hx, verbose=0), hy)
     assert trained > bicubic + 0.2, (bicubic, trained)  # ... and the network learns

@@ -193,9 +193,7 @@ def test_keras_psnr_metric(crop_border):
     assert metric.name == "psnr"
     for y_true, y_pred in batches:
         metric.update_state(y_true, y_pred)
-    want = np.mean(
-        np.concatenate([_numpy_psnr_per_image(t, p, crop_border) for t, p in batches])
-    )
+    want = np.mean(np.concatenate([_numpy_psnr_per_image(t, p, crop_border) for t, p in batches]))
     assert float(metric.result()) == pytest.approx(want, rel=1e-5)
 
     metric.reset_state()

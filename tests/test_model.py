@@ -45,15 +45,26 @@ def test_non_residual_variant_has_no_skip():
 def test_weight_decay_is_on_kernels_only():
     model = build_vdsr(depth=3, filters=8, weight_decay=1e-4)
     model(np.zeros((1, 8, 8, 1), "float32"))
-    kernels = sum(float(np.sum(np.asarray(l.kernel) ** 2)) for l in model.layers
-                  if isinstance(l, keras.layers.Conv2D))
+    kernels = sum(
+        float(np.sum(np.asarray(l.kernel) ** 2))
+        for l in model.layers
+        if isinstance(l, keras.layers.Conv2D)
+    )
     reg = float(sum(np.asarray(v) for v in model.losses))
     np.testing.assert_allclose(reg, 0.5e-4 * kernels, rtol=1e-5)
     assert build_vdsr(depth=3, filters=8, weight_decay=0).losses == []
 
 
-@pytest.mark.parametrize("kwargs", [dict(depth=1), dict(filters=0), dict(weight_decay=-1),
-                                    dict(clip_theta=-0.1), dict(clip_mode="sign")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(depth=1),
+        dict(filters=0),
+        dict(weight_decay=-1),
+        dict(clip_theta=-0.1),
+        dict(clip_mode="sign"),
+    ],
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         build_vdsr(**kwargs)
@@ -119,8 +130,9 @@ def test_loss_scale_optimizer_clips_the_true_gradients():
         model = build_vdsr(depth=3, filters=8, clip_theta=1e-4)
         optimizer = keras.optimizers.SGD(0.1)
         if scaled:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=1024.0,
-                                                            dynamic_growth_steps=10**6)
+            optimizer = keras.optimizers.LossScaleOptimizer(
+                optimizer, initial_scale=1024.0, dynamic_growth_steps=10**6
+            )
         model.compile(optimizer=optimizer, loss=PatchSumMSE())
         logs = model.train_on_batch(x, y, return_dict=True)
         fractions.append(logs["clip_fraction"])

@@ -18,11 +18,12 @@ import time
 import pytest
 
 nbformat = pytest.importorskip(
-    "nbformat", reason="notebook tests need nbformat (pip install -e '.[test]')")
+    "nbformat", reason="notebook tests need nbformat (pip install -e '.[test]')"
+)
 nbclient = pytest.importorskip(
-    "nbclient", reason="notebook tests need nbclient (pip install -e '.[test]')")
-pytest.importorskip(
-    "ipykernel", reason="notebook tests need ipykernel (pip install -e '.[test]')")
+    "nbclient", reason="notebook tests need nbclient (pip install -e '.[test]')"
+)
+pytest.importorskip("ipykernel", reason="notebook tests need ipykernel (pip install -e '.[test]')")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -67,18 +68,30 @@ def run_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+    )
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' tempfile.mkdtemp() folders
     # A kernelspec of exactly this interpreter, found first (JUPYTER_PATH precedes the user's
     # and the environment's kernel folders), so a user-wide "python3" kernel cannot win.
     spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"Python ({sys.executable})", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(
-        [str(tmp_path / "jupyter")] + [p for p in [os.environ.get("JUPYTER_PATH")] if p]))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": f"Python ({sys.executable})",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv(
+        "JUPYTER_PATH",
+        os.pathsep.join(
+            [str(tmp_path / "jupyter")] + [p for p in [os.environ.get("JUPYTER_PATH")] if p]
+        ),
+    )
     work_dir = tmp_path / "cwd"
     work_dir.mkdir()
 
@@ -89,12 +102,16 @@ def run_notebook(tmp_path, monkeypatch):
             "QUICK = True\n"
             "import sys\n"
             "print('KERNEL_EXECUTABLE', sys.executable)\n"
-            "print('KERNEL_PREFIX', sys.prefix)")
+            "print('KERNEL_PREFIX', sys.prefix)"
+        )
         injected.metadata["tags"] = ["injected-parameters"]
         nb.cells.insert(i + 1, injected)
         client = nbclient.NotebookClient(
-            nb, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
-            resources={"metadata": {"path": str(work_dir)}})
+            nb,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name=KERNEL_NAME,
+            resources={"metadata": {"path": str(work_dir)}},
+        )
         t0 = time.monotonic()
         client.execute()  # raises CellExecutionError with the traceback on any error
         seconds = time.monotonic() - t0
@@ -154,8 +171,10 @@ def test_training(run_notebook):
     _, text, _ = run_notebook("02_training.ipynb")
     assert "input/target patch pairs" in text, text
     assert re.search(r"gradient clip active: values clipped to \[-" + NUMBER, text), text
-    epochs = re.findall(r"epoch (\d+): loss " + NUMBER + r" clip_fraction " + NUMBER
-                        + r" .*val_psnr_x3 " + NUMBER, text)
+    epochs = re.findall(
+        r"epoch (\d+): loss " + NUMBER + r" clip_fraction " + NUMBER + r" .*val_psnr_x3 " + NUMBER,
+        text,
+    )
     assert len(epochs) == 2, text  # QUICK: 2 epochs, scale 3
     for _, loss, clipped, val in epochs:
         # 6 steps from He init (a random residual: about 8 dB), so only finite and sane.

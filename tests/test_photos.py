@@ -37,7 +37,8 @@ def _phone_jpeg(path, h=14, w=22, orientation=6):
     ifd = exif.get_ifd(EXIF_IFD)
     ifd[PIXEL_X], ifd[PIXEL_Y] = w, h
     Image.fromarray(RNG.integers(0, 256, (h, w, 3)).astype(np.uint8)).save(
-        path, exif=exif.tobytes(), quality=95)
+        path, exif=exif.tobytes(), quality=95
+    )
     return path
 
 
@@ -84,7 +85,8 @@ def test_formats_without_exif_say_so(tmp_path, up):
 def test_damaged_exif_is_dropped_not_fatal(tmp_path, up):
     path = str(tmp_path / "bad_exif.jpg")
     Image.fromarray(RNG.integers(0, 256, (10, 12, 3)).astype(np.uint8)).save(
-        path, exif=b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff")
+        path, exif=b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff"
+    )
     im, notes = imageio.open_image(path)
     assert im.size == (12, 10) and "exif" not in im.info
     assert up.upscale_file(path, str(tmp_path / "o.png"), scale=2)[1] == (24, 20)
@@ -106,27 +108,58 @@ def cmyk_profile():
             for y in pts:
                 for k in pts:
                     r, g, b = (1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)
-                    lab = (100 * (0.3 * r + 0.6 * g + 0.1 * b), 60 * (r - g) + 10, 60 * (g - b) - 10)
+                    lab = (
+                        100 * (0.3 * r + 0.6 * g + 0.1 * b),
+                        60 * (r - g) + 10,
+                        60 * (g - b) - 10,
+                    )
                     clut += [lab[0] / 100 * 0xFF00, (lab[1] + 128) * 256, (lab[2] + 128) * 256]
     clut = np.clip(np.round(clut), 0, 65535).astype(">u2").tobytes()
     ramp = np.array([0, 65535], ">u2").tobytes()
-    lut = (b"mft2" + b"\0" * 4 + bytes([4, 3, 3, 0])
-           + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
-           + struct.pack(">HH", 2, 2) + ramp * 4 + clut + ramp * 3)
+    lut = (
+        b"mft2"
+        + b"\0" * 4
+        + bytes([4, 3, 3, 0])
+        + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        + struct.pack(">HH", 2, 2)
+        + ramp * 4
+        + clut
+        + ramp * 3
+    )
     text = b"vdsr test CMYK\0"
-    desc = (b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text
-            + struct.pack(">II", 0, 0) + struct.pack(">HB", 0, 0) + b"\0" * 67)
+    desc = (
+        b"desc"
+        + b"\0" * 4
+        + struct.pack(">I", len(text))
+        + text
+        + struct.pack(">II", 0, 0)
+        + struct.pack(">HB", 0, 0)
+        + b"\0" * 67
+    )
     d50 = _s15(0.9642) + _s15(1.0) + _s15(0.8249)
-    tags = [(b"desc", desc), (b"wtpt", b"XYZ " + b"\0" * 4 + d50),
-            (b"cprt", b"text" + b"\0" * 4 + b"none\0"), (b"A2B0", lut)]
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", b"XYZ " + b"\0" * 4 + d50),
+        (b"cprt", b"text" + b"\0" * 4 + b"none\0"),
+        (b"A2B0", lut),
+    ]
     offset = 128 + 4 + 12 * len(tags)
     table, body = b"", b""
     for sig, data in tags:
         body += b"\0" * (-(offset + len(body)) % 4)
         table += sig + struct.pack(">II", offset + len(body), len(data))
         body += data
-    header = (struct.pack(">I", offset + len(body)) + b"\0" * 4 + struct.pack(">I", 0x02100000)
-              + b"prtrCMYKLab " + b"\0" * 12 + b"acsp" + b"\0" * 28 + d50 + b"\0" * 48)
+    header = (
+        struct.pack(">I", offset + len(body))
+        + b"\0" * 4
+        + struct.pack(">I", 0x02100000)
+        + b"prtrCMYKLab "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 28
+        + d50
+        + b"\0" * 48
+    )
     return header + struct.pack(">I", len(tags)) + table + body
 
 
@@ -137,8 +170,12 @@ def test_cmyk_jpeg_is_converted_with_its_profile(tmp_path, up):
     cmyk.save(path, icc_profile=icc, quality=100)
     with Image.open(path) as raw:
         raw.load()
-        managed = ImageCms.profileToProfile(raw, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-                                            ImageCms.createProfile("sRGB"), outputMode="RGB")
+        managed = ImageCms.profileToProfile(
+            raw,
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            ImageCms.createProfile("sRGB"),
+            outputMode="RGB",
+        )
         naive = raw.convert("RGB")
     im, notes = imageio.open_image(path)
     assert im.mode == "RGB"
@@ -174,11 +211,19 @@ def test_cmyk_without_profile_and_mismatched_profiles(tmp_path):
 # -- animations ---------------------------------------------------------------
 def _animation(path, fmt, frames=3, size=(14, 10), mode="RGB"):
     h, w = size
-    ims = [Image.fromarray(np.full((h, w, 3), 40 + 70 * i, np.uint8)).convert(mode)
-           for i in range(frames)]
-    ims[0].save(path, format=fmt, save_all=True, append_images=ims[1:],
-                duration=[100, 200, 300][:frames], loop=2,
-                **({"lossless": True} if fmt == "WEBP" else {}))
+    ims = [
+        Image.fromarray(np.full((h, w, 3), 40 + 70 * i, np.uint8)).convert(mode)
+        for i in range(frames)
+    ]
+    ims[0].save(
+        path,
+        format=fmt,
+        save_all=True,
+        append_images=ims[1:],
+        duration=[100, 200, 300][:frames],
+        loop=2,
+        **({"lossless": True} if fmt == "WEBP" else {}),
+    )
     return path
 
 
@@ -227,9 +272,14 @@ def test_numpy_dtypes_round_trip(up, channels):
     assert bicubic.dtype == np.float64 and 0 <= bicubic.min() and bicubic.max() <= 1
 
 
-@pytest.mark.parametrize("bad,match", [(np.full((4, 4), 1.5, np.float32), r"\[0, 1\]"),
-                                       (np.full((4, 4), np.nan), "NaN"),
-                                       (np.zeros((4, 4), np.int32), "uint8, uint16, float32")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.full((4, 4), 1.5, np.float32), r"\[0, 1\]"),
+        (np.full((4, 4), np.nan), "NaN"),
+        (np.zeros((4, 4), np.int32), "uint8, uint16, float32"),
+    ],
+)
 def test_bad_numpy_arrays_are_clear_errors(up, bad, match):
     with pytest.raises(ValueError, match=match):
         up.upscale(bad, scale=2)
@@ -266,8 +316,11 @@ def test_pixel_limit_names_the_output(tmp_path):
     path = str(tmp_path / "small.png")
     Image.new("RGB", (100, 100)).save(path)
     bicubic = Upscaler("bicubic", max_pixels=1_000_000)
-    with pytest.raises(ImageError, match=r"the output, 100000x100000 \(from 100x100\), would "
-                                         r"exceed the pixel limit of 1,000,000"):
+    with pytest.raises(
+        ImageError,
+        match=r"the output, 100000x100000 \(from 100x100\), would "
+        r"exceed the pixel limit of 1,000,000",
+    ):
         bicubic.upscale_file(path, str(tmp_path / "big.png"), scale=1000)
     assert sorted(os.listdir(tmp_path)) == ["small.png"]
 
@@ -278,13 +331,16 @@ def test_decompression_bomb_warning_does_not_leak(tmp_path):
     import zlib
 
     def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     path = tmp_path / "bomb.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 9000,
-                                                                      8, 0, 0, 0, 0))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 9000, 8, 0, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(ImageError):
@@ -304,8 +360,7 @@ def _batch_files(tmp_path, n=3):
 
 
 @pytest.mark.parametrize("code,stops", [(errno.ENOSPC, True), (errno.EACCES, False)])
-def test_write_failures_name_the_file_and_leave_nothing(tmp_path, monkeypatch, capsys, code,
-                                                        stops):
+def test_write_failures_name_the_file_and_leave_nothing(tmp_path, monkeypatch, capsys, code, stops):
     files, destinations, out = _batch_files(tmp_path)
 
     def failing_save(im, fp, **kwargs):
@@ -331,16 +386,17 @@ def test_recursive_folders_mirror_and_count_skipped(tmp_path):
         Image.new("RGB", (5, 4)).save(src / rel)
     (src / "notes.txt").write_text("x")
     out = src / "big"  # inside the input folder: not read back as input
-    jobs, skipped, folder_given = batch.collect_inputs([str(src)], recursive=True,
-                                                       output=str(out))
-    assert folder_given and sorted(n for _, n in jobs) == ["2025/b.jpg", "2025/june/c.gif",
-                                                           "a.png"]
+    jobs, skipped, folder_given = batch.collect_inputs([str(src)], recursive=True, output=str(out))
+    assert folder_given and sorted(n for _, n in jobs) == ["2025/b.jpg", "2025/june/c.gif", "a.png"]
     assert skipped == [str(src / "notes.txt")]
     destinations = batch.output_paths(jobs, str(out), True, "bmp")
-    assert batch.run_batch(Upscaler("bicubic"), [s for s, _ in jobs], destinations,
-                           scale=2, fmt="bmp") == 0
-    assert sorted(os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out)
-                  for f in fs) == ["2025/b.bmp", "2025/june/c.bmp", "a.bmp"]
+    assert (
+        batch.run_batch(Upscaler("bicubic"), [s for s, _ in jobs], destinations, scale=2, fmt="bmp")
+        == 0
+    )
+    assert sorted(
+        os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs
+    ) == ["2025/b.bmp", "2025/june/c.bmp", "a.bmp"]
     jobs, skipped, _ = batch.collect_inputs([str(src)], output=str(out))
     assert [n for _, n in jobs] == ["a.png"] and str(src / "2025") + os.sep in skipped
     with pytest.raises(batch.CliError, match="both be written"):

@@ -21,20 +21,27 @@ from vdsr_tf.inference.upscaler import Upscaler
 from vdsr_tf.io import bundled
 from vdsr_tf.io.images import sample_images_dir
 
-COSTS = {"litert-fp32": {"x2": 0.0, "x3": 0.0, "x4": 0.0},
-         "keras-bf16": {"x2": -0.01, "x3": -0.003, "x4": 0.01},
-         "litert-int8": {"x2": -0.029, "x3": -0.017, "x4": -0.012}}
+COSTS = {
+    "litert-fp32": {"x2": 0.0, "x3": 0.0, "x4": 0.0},
+    "keras-bf16": {"x2": -0.01, "x3": -0.003, "x4": 0.01},
+    "litert-int8": {"x2": -0.029, "x3": -0.017, "x4": -0.012},
+}
 ALL = {"litert-fp32": 2.2, "keras-fp32": 1.9, "keras-bf16": 1.0, "litert-int8": 0.5}
 
 
 # -- the choice ------------------------------------------------------------------------
-@pytest.mark.parametrize("timings, winner", [
-    (ALL, "litert-int8"),  # AVX-512 VNNI: int8 fastest
-    ({**ALL, "litert-int8": 2.2}, "keras-bf16"),  # AMX: bf16 fastest
-    ({**ALL, "keras-bf16": 3.0, "litert-int8": 2.3, "litert-fp32": 1.9, "keras-fp32": 3.1},
-     "litert-fp32"),  # AVX2: int8 no faster, LiteRT fp32 fastest
-    ({"litert-fp32": 1.0, "keras-fp32": 1.0}, "litert-fp32"),  # a tie: PATHS order
-])
+@pytest.mark.parametrize(
+    "timings, winner",
+    [
+        (ALL, "litert-int8"),  # AVX-512 VNNI: int8 fastest
+        ({**ALL, "litert-int8": 2.2}, "keras-bf16"),  # AMX: bf16 fastest
+        (
+            {**ALL, "keras-bf16": 3.0, "litert-int8": 2.3, "litert-fp32": 1.9, "keras-fp32": 3.1},
+            "litert-fp32",
+        ),  # AVX2: int8 no faster, LiteRT fp32 fastest
+        ({"litert-fp32": 1.0, "keras-fp32": 1.0}, "litert-fp32"),  # a tie: PATHS order
+    ],
+)
 def test_the_fastest_path_within_the_bound_wins(timings, winner):
     name, reason = P.choose(timings, COSTS)
     assert name == winner
@@ -64,8 +71,13 @@ def test_bound_is_inclusive_and_configurable():
 
 # -- the cache ---------------------------------------------------------------------------
 def _key(**kw):
-    args = dict(candidates=["keras-fp32", "litert-int8"], threads=2, weights_sha256="ab",
-                versions={"vdsr_tf": "0.1.0", "ai-edge-litert": "2.3.0"}, cpu="Some CPU")
+    args = dict(
+        candidates=["keras-fp32", "litert-int8"],
+        threads=2,
+        weights_sha256="ab",
+        versions={"vdsr_tf": "0.1.0", "ai-edge-litert": "2.3.0"},
+        cpu="Some CPU",
+    )
     args.update(kw)
     return P.cache_key(**args)
 
@@ -81,20 +93,37 @@ def test_cache_is_keyed_by_cpu_threads_versions_and_weights(tmp_path):
     base = _key()
     assert P.write_timings(base, timings, str(tmp_path)) == P.cache_file(base, str(tmp_path))
     assert P.read_timings(base, str(tmp_path)) == timings
-    for other in (_key(cpu="Another CPU"), _key(threads=4), _key(weights_sha256="cd"),
-                  _key(versions={"vdsr_tf": "0.2.0", "ai-edge-litert": "2.3.0"}),
-                  _key(candidates=["keras-fp32", "keras-bf16", "litert-int8"])):
+    for other in (
+        _key(cpu="Another CPU"),
+        _key(threads=4),
+        _key(weights_sha256="cd"),
+        _key(versions={"vdsr_tf": "0.2.0", "ai-edge-litert": "2.3.0"}),
+        _key(candidates=["keras-fp32", "keras-bf16", "litert-int8"]),
+    ):
         assert P.cache_file(other, str(tmp_path)) != P.cache_file(base, str(tmp_path))
         assert P.read_timings(other, str(tmp_path)) is None
     # Same content, another order: the same key.
-    assert P.cache_file(_key(candidates=["litert-int8", "keras-fp32"]), str(tmp_path)) == \
-        P.cache_file(base, str(tmp_path))
+    assert P.cache_file(
+        _key(candidates=["litert-int8", "keras-fp32"]), str(tmp_path)
+    ) == P.cache_file(base, str(tmp_path))
 
 
-@pytest.mark.parametrize("content", [
-    b"", b"{", b"\x00\xff garbage", b"[]", b'{"key": 1}', b"null",
-    "KEY_WITH_TIMINGS", "NEGATIVE", "NAN", "STRING", "OTHER_KEY",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{",
+        b"\x00\xff garbage",
+        b"[]",
+        b'{"key": 1}',
+        b"null",
+        "KEY_WITH_TIMINGS",
+        "NEGATIVE",
+        "NAN",
+        "STRING",
+        "OTHER_KEY",
+    ],
+)
 def test_a_corrupt_cache_file_means_measuring_again(tmp_path, content):
     key = _key()
     path = P.cache_file(key, str(tmp_path))
@@ -104,11 +133,13 @@ def test_a_corrupt_cache_file_means_measuring_again(tmp_path, content):
     elif content == "NEGATIVE":
         content = json.dumps({**good, "timings": {"keras-fp32": -1, "litert-int8": 0.03}}).encode()
     elif content == "NAN":
-        content = json.dumps({**good, "timings": {"keras-fp32": float("nan"),
-                                                  "litert-int8": 0.03}}).encode()
+        content = json.dumps(
+            {**good, "timings": {"keras-fp32": float("nan"), "litert-int8": 0.03}}
+        ).encode()
     elif content == "STRING":
-        content = json.dumps({**good, "timings": {"keras-fp32": "fast",
-                                                  "litert-int8": 0.03}}).encode()
+        content = json.dumps(
+            {**good, "timings": {"keras-fp32": "fast", "litert-int8": 0.03}}
+        ).encode()
     elif content == "OTHER_KEY":  # a hash collision, or a file copied from elsewhere
         content = json.dumps({**good, "key": _key(cpu="elsewhere")}).encode()
     with open(path, "wb") as f:
@@ -122,8 +153,10 @@ def test_a_corrupt_cache_file_means_measuring_again(tmp_path, content):
 def test_an_unwritable_cache_means_no_cache_not_an_error(tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1},
-                           str(blocker / "cache")) is None
+    assert (
+        P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1}, str(blocker / "cache"))
+        is None
+    )
     assert P.read_timings(_key(), str(blocker / "cache")) is None
 
     def refuse(*args, **kwargs):  # a read-only home (chmod does not stop root)
@@ -132,8 +165,10 @@ def test_an_unwritable_cache_means_no_cache_not_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr("vdsr_tf.io.atomic.atomic_write_text", refuse)  # the folder exists
     assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1}, str(tmp_path)) is None
     monkeypatch.setattr(os, "makedirs", refuse)
-    assert P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1},
-                           str(tmp_path / "ro")) is None
+    assert (
+        P.write_timings(_key(), {"keras-fp32": 0.1, "litert-int8": 0.1}, str(tmp_path / "ro"))
+        is None
+    )
     with P.measuring_lock(_key(), str(tmp_path / "ro")):  # no lock, no error
         pass
 
@@ -142,20 +177,25 @@ def test_concurrent_writers_never_leave_a_broken_file(tmp_path):
     """Four processes rewrite the same key's file 300 times each while this
     one reads it: from the first whole record on, every read is whole."""
     key = _key()
-    script = ("import sys, json; from vdsr_tf.inference import precision as P\n"
-              "key = json.loads(sys.argv[1]); n = float(sys.argv[2])\n"
-              "for i in range(300):\n"
-              "    P.write_timings(key, {'keras-fp32': n + i, 'litert-int8': n}, sys.argv[3])\n")
-    procs = [subprocess.Popen([sys.executable, "-c", script, json.dumps(key), str(w + 1),
-                               str(tmp_path)]) for w in range(4)]
+    script = (
+        "import sys, json; from vdsr_tf.inference import precision as P\n"
+        "key = json.loads(sys.argv[1]); n = float(sys.argv[2])\n"
+        "for i in range(300):\n"
+        "    P.write_timings(key, {'keras-fp32': n + i, 'litert-int8': n}, sys.argv[3])\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, json.dumps(key), str(w + 1), str(tmp_path)])
+        for w in range(4)
+    ]
     reads = []
     while any(p.poll() is None for p in procs):
         reads.append(P.read_timings(key, str(tmp_path)))
     assert all(p.wait() == 0 for p in procs)
     # Once the file exists, it is always whole: a torn write would read as None.
     first = next(i for i, r in enumerate(reads) if r is not None)
-    assert all(r is not None and set(r) == {"keras-fp32", "litert-int8"}
-               for r in reads[first:]), sum(r is None for r in reads[first:])
+    assert all(r is not None and set(r) == {"keras-fp32", "litert-int8"} for r in reads[first:]), (
+        sum(r is None for r in reads[first:])
+    )
     assert P.read_timings(key, str(tmp_path)) is not None
     assert os.listdir(tmp_path) == [os.path.basename(P.cache_file(key, str(tmp_path)))]
 
@@ -164,12 +204,14 @@ def test_one_process_measures_while_the_others_wait(tmp_path):
     """A process holding the measuring lock writes its timings before it lets
     go: a second process that takes the lock then finds them."""
     key = _key()
-    script = ("import sys, json, time, pathlib; from vdsr_tf.inference import precision as P\n"
-              "key = json.loads(sys.argv[1])\n"
-              "with P.measuring_lock(key, sys.argv[2]):\n"
-              "    pathlib.Path(sys.argv[2], 'locked').touch()\n"
-              "    time.sleep(1.0)\n"
-              "    P.write_timings(key, {'keras-fp32': 0.2, 'litert-int8': 0.05}, sys.argv[2])\n")
+    script = (
+        "import sys, json, time, pathlib; from vdsr_tf.inference import precision as P\n"
+        "key = json.loads(sys.argv[1])\n"
+        "with P.measuring_lock(key, sys.argv[2]):\n"
+        "    pathlib.Path(sys.argv[2], 'locked').touch()\n"
+        "    time.sleep(1.0)\n"
+        "    P.write_timings(key, {'keras-fp32': 0.2, 'litert-int8': 0.05}, sys.argv[2])\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(key), str(tmp_path)])
     while not (tmp_path / "locked").exists():
         assert proc.poll() is None, "the child ended before taking the lock"
@@ -180,8 +222,10 @@ def test_one_process_measures_while_the_others_wait(tmp_path):
 
 def test_a_cost_must_be_known_at_every_scale():
     assert P.quality_loss("litert-int8", {"litert-int8": {"x2": -0.01}}) is None
-    assert P.quality_loss("litert-int8", {"litert-int8": {"x2": -0.01, "x3": float("nan"),
-                                                          "x4": 0}}) is None
+    assert (
+        P.quality_loss("litert-int8", {"litert-int8": {"x2": -0.01, "x3": float("nan"), "x4": 0}})
+        is None
+    )
     assert P.quality_loss("litert-int8", {"litert-int8": None}) is None
     assert P.quality_loss("litert-int8", None) is None
     # A bf16 path that gains everywhere loses nothing, but is not called exact.
@@ -200,8 +244,11 @@ def injected(monkeypatch, tmp_path):
     state = types.SimpleNamespace(calls=[], threads=[], failing=set())
     monkeypatch.setenv("VDSR_TF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(engines, "gpu_visible", lambda: False)
-    monkeypatch.setattr(engines, "bundled_candidates", lambda backend=None: [
-        n for n in P.PATHS if backend in (None, P.PATHS[n][0])])
+    monkeypatch.setattr(
+        engines,
+        "bundled_candidates",
+        lambda backend=None: [n for n in P.PATHS if backend in (None, P.PATHS[n][0])],
+    )
     state.info = dict(bundled.bundled_weights_info(), set5_psnr_change=COSTS)
     monkeypatch.setattr(bundled, "bundled_weights_info", lambda: state.info)
 
@@ -301,7 +348,9 @@ def test_candidates_follow_the_cpu():
     assert "keras-bf16" in engines.bundled_candidates(flags={"amx_bf16"})
     assert "keras-bf16" not in engines.bundled_candidates(flags={"avx2", "fma"})
     assert engines.bundled_candidates(backend="litert", flags={"avx2"}) == [
-        "litert-fp32", "litert-int8"]
+        "litert-fp32",
+        "litert-int8",
+    ]
 
 
 def test_bf16_needs_the_instructions_or_a_gpu(monkeypatch):
@@ -320,7 +369,8 @@ def test_threads_default_to_the_affinity_mask():
 
     assert P.default_threads() == len(os.sched_getaffinity(0))
     assert Upscaler(precision="fp32", backend="litert").predictor.num_threads == len(
-        os.sched_getaffinity(0))
+        os.sched_getaffinity(0)
+    )
     assert Upscaler(precision="int8", threads=1).predictor.num_threads == 1
     assert " on 1 thread: " in Upscaler(precision="int8", threads=1).describe()
     with pytest.raises(ValueError, match="threads must be a positive integer"):

@@ -21,11 +21,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _dry_run(out, env, *extra):
     start = time.monotonic()
     proc = subprocess.run(
-        ["bash", os.path.join(REPO, "tools", "train_release.sh"), f"--output_dir={out}",
-         "--dry_run", "--budget_s=30", f"--python={sys.executable}",
-         "--steps_per_call=5",  # the loop is unrolled on the CPU: compile time grows with K
-         *extra],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            "bash",
+            os.path.join(REPO, "tools", "train_release.sh"),
+            f"--output_dir={out}",
+            "--dry_run",
+            "--budget_s=30",
+            f"--python={sys.executable}",
+            "--steps_per_call=5",  # the loop is unrolled on the CPU: compile time grows with K
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return time.monotonic() - start
 

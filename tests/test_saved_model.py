@@ -22,7 +22,9 @@ from vdsr_tf.inference.upscaler import Upscaler
 from vdsr_tf.io.images import sample_images_dir
 
 # Every test here is in the slow tier: exports SavedModels (about 16 s for the module's first) and runs their graphs.
-pytestmark = pytest.mark.slow(reason="exports SavedModels (about 16 s for the module's first) and runs their graphs")
+pytestmark = pytest.mark.slow(
+    reason="exports SavedModels (about 16 s for the module's first) and runs their graphs"
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sample_images_dir()
@@ -30,8 +32,9 @@ RNG = np.random.default_rng(0)
 
 
 def _client(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "export", "serving",
-                                                                     f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO, "export", "serving", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -42,10 +45,20 @@ def exported(tmp_path_factory, tiny_weights):
     """(weights path, loaded SavedModel, version dir) via the vdsr-export CLI."""
     weights = tiny_weights
     out = tmp_path_factory.mktemp("export") / "models"
-    proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.export", "--format=saved_model",
-                           f"--output={out}", f"--weights={weights}"],
-                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vdsr_tf.cli.export",
+            "--format=saved_model",
+            f"--output={out}",
+            f"--weights={weights}",
+        ],
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     version_dir = out / "vdsr" / "1"  # no --version: the first free number
     return weights, tf.saved_model.load(str(version_dir), tags=["serve"]), str(version_dir)
@@ -85,15 +98,22 @@ def test_serving_default_is_the_network(exported, upscaler):
 
 
 def test_upscale_image_mixed_batch_matches_the_upscaler(exported, upscaler):
-    images = [RNG.integers(0, 256, (17, 23, 3)).astype(np.uint8),   # RGB
-              RNG.integers(0, 256, (11, 9)).astype(np.uint8),       # grey
-              RNG.integers(0, 256, (10, 12, 4)).astype(np.uint8),   # RGBA
-              RNG.integers(0, 256, (9, 14, 2)).astype(np.uint8)]    # grey + alpha
+    images = [
+        RNG.integers(0, 256, (17, 23, 3)).astype(np.uint8),  # RGB
+        RNG.integers(0, 256, (11, 9)).astype(np.uint8),  # grey
+        RNG.integers(0, 256, (10, 12, 4)).astype(np.uint8),  # RGBA
+        RNG.integers(0, 256, (9, 14, 2)).astype(np.uint8),
+    ]  # grey + alpha
     data = [_png(images[0]), _png(images[1]), _png(images[2]), _png(images[3])]
     data.append(_png(images[0], "WEBP"))
     scales = [2.0, 3.0, 2.5, 3.7, 2.0]
-    out = exported[1].signatures["upscale_image"](image_bytes=tf.constant(data),
-                                                  scale=tf.constant(scales))["png_bytes"].numpy()
+    out = (
+        exported[1]
+        .signatures["upscale_image"](image_bytes=tf.constant(data), scale=tf.constant(scales))[
+            "png_bytes"
+        ]
+        .numpy()
+    )
     assert len(out) == 5
     for png, image, scale in zip(out, images + [images[0]], scales):
         got = _decode(png)
@@ -104,21 +124,29 @@ def test_upscale_image_mixed_batch_matches_the_upscaler(exported, upscaler):
 
 def test_upscale_image_reads_jpeg(exported, upscaler):
     jpeg = _png(RNG.integers(0, 256, (16, 16, 3)).astype(np.uint8), "JPEG")
-    out = exported[1].signatures["upscale_image"](image_bytes=tf.constant([jpeg]),
-                                                  scale=tf.constant([2.0]))["png_bytes"].numpy()
+    out = (
+        exported[1]
+        .signatures["upscale_image"](image_bytes=tf.constant([jpeg]), scale=tf.constant([2.0]))[
+            "png_bytes"
+        ]
+        .numpy()
+    )
     # JPEG decoders differ by a few levels (TF's vs Pillow's IDCT): compare on TF's decode.
     want = upscaler.upscale(tf.io.decode_jpeg(jpeg).numpy(), scale=2)
     assert np.abs(_decode(out[0]).astype(int) - want).max() <= 1
 
 
-@pytest.mark.parametrize("data,scale", [([b"not an image"], [2.0]), ([b""], [2.0]),
-                                        (["PNG"], [1.0]), (["PNG", "PNG"], [2.0])])
+@pytest.mark.parametrize(
+    "data,scale",
+    [([b"not an image"], [2.0]), ([b""], [2.0]), (["PNG"], [1.0]), (["PNG", "PNG"], [2.0])],
+)
 def test_bad_input_is_invalid_argument(exported, data, scale):
     png = _png(np.zeros((8, 8, 3), np.uint8))
     data = [png if d == "PNG" else d for d in data]
     with pytest.raises(tf.errors.InvalidArgumentError):
-        exported[1].signatures["upscale_image"](image_bytes=tf.constant(data),
-                                                scale=tf.constant(scale))
+        exported[1].signatures["upscale_image"](
+            image_bytes=tf.constant(data), scale=tf.constant(scale)
+        )
 
 
 def test_upscale_rgb(exported, upscaler):
@@ -150,15 +178,19 @@ def test_warmup_records_replay_against_every_signature(exported):
 
     _, loaded, path = exported
     warmup = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
-    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-               for r in tf.data.TFRecordDataset(warmup)]
+    records = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(warmup)
+    ]
     assert len(records) >= 4
     signatures = [r.predict_log.request.model_spec.signature_name for r in records]
     assert set(signatures) == set(loaded.signatures)
     assert {r.predict_log.request.model_spec.name for r in records} == {"vdsr"}
-    sizes = {tuple(d.size for d in r.predict_log.request.inputs["y"].tensor_shape.dim)
-             for r in records if r.predict_log.request.model_spec.signature_name
-             == "serving_default"}
+    sizes = {
+        tuple(d.size for d in r.predict_log.request.inputs["y"].tensor_shape.dim)
+        for r in records
+        if r.predict_log.request.model_spec.signature_name == "serving_default"
+    }
     assert len(sizes) >= 2  # a small request and a full tile
     for record in records:
         response = _serve_proto(loaded, record.predict_log.request)
@@ -266,17 +298,28 @@ def test_rest_bodies(exported, upscaler):
     assert np.abs(got.astype(int) - want).max() <= 1
     # Columnar format, two images of different sizes in one call.
     small = lr[:20, :30]
-    body = json.dumps({"signature_name": "upscale_image", "inputs": {
-        "image_bytes": [{"b64": base64.b64encode(_png(lr)).decode()},
-                        {"b64": base64.b64encode(_png(small)).decode()}],
-        "scale": [3.0, 2.0]}})
+    body = json.dumps(
+        {
+            "signature_name": "upscale_image",
+            "inputs": {
+                "image_bytes": [
+                    {"b64": base64.b64encode(_png(lr)).decode()},
+                    {"b64": base64.b64encode(_png(small)).decode()},
+                ],
+                "scale": [3.0, 2.0],
+            },
+        }
+    )
     outputs = json.loads(_serve_rest(exported[1], body))["outputs"]["png_bytes"]
     assert _decode(base64.b64decode(outputs[1]["b64"])).shape == (40, 60, 3)
     # serving_default with "instances" of nested lists.
     y = RNG.random((2, 6, 7, 1)).astype(np.float32)
-    preds = json.loads(_serve_rest(exported[1], json.dumps({"instances": y.tolist()})))["predictions"]
-    np.testing.assert_allclose(np.array(preds)[1, :, :, 0], upscaler.predict_y(y[1, :, :, 0]),
-                               atol=1e-5)
+    preds = json.loads(_serve_rest(exported[1], json.dumps({"instances": y.tolist()})))[
+        "predictions"
+    ]
+    np.testing.assert_allclose(
+        np.array(preds)[1, :, :, 0], upscaler.predict_y(y[1, :, :, 0]), atol=1e-5
+    )
 
 
 def test_acceptance_set5_files_match_vdsr_upscale(exported, tmp_path, datasets_dir):
@@ -291,12 +334,20 @@ def test_acceptance_set5_files_match_vdsr_upscale(exported, tmp_path, datasets_d
         out = tmp_path / f"x{scale}"
         out.mkdir()
         jobs, _, _ = batch.collect_inputs([lr_dir])
-        assert batch.run_batch(cli_upscaler, [s for s, _ in jobs],
-                               batch.output_paths(jobs, str(out), True, None), scale=scale) == 0
+        assert (
+            batch.run_batch(
+                cli_upscaler,
+                [s for s, _ in jobs],
+                batch.output_paths(jobs, str(out), True, None),
+                scale=scale,
+            )
+            == 0
+        )
         names = sorted(os.listdir(out))
         data = [open(os.path.join(lr_dir, n), "rb").read() for n in names]
         pngs = loaded.signatures["upscale_image"](
-            image_bytes=tf.constant(data), scale=tf.constant([float(scale)] * len(data)))
+            image_bytes=tf.constant(data), scale=tf.constant([float(scale)] * len(data))
+        )
         for name, png in zip(names, pngs["png_bytes"].numpy()):
             want = np.asarray(Image.open(out / name))
             diff = np.abs(_decode(png).astype(int) - want)
@@ -304,9 +355,18 @@ def test_acceptance_set5_files_match_vdsr_upscale(exported, tmp_path, datasets_d
             assert np.mean(diff > 0) < 0.001, name
 
 
-@pytest.mark.parametrize("fmt,mode", [("PNG", "RGB"), ("PNG", "LA"), ("JPEG", "RGB"),
-                                      ("GIF", "P"), ("BMP", "RGB"), ("WEBP", "RGB"),
-                                      ("WEBP", "RGBA")])
+@pytest.mark.parametrize(
+    "fmt,mode",
+    [
+        ("PNG", "RGB"),
+        ("PNG", "LA"),
+        ("JPEG", "RGB"),
+        ("GIF", "P"),
+        ("BMP", "RGB"),
+        ("WEBP", "RGB"),
+        ("WEBP", "RGBA"),
+    ],
+)
 def test_header_size_reads_every_format(fmt, mode):
     from vdsr_tf.export.saved_model import header_size
 
@@ -326,8 +386,12 @@ def _png_header(width, height):
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
 
 
 def test_pixel_limit_is_checked_from_the_header(exported):
@@ -339,8 +403,9 @@ def test_pixel_limit_is_checked_from_the_header(exported):
     with pytest.raises(tf.errors.InvalidArgumentError, match="output exceeds the pixel limit"):
         sig(image_bytes=tf.constant([small]), scale=tf.constant([101.0]))  # 10100^2 pixels
     with pytest.raises(tf.errors.InvalidArgumentError, match="output exceeds the pixel limit"):
-        exported[1].signatures["upscale_rgb"](rgb=tf.constant(np.zeros((1, 100, 100, 3), np.uint8)),
-                                              scale=tf.constant(101.0))
+        exported[1].signatures["upscale_rgb"](
+            rgb=tf.constant(np.zeros((1, 100, 100, 3), np.uint8)), scale=tf.constant(101.0)
+        )
 
 
 def test_full_hd_request_has_bounded_memory(exported, tmp_path):
@@ -358,9 +423,21 @@ def test_full_hd_request_has_bounded_memory(exported, tmp_path):
         "out = loaded.signatures['upscale_image'](image_bytes=tf.constant([data]),"
         " scale=tf.constant([2.0]))['png_bytes'].numpy()[0]\n"
         "open(sys.argv[3], 'wb').write(out)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
-    proc = subprocess.run([sys.executable, "-c", script, exported[2], str(tmp_path / "in.png"),
-                           str(tmp_path / "out.png")], capture_output=True, text=True, timeout=600)
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            exported[2],
+            str(tmp_path / "in.png"),
+            str(tmp_path / "out.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak_kib = int(proc.stdout.split()[-1])
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (2160, 3840, 3)
@@ -373,15 +450,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
-                    reason="tensorflow_model_server is not on PATH (TF Serving's binary cannot "
-                           "be installed on this machine); see export/serving/")
+@pytest.mark.skipif(
+    shutil.which("tensorflow_model_server") is None,
+    reason="tensorflow_model_server is not on PATH (TF Serving's binary cannot "
+    "be installed on this machine); see export/serving/",
+)
 def test_real_tensorflow_model_server(exported, upscaler):
     _, _, path = exported
     grpc_port, rest_port = _free_port(), _free_port()
-    server = subprocess.Popen(["tensorflow_model_server", f"--port={grpc_port}",
-                               f"--rest_api_port={rest_port}", "--model_name=vdsr",
-                               f"--model_base_path={os.path.dirname(path)}"])
+    server = subprocess.Popen(
+        [
+            "tensorflow_model_server",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            "--model_name=vdsr",
+            f"--model_base_path={os.path.dirname(path)}",
+        ]
+    )
     try:
         url = f"http://127.0.0.1:{rest_port}/v1/models/vdsr"
         for _ in range(120):
@@ -392,8 +477,9 @@ def test_real_tensorflow_model_server(exported, upscaler):
                 time.sleep(0.5)
         lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X2", "bird.png")))
         rest = _client("rest_client")
-        req = urllib.request.Request(url + ":predict", data=json.dumps(
-            rest.request_body(_png(lr), 2.0)).encode())
+        req = urllib.request.Request(
+            url + ":predict", data=json.dumps(rest.request_body(_png(lr), 2.0)).encode()
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             got = _decode(rest.decode_response(json.load(resp)))
         assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=2)).max() <= 1
@@ -401,7 +487,8 @@ def test_real_tensorflow_model_server(exported, upscaler):
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
-            grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+            grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        )
         response = stub.Predict(_client("grpc_client").build_request(_png(lr), 2.0), timeout=120)
         got = _decode(response.outputs["png_bytes"].string_val[0])
         assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=2)).max() <= 1
@@ -414,16 +501,16 @@ def test_fuzzed_files_are_png_or_invalid_argument(exported):
     """A seeded sample of tools/fuzz_images.py through ``upscale_image``."""
     import importlib.util as iu
 
-    spec = iu.spec_from_file_location("fuzz_images", os.path.join(REPO, "tools",
-                                                                   "fuzz_images.py"))
+    spec = iu.spec_from_file_location("fuzz_images", os.path.join(REPO, "tools", "fuzz_images.py"))
     fuzz = iu.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
     summary = fuzz.run_signature(exported[1].signatures["upscale_image"], 120, seed=2026)
     assert summary["crashes"] == 0, summary["first_crashes"]
     assert summary["hangs"] == 0
     outcomes = summary["counts"]
-    assert any(k.endswith("/output") for k in outcomes) and any(k.endswith("/error")
-                                                                 for k in outcomes)
+    assert any(k.endswith("/output") for k in outcomes) and any(
+        k.endswith("/error") for k in outcomes
+    )
 
 
 def test_animations_are_refused_before_decoding(exported):
@@ -435,16 +522,27 @@ def test_animations_are_refused_before_decoding(exported):
     for fmt in ("GIF", "WEBP", "PNG"):
         for animated in (True, False):
             buf = io.BytesIO()
-            frames[0].save(buf, fmt, **({"save_all": True, "append_images": frames[1:],
-                                         "loop": 0, "duration": 40} if animated else {}))
+            frames[0].save(
+                buf,
+                fmt,
+                **(
+                    {"save_all": True, "append_images": frames[1:], "loop": 0, "duration": 40}
+                    if animated
+                    else {}
+                ),
+            )
             assert bool(is_animation(tf.constant(buf.getvalue()))) == animated, fmt
             if animated:
                 with pytest.raises(tf.errors.InvalidArgumentError, match="animated"):
                     exported[1].signatures["upscale_image"](
-                        image_bytes=tf.constant([buf.getvalue()]), scale=tf.constant([2.0]))
+                        image_bytes=tf.constant([buf.getvalue()]), scale=tf.constant([2.0])
+                    )
     for mode in ("RGB", "RGBA", "L"):  # stills of every WebP flavour (VP8, VP8L, VP8X)
-        for kwargs in ({"lossless": True}, {"quality": 80},
-                       {"exif": b"Exif\0\0MM\0*\0\0\0\x08\0\0"}):
+        for kwargs in (
+            {"lossless": True},
+            {"quality": 80},
+            {"exif": b"Exif\0\0MM\0*\0\0\0\x08\0\0"},
+        ):
             buf = io.BytesIO()
             Image.new(mode, (5, 4)).save(buf, "WEBP", **kwargs)
             assert not bool(is_animation(tf.constant(buf.getvalue()))), (mode, kwargs)
@@ -461,26 +559,39 @@ def _batching_parameters_class():
     )
 
     proto = descriptor_pb2.FileDescriptorProto(
-        name="vdsr_batching_test.proto", package="vdsr_test", syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"])
+        name="vdsr_batching_test.proto",
+        package="vdsr_test",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
     message = proto.message_type.add(name="BatchingParameters")
-    wrapped = [("max_batch_size", ".google.protobuf.Int64Value"),
-               ("batch_timeout_micros", ".google.protobuf.Int64Value"),
-               ("num_batch_threads", ".google.protobuf.Int64Value"),
-               ("max_enqueued_batches", ".google.protobuf.Int64Value")]
+    wrapped = [
+        ("max_batch_size", ".google.protobuf.Int64Value"),
+        ("batch_timeout_micros", ".google.protobuf.Int64Value"),
+        ("num_batch_threads", ".google.protobuf.Int64Value"),
+        ("max_enqueued_batches", ".google.protobuf.Int64Value"),
+    ]
     F = descriptor_pb2.FieldDescriptorProto
     for number, (name, type_name) in enumerate(wrapped, 1):
-        message.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=type_name,
-                          label=F.LABEL_OPTIONAL)
-    message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64,
-                      label=F.LABEL_REPEATED)
-    message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL,
-                      label=F.LABEL_OPTIONAL)
+        message.field.add(
+            name=name,
+            number=number,
+            type=F.TYPE_MESSAGE,
+            type_name=type_name,
+            label=F.LABEL_OPTIONAL,
+        )
+    message.field.add(
+        name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED
+    )
+    message.field.add(
+        name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(
-        "vdsr_test.BatchingParameters"))
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("vdsr_test.BatchingParameters")
+    )
 
 
 def test_serving_config_files_parse():
@@ -490,10 +601,13 @@ def test_serving_config_files_parse():
     from tensorflow_serving.config import model_server_config_pb2
 
     folder = os.path.join(REPO, "export", "serving")
-    config = text_format.Parse(open(os.path.join(folder, "models.config")).read(),
-                               model_server_config_pb2.ModelServerConfig())
+    config = text_format.Parse(
+        open(os.path.join(folder, "models.config")).read(),
+        model_server_config_pb2.ModelServerConfig(),
+    )
     assert [m.name for m in config.model_config_list.config] == ["vdsr"]
-    batching = text_format.Parse(open(os.path.join(folder, "batching.config")).read(),
-                                 _batching_parameters_class()())
+    batching = text_format.Parse(
+        open(os.path.join(folder, "batching.config")).read(), _batching_parameters_class()()
+    )
     assert batching.max_batch_size.value >= 2 and not batching.pad_variable_length_inputs
     assert "batching.config" in open(os.path.join(folder, "docker-compose.yml")).read()

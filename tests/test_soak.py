@@ -11,8 +11,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow(reason="kills a training process three times and resumes it")
 def test_three_kills_resume_bit_for_bit(tmp_path):
-    spec = importlib.util.spec_from_file_location("kill_soak",
-                                                  os.path.join(REPO, "tools", "kill_soak.py"))
+    spec = importlib.util.spec_from_file_location(
+        "kill_soak", os.path.join(REPO, "tools", "kill_soak.py")
+    )
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
     # Seed 3 puts one kill in the start-up and two in training (so two resumes are checked).

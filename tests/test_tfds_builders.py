@@ -40,12 +40,15 @@ def manual_dir(tmp_path_factory):
             _write(str(root / folder / "HR" / name), hr)
             for s in (2, 3, 4):
                 crop = hr[: 48 - 48 % s, : 60 - 60 % s]
-                _write(str(root / folder / "LR_bicubic" / f"X{s}" / name),
-                       imresize(crop, scale=1 / s))
+                _write(
+                    str(root / folder / "LR_bicubic" / f"X{s}" / name), imresize(crop, scale=1 / s)
+                )
     for part, n in (("T91", 3), ("BSD200", 2)):
         for i in range(n):
-            _write(str(root / "train" / part / f"t{i}.png"),
-                   RNG.integers(0, 256, (64, 70, 3)).astype(np.uint8))
+            _write(
+                str(root / "train" / part / f"t{i}.png"),
+                RNG.integers(0, 256, (64, 70, 3)).astype(np.uint8),
+            )
     return str(root)
 
 
@@ -54,9 +57,14 @@ def test_names_are_registered():
 
 
 def test_tfds_load_as_documented(manual_dir, tmp_path):
-    ds = tfds.load("urban100", split="test", data_dir=str(tmp_path),
-                   download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(
-                       manual_dir=manual_dir)})
+    ds = tfds.load(
+        "urban100",
+        split="test",
+        data_dir=str(tmp_path),
+        download_and_prepare_kwargs={
+            "download_config": tfds.download.DownloadConfig(manual_dir=manual_dir)
+        },
+    )
     examples = list(tfds.as_numpy(ds))
     assert len(examples) == 2
     by_name = {e["name"].decode(): e for e in examples}
@@ -68,8 +76,9 @@ def test_tfds_load_as_documented(manual_dir, tmp_path):
 @pytest.mark.slow(reason="prepares the SR291 TFDS set")
 def test_sr291_feeds_the_training_pipeline(manual_dir, tmp_path):
     cfg = DataConfig(patch_size=24, batch_size=4, patches_per_image=2, shuffle_buffer=8)
-    x, y = next(iter(make_dataset("tfds:sr291", cfg, data_dir=str(tmp_path),
-                                  manual_dir=manual_dir)))
+    x, y = next(
+        iter(make_dataset("tfds:sr291", cfg, data_dir=str(tmp_path), manual_dir=manual_dir))
+    )
     assert x.shape == y.shape == (4, 24, 24, 1)
     # Prepared once; later loads need no manual_dir.
     assert len(list(builders.load("sr291", data_dir=str(tmp_path)))) == 5
@@ -89,25 +98,39 @@ def test_tfds_set_scores_like_the_folder(manual_dir, tmp_path):
     bicubic = Upscaler("bicubic")
     for s in (2, 4):
         folder = evaluate_set(bicubic, os.path.join(manual_dir, "Set5"), s)
-        viatfds = evaluate_set(bicubic, "tfds:set5", s, data_dir=str(tmp_path),
-                               manual_dir=manual_dir)
+        viatfds = evaluate_set(
+            bicubic, "tfds:set5", s, data_dir=str(tmp_path), manual_dir=manual_dir
+        )
         assert viatfds["n"] == folder["n"] == 2
         assert viatfds["psnr"] == pytest.approx(folder["psnr"], abs=1e-9)
 
 
 def test_real_set5_through_tfds(datasets_dir, tmp_path):
-    r = evaluate_set(Upscaler("bicubic"), "tfds:set5", 2, data_dir=str(tmp_path),
-                     manual_dir=str(datasets_dir))
+    r = evaluate_set(
+        Upscaler("bicubic"), "tfds:set5", 2, data_dir=str(tmp_path), manual_dir=str(datasets_dir)
+    )
     assert r["n"] == 5 and r["psnr"] == pytest.approx(33.66, abs=0.02)
 
 
 @pytest.mark.slow(reason="prepares a TFDS set and scores it in a subprocess")
 def test_eval_cli_accepts_tfds_sets(manual_dir, tmp_path):
     js = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "vdsr_tf.cli.eval", "--sets=tfds:set5",
-                           "--scales=2", "--weights=bicubic", f"--tfds_data_dir={tmp_path / 'd'}",
-                           f"--manual_dir={manual_dir}", f"--json={js}"],
-                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vdsr_tf.cli.eval",
+            "--sets=tfds:set5",
+            "--scales=2",
+            "--weights=bicubic",
+            f"--tfds_data_dir={tmp_path / 'd'}",
+            f"--manual_dir={manual_dir}",
+            f"--json={js}",
+        ],
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(json.loads(js.read_text())) == {"set5"}

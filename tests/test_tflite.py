@@ -52,9 +52,16 @@ def small():
 @pytest.fixture(scope="module")
 def variants(small, hr_planes, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tflite")
-    return {q: export_tflite(small, str(folder / f"small_{q}.tflite"), q,
-                             representative_planes=hr_planes, num_calibration=16)
-            for q in QUANTIZATIONS}
+    return {
+        q: export_tflite(
+            small,
+            str(folder / f"small_{q}.tflite"),
+            q,
+            representative_planes=hr_planes,
+            num_calibration=16,
+        )
+        for q in QUANTIZATIONS
+    }
 
 
 @pytest.mark.slow(reason="converts each LiteRT variant")
@@ -166,8 +173,13 @@ def test_runs_without_tensorflow_or_keras(small, variants, tmp_path):
     """)
     out = tmp_path / "sr.npy"
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-c", script, variants["fp32"]["path"], BIRD_X2,
-                           str(out)], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, variants["fp32"]["path"], BIRD_X2, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     sr = np.load(out)
     lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
@@ -178,15 +190,26 @@ def test_runs_without_tensorflow_or_keras(small, variants, tmp_path):
 
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "vdsr_tf.cli.upscale", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vdsr_tf.cli.upscale", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_tflite_backend(small, variants, tmp_path):
     out = tmp_path / "bird_x2.png"
     # --backend=tflite: the old spelling, still taken for one release, with a warning.
-    proc = run_cli(BIRD_X2, "--scale=2", f"--output={out}", "--backend=tflite",
-                   f"--model={variants['int8']['path']}", "--tile=64")
+    proc = run_cli(
+        BIRD_X2,
+        "--scale=2",
+        f"--output={out}",
+        "--backend=tflite",
+        f"--model={variants['int8']['path']}",
+        "--tile=64",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--backend=tflite is deprecated; use --backend=litert" in proc.stderr
     sr = np.asarray(Image.open(out))
@@ -198,18 +221,21 @@ def test_cli_tflite_backend(small, variants, tmp_path):
 
 
 @pytest.mark.slow(reason="one vdsr-upscale subprocess per case")
-@pytest.mark.parametrize("args, message", [
-    (["--backend=keras", "--model=m.tflite"], "are .tflite files for --backend=litert"),
-    (["--backend=keras", "--precision=int8"], "precision='int8' runs on the litert backend"),
-    (["--model=m.tflite", "--precision=int8"], "a --model file has its own"),
-    (["--weights=w.weights.h5", "--model=m.tflite"], "not both"),
-    (["--fallback_model=m.tflite"], "is for a static-size --model"),
-    (["--precision=int4"], "--precision"),
-    (["--backend=litert", "--precision=bf16"], "precision='bf16' runs on the keras backend"),
-    (["--threads=0"], "--threads=0: 0 is not a positive integer"),
-    (["--backend=litert", "--model=missing.tflite"], "No such TFLite model file"),
-    (["--backend=litert", f"--model={BIRD_X2}"], "not a TFLite model"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend=keras", "--model=m.tflite"], "are .tflite files for --backend=litert"),
+        (["--backend=keras", "--precision=int8"], "precision='int8' runs on the litert backend"),
+        (["--model=m.tflite", "--precision=int8"], "a --model file has its own"),
+        (["--weights=w.weights.h5", "--model=m.tflite"], "not both"),
+        (["--fallback_model=m.tflite"], "is for a static-size --model"),
+        (["--precision=int4"], "--precision"),
+        (["--backend=litert", "--precision=bf16"], "precision='bf16' runs on the keras backend"),
+        (["--threads=0"], "--threads=0: 0 is not a positive integer"),
+        (["--backend=litert", "--model=missing.tflite"], "No such TFLite model file"),
+        (["--backend=litert", f"--model={BIRD_X2}"], "not a TFLite model"),
+    ],
+)
 def test_cli_tflite_usage_errors(tmp_path, args, message):
     proc = run_cli(BIRD_X2, "--scale=2", f"--output={tmp_path / 'o.png'}", *args)
     assert proc.returncode == 2
@@ -238,9 +264,10 @@ def fixed_pairs(six, tmp_path_factory):
     pairs = {}
     for q in ("fp32", "fp16", "int8"):
         kwargs = {"patch_size": FIXED, "num_calibration": 4} if q == "int8" else {}
-        pairs[q] = (export_tflite(six, str(folder / f"dyn_{q}.tflite"), q, **kwargs),
-                    export_tflite(six, str(folder / f"fix_{q}.tflite"), q, fixed_size=FIXED,
-                                  **kwargs))
+        pairs[q] = (
+            export_tflite(six, str(folder / f"dyn_{q}.tflite"), q, **kwargs),
+            export_tflite(six, str(folder / f"fix_{q}.tflite"), q, fixed_size=FIXED, **kwargs),
+        )
     return pairs
 
 
@@ -302,14 +329,26 @@ def test_static_model_tiles_planes_and_falls_back_for_small_ones(fixed_pairs):
 def test_cli_static_model_with_fallback(fixed_pairs, tmp_path):
     dynamic, fixed = fixed_pairs["fp32"]
     out = tmp_path / "bird.png"
-    proc = run_cli(BIRD_X2, "--scale=2", f"--output={out}", "--backend=litert",
-                   f"--model={fixed['path']}", f"--fallback_model={dynamic['path']}")
+    proc = run_cli(
+        BIRD_X2,
+        "--scale=2",
+        f"--output={out}",
+        "--backend=litert",
+        f"--model={fixed['path']}",
+        f"--fallback_model={dynamic['path']}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lr = np.asarray(Image.open(BIRD_X2).convert("RGB"))
     ref = Upscaler(predictor=LiteRTPredictor(dynamic["path"])).upscale(lr, scale=2)
     assert np.abs(np.asarray(Image.open(out)).astype(int) - ref).max() <= 1
-    proc = run_cli(BIRD_X2, "--scale=2", f"--output={tmp_path / 'x.png'}", "--backend=litert",
-                   f"--model={dynamic['path']}", f"--fallback_model={dynamic['path']}")
+    proc = run_cli(
+        BIRD_X2,
+        "--scale=2",
+        f"--output={tmp_path / 'x.png'}",
+        "--backend=litert",
+        f"--model={dynamic['path']}",
+        f"--fallback_model={dynamic['path']}",
+    )
     assert proc.returncode == 2 and "is for a static-size --model" in proc.stderr
 
 
@@ -347,12 +386,20 @@ def test_bundled_tflite_is_the_bundled_weights(tmp_path, real_input):
     real = np.asarray(load_pretrained()(real_input))
     int8_err = np.abs(LiteRTPredictor(bundled_tflite_path("int8"))(real_input) - real)
     assert int8_err.max() < 0.03 and int8_err.mean() < 0.003  # measured 0.0087, 0.0010
-    kinds = [graph.Tensors(op.Inputs(1)).Type() for code, op, graph
-             in _operators(bundled_tflite_path("int8")) if code == schema.BuiltinOperator.CONV_2D]
+    kinds = [
+        graph.Tensors(op.Inputs(1)).Type()
+        for code, op, graph in _operators(bundled_tflite_path("int8"))
+        if code == schema.BuiltinOperator.CONV_2D
+    ]
     assert kinds == [schema.TensorType.FLOAT32] + [schema.TensorType.INT8] * 18 + [
-        schema.TensorType.FLOAT32]
+        schema.TensorType.FLOAT32
+    ]
     assert op_counts(bundled_tflite_path("int8")) == {
-        "CONV_2D": 20, "QUANTIZE": 1, "DEQUANTIZE": 1, "ADD": 1}
+        "CONV_2D": 20,
+        "QUANTIZE": 1,
+        "DEQUANTIZE": 1,
+        "ADD": 1,
+    }
 
 
 # -- the exact CPU path (LiteRT fp32) and --precision=int8 ------------------------------
@@ -388,8 +435,9 @@ def test_int8_keeps_quality_on_the_samples():
     fp32, int8 = Upscaler(precision="fp32"), Upscaler(precision="int8")
     assert int8.backend == "litert" and int8.precision == "int8"
     for scale in (2, 3, 4):
-        loss = (evaluate_set(fp32, SAMPLES, scale)["psnr"]
-                - evaluate_set(int8, SAMPLES, scale)["psnr"])
+        loss = (
+            evaluate_set(fp32, SAMPLES, scale)["psnr"] - evaluate_set(int8, SAMPLES, scale)["psnr"]
+        )
         assert -0.02 < loss < 0.06, (scale, loss)
 
 
@@ -408,14 +456,19 @@ def test_litert_backend_converts_other_weights(small, tiny_weights):
     assert np.abs(a._forward(x) - np.asarray(load_pretrained(path)(x))).max() < 1e-4
     assert Upscaler(path).backend == "keras"  # other weights default to Keras
     int8 = Upscaler(model=small, precision="int8")
-    assert int8.backend == "litert" and os.path.basename(int8.predictor.path).endswith("int8.tflite")
+    assert int8.backend == "litert" and os.path.basename(int8.predictor.path).endswith(
+        "int8.tflite"
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"backend": "onnx"}, "Unknown backend 'onnx'"),
-    ({"precision": "int4"}, "Unknown precision 'int4'"),
-    ({"backend": "keras", "precision": "int8"}, "runs on the litert backend"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "onnx"}, "Unknown backend 'onnx'"),
+        ({"precision": "int4"}, "Unknown precision 'int4'"),
+        ({"backend": "keras", "precision": "int8"}, "runs on the litert backend"),
+    ],
+)
 def test_upscaler_engine_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Upscaler(**kwargs)
@@ -444,9 +497,11 @@ def test_cli_says_which_path_runs_and_why(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(out)), auto.upscale(lr, scale=2))
     proc = run_cli("--version", "--precision=fp32")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert re.search(r"network path: (litert|keras)-fp32( on \d+ threads?)?: precision='fp32' "
-                     "asked for",
-                     proc.stdout), proc.stdout
+    assert re.search(
+        r"network path: (litert|keras)-fp32( on \d+ threads?)?: precision='fp32' "
+        "asked for",
+        proc.stdout,
+    ), proc.stdout
     assert "Set5 PSNR change against fp32" in proc.stdout
 
 

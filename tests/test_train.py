@@ -18,10 +18,20 @@ HR = os.path.join(SAMPLES, "HR")
 
 
 def tiny_config(**updates):
-    base = {"model.depth": 3, "model.filters": 8, "data.patch_size": 24, "data.batch_size": 8,
-            "data.patches_per_image": 8, "data.shuffle_buffer": 32, "steps": 6,
-            "steps_per_epoch": 2, "optim.optimizer": "adam", "optim.learning_rate": 1e-3,
-            "optim.schedule": "constant", "optim.warmup_fraction": 0.0}
+    base = {
+        "model.depth": 3,
+        "model.filters": 8,
+        "data.patch_size": 24,
+        "data.batch_size": 8,
+        "data.patches_per_image": 8,
+        "data.shuffle_buffer": 32,
+        "steps": 6,
+        "steps_per_epoch": 2,
+        "optim.optimizer": "adam",
+        "optim.learning_rate": 1e-3,
+        "optim.schedule": "constant",
+        "optim.warmup_fraction": 0.0,
+    }
     base.update(updates)
     return C.override(C.get_preset("paper"), **base)
 
@@ -158,17 +168,28 @@ def test_resume_refuses_different_data_but_takes_the_same_data_packed(tmp_path):
 def test_init_from_starts_a_new_run_from_earlier_weights(tmp_path):
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
     model_a, _ = train(tiny_config(steps=2), HR, first, verbose=0)
-    model_b, _ = train(tiny_config(steps=2), HR, second, verbose=0, time_budget_s=1e-3,
-                       init_from=os.path.join(first, "checkpoint.npz"),
-                       extra_callbacks=[_Record(rec := {})])
+    model_b, _ = train(
+        tiny_config(steps=2),
+        HR,
+        second,
+        verbose=0,
+        time_budget_s=1e-3,
+        init_from=os.path.join(first, "checkpoint.npz"),
+        extra_callbacks=[_Record(rec := {})],
+    )
     assert rec["iterations"] == 0  # a new run: fresh optimizer and schedule
     for a, b in zip(model_a.get_weights(), rec["weights"]):
         np.testing.assert_array_equal(a, b)
     meta = read_state(os.path.join(second, "checkpoint.npz"))[0]
     assert meta["patches_total"] == 2 * 8 + 2 * 8  # 2 steps before, 2 in this first epoch
     with pytest.raises(ValueError, match="a different architecture"):
-        train(tiny_config(steps=2, **{"model.filters": 4}), HR, str(tmp_path / "c"),
-              verbose=0, init_from=os.path.join(first, "checkpoint.npz"))
+        train(
+            tiny_config(steps=2, **{"model.filters": 4}),
+            HR,
+            str(tmp_path / "c"),
+            verbose=0,
+            init_from=os.path.join(first, "checkpoint.npz"),
+        )
 
 
 @pytest.mark.slow(reason="trains with validation")
@@ -217,8 +238,9 @@ def test_fixed_clipvalue_bounds_every_gradient_value_whatever_the_lr(lr):
     # with the learning rate (the adaptive theta/lr clip does).
     from vdsr_tf.training.schedule import make_optimizer
 
-    optim = C.OptimConfig(optimizer="sgd", learning_rate=lr, momentum=0.0,
-                          schedule="constant", clipvalue=0.1)
+    optim = C.OptimConfig(
+        optimizer="sgd", learning_rate=lr, momentum=0.0, schedule="constant", clipvalue=0.1
+    )
     opt = make_optimizer(optim, total_steps=10)
     w = keras.Variable(np.zeros(3, np.float32))
     opt.apply([keras.ops.convert_to_tensor(np.array([5.0, -5.0, 0.05], np.float32))], [w])

@@ -41,8 +41,9 @@ def test_tiled_equals_whole_image(model):
     y = RNG.random((150, 170)).astype(np.float32)
     whole = Upscaler(model=model, tile=0).predict_y(y)
     for tile in (40, 64, 100):
-        np.testing.assert_allclose(Upscaler(model=model, tile=tile).predict_y(y), whole,
-                                   rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            Upscaler(model=model, tile=tile).predict_y(y), whole, rtol=0, atol=1e-5
+        )
 
 
 def test_tiled_images_equal_whole_after_quantisation(model):
@@ -81,8 +82,9 @@ def test_ensemble_is_tiled_exactly_and_differs_from_plain(model):
     y = RNG.random((70, 90)).astype(np.float32)
     whole = Upscaler(model=model, tile=0, ensemble=True).predict_y(y)
     # Float32 accumulation order differs between tile shapes (see above).
-    np.testing.assert_allclose(Upscaler(model=model, tile=32, ensemble=True).predict_y(y), whole,
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        Upscaler(model=model, tile=32, ensemble=True).predict_y(y), whole, rtol=0, atol=1e-5
+    )
     assert np.abs(whole - Upscaler(model=model, tile=0).predict_y(y)).max() > 1e-4
 
 
@@ -120,8 +122,10 @@ def test_zero_residual_model_is_bicubic_on_y(small):
     assert np.abs(out.astype(int) - bic).max() <= 2
 
 
-@pytest.mark.parametrize("kwargs", [dict(scale=1.0), dict(scale=0.5), dict(), dict(scale=2, size=(9, 9)),
-                                    dict(size=(5, 5))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(scale=1.0), dict(scale=0.5), dict(), dict(scale=2, size=(9, 9)), dict(size=(5, 5))],
+)
 def test_bad_scale_or_size(small, kwargs):
     with pytest.raises(ValueError):
         Upscaler(model=small).upscale(np.zeros((8, 8), np.uint8), **kwargs)
@@ -203,8 +207,9 @@ def test_open_image_applies_exif_orientation(tmp_path):
     assert "EXIF orientation applied" in notes
 
 
-@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"hello", "not an image"),
-                                           (None, "truncated")])
+@pytest.mark.parametrize(
+    "content,match", [(b"", "empty"), (b"hello", "not an image"), (None, "truncated")]
+)
 def test_open_image_errors(tmp_path, content, match):
     path = tmp_path / "x.png"
     if content is None:

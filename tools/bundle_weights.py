@@ -36,19 +36,34 @@ flags.DEFINE_string("run", None, "A train_release.sh output folder.")
 flags.DEFINE_string("eval_json", None, "vdsr-eval --json of the run's weights.")
 flags.DEFINE_string("version", None, "Weights version (default: the date and cycle).")
 flags.DEFINE_boolean("force", False, "Bundle even if not better than the bundled weights.")
-flags.DEFINE_boolean("tflite_only", False, "Only convert the bundled weights to the bundled "
-                     ".tflite files again (and record them in vdsr.weights.json).")
-flags.DEFINE_boolean("costs_only", False, "Only measure the inference paths' Set5 PSNR "
-                     "change against Keras fp32 again (and record it in vdsr.weights.json).")
-flags.DEFINE_list("calibration_data", [os.path.join(REPO, "..", "shared", "datasets", "train",
-                                                    "T91")],
-                  "HR image folders whose training patches calibrate the int8 model.")
-flags.DEFINE_string("set5", os.path.join(REPO, "..", "shared", "datasets", "Set5"),
-                    "Set5 (HR + LR_bicubic) for the inference paths' PSNR change.")
+flags.DEFINE_boolean(
+    "tflite_only",
+    False,
+    "Only convert the bundled weights to the bundled "
+    ".tflite files again (and record them in vdsr.weights.json).",
+)
+flags.DEFINE_boolean(
+    "costs_only",
+    False,
+    "Only measure the inference paths' Set5 PSNR "
+    "change against Keras fp32 again (and record it in vdsr.weights.json).",
+)
+flags.DEFINE_list(
+    "calibration_data",
+    [os.path.join(REPO, "..", "shared", "datasets", "train", "T91")],
+    "HR image folders whose training patches calibrate the int8 model.",
+)
+flags.DEFINE_string(
+    "set5",
+    os.path.join(REPO, "..", "shared", "datasets", "Set5"),
+    "Set5 (HR + LR_bicubic) for the inference paths' PSNR change.",
+)
 
-PAPER = {"Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
-         "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
-         "B100": {"x2": 31.90, "x3": 28.82, "x4": 27.29}}
+PAPER = {
+    "Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
+    "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
+    "B100": {"x2": 31.90, "x3": 28.82, "x4": 27.29},
+}
 
 
 def mean_psnr(scores):
@@ -70,15 +85,24 @@ def bundle_tflite(model, info):
     planes = load_y_planes(FLAGS.calibration_data)
     records = {}
     for precision, quantization in (("fp32", "fp32"), ("int8", "mixed_int8")):
-        result = export_tflite(model, bundled_tflite_path(precision), quantization=quantization,
-                               representative_planes=planes)
-        records[precision] = {"file": BUNDLED_TFLITE[precision], "quantization": quantization,
-                              "bytes": result["bytes"], "sha256": sha256(result["path"]),
-                              "weights_sha256": info["sha256"], "ops": result["ops"]}
+        result = export_tflite(
+            model,
+            bundled_tflite_path(precision),
+            quantization=quantization,
+            representative_planes=planes,
+        )
+        records[precision] = {
+            "file": BUNDLED_TFLITE[precision],
+            "quantization": quantization,
+            "bytes": result["bytes"],
+            "sha256": sha256(result["path"]),
+            "weights_sha256": info["sha256"],
+            "ops": result["ops"],
+        }
         print(f"Bundled {result['path']} ({quantization}, {result['bytes']:,} bytes)")
-    records["int8"]["calibration"] = (f"{len(planes)} images: "
-                                      + ", ".join(os.path.basename(os.path.normpath(p))
-                                                  for p in FLAGS.calibration_data))
+    records["int8"]["calibration"] = f"{len(planes)} images: " + ", ".join(
+        os.path.basename(os.path.normpath(p)) for p in FLAGS.calibration_data
+    )
     info["tflite"] = records
 
 
@@ -97,22 +121,32 @@ def record_costs(model, info):
         return {f"x{s}": evaluate_set(upscaler, FLAGS.set5, s)["psnr"] for s in (2, 3, 4)}
 
     reference = psnr(Upscaler(model=model, precision="fp32"))
-    paths = {"litert-fp32": Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("fp32"))),
-             "keras-bf16": Upscaler(model=model, precision="bf16"),
-             "litert-int8": Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("int8")))}
+    paths = {
+        "litert-fp32": Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("fp32"))),
+        "keras-bf16": Upscaler(model=model, precision="bf16"),
+        "litert-int8": Upscaler(predictor=LiteRTPredictor(bundled_tflite_path("int8"))),
+    }
     info["set5_psnr_change"] = {}
     for name, upscaler in paths.items():
         scores = psnr(upscaler)
-        info["set5_psnr_change"][name] = {x: round(scores[x] - reference[x], 4) + 0.0
-                                          for x in scores}  # no -0.0
+        info["set5_psnr_change"][name] = {
+            x: round(scores[x] - reference[x], 4) + 0.0 for x in scores
+        }  # no -0.0
         print(f"{name} Set5 PSNR change:", info["set5_psnr_change"][name])
     cpu, flags_seen = cpu_info()
     info["set5_psnr_change_measured"] = {
         "date": datetime.date.today().isoformat(),
         "against": "Keras fp32 (vdsr-eval's path)",
-        "cpu": cpu + " (" + " ".join(f for f in ("avx2", "avx512_vnni", "avx512_bf16",
-                                                 "amx_bf16", "amx_int8") if f in flags_seen) + ")",
-        "command": "python tools/bundle_weights.py --costs_only"}
+        "cpu": cpu
+        + " ("
+        + " ".join(
+            f
+            for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+            if f in flags_seen
+        )
+        + ")",
+        "command": "python tools/bundle_weights.py --costs_only",
+    }
 
 
 def main(argv):
@@ -143,8 +177,9 @@ def main(argv):
     current = bundled_weights_info()
     new_mean = mean_psnr(scores)
     if current and not FLAGS.force and new_mean <= mean_psnr(current["scores"]):
-        print(f"Not bundled: mean PSNR {new_mean:.3f} <= bundled "
-              f"{mean_psnr(current['scores']):.3f}")
+        print(
+            f"Not bundled: mean PSNR {new_mean:.3f} <= bundled {mean_psnr(current['scores']):.3f}"
+        )
         return 1
     meta, weights, _ = read_state(os.path.join(FLAGS.run, "state.npz"))
     model_cfg = meta["config"]["model"]
@@ -157,29 +192,38 @@ def main(argv):
     with open(os.path.join(FLAGS.run, "log.json")) as f:
         log = json.load(f)
     runs = meta.get("runs", [])
-    below = [f"{s} {x}" for s in PAPER for x in PAPER[s]
-             if scores[s][x]["psnr"] < PAPER[s][x]]
+    below = [f"{s} {x}" for s in PAPER for x in PAPER[s] if scores[s][x]["psnr"] < PAPER[s][x]]
     info = {
         "version": FLAGS.version or f"{datetime.date.today().isoformat()}.c{meta['cycles']}",
         "date": datetime.date.today().isoformat(),
         "sha256": sha,
-        "architecture": {"depth": model_cfg["depth"], "filters": model_cfg["filters"],
-                         "residual": model_cfg["residual"]},
-        "recipe": (f"release preset: {meta['config']['optim']['optimizer']}, cosine warm "
-                   f"restarts ({meta['cycles']} cycles), {meta['config']['data']['patch_size']}"
-                   f"x{meta['config']['data']['patch_size']} patches, batch "
-                   f"{meta['config']['data']['batch_size']}, {meta['config']['mixed_precision']},"
-                   " scales 2/3/4 in one model, the 291 images (T91 + BSD200)"),
+        "architecture": {
+            "depth": model_cfg["depth"],
+            "filters": model_cfg["filters"],
+            "residual": model_cfg["residual"],
+        },
+        "recipe": (
+            f"release preset: {meta['config']['optim']['optimizer']}, cosine warm "
+            f"restarts ({meta['cycles']} cycles), {meta['config']['data']['patch_size']}"
+            f"x{meta['config']['data']['patch_size']} patches, batch "
+            f"{meta['config']['data']['batch_size']}, {meta['config']['mixed_precision']},"
+            " scales 2/3/4 in one model, the 291 images (T91 + BSD200)"
+        ),
         "patches_seen": meta["patches_total"],
         "gpu_seconds": round(sum(r.get("train_seconds", 0) for r in runs), 1),
         "device": log.get("device"),
         "scores": {s: {x: scores[s][x] for x in PAPER[s]} for s in PAPER},
         "paper": PAPER,
         "below_paper": below,
-        "label": (f"GPU-trained, {meta['cycles']} cycles, {meta['patches_total'] / 1e6:.1f} M "
-                  f"patches, Set5 x2 = {scores['Set5']['x2']['psnr']:.2f} dB"
-                  + (f"; below the paper in {len(below)} of 9 cells" if below else
-                     "; at or above the paper in all 9 cells")),
+        "label": (
+            f"GPU-trained, {meta['cycles']} cycles, {meta['patches_total'] / 1e6:.1f} M "
+            f"patches, Set5 x2 = {scores['Set5']['x2']['psnr']:.2f} dB"
+            + (
+                f"; below the paper in {len(below)} of 9 cells"
+                if below
+                else "; at or above the paper in all 9 cells"
+            )
+        ),
     }
     bundle_tflite(model, info)
     record_costs(model, info)

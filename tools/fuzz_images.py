@@ -87,8 +87,15 @@ def seed_files():
     encode("png", "exif_icc", pictures["rgb"], exif=exif.tobytes(), icc_profile=srgb_profile())
     encode("tif", "deflate", pictures["rgb"], compression="tiff_adobe_deflate")
     for fmt in ("gif", "webp", "png"):
-        encode(fmt, "animated", frames[0], save_all=True, append_images=frames[1:],
-               duration=[50, 60, 70], loop=0)
+        encode(
+            fmt,
+            "animated",
+            frames[0],
+            save_all=True,
+            append_images=frames[1:],
+            duration=[50, 60, 70],
+            loop=0,
+        )
     return seeds
 
 
@@ -97,7 +104,7 @@ def _put(data, offset, value, width):
     if offset < 0 or offset + width > len(data):
         return data
     fmt = {1: ">B", 2: ">H", 4: ">I"}[width]
-    return data[:offset] + struct.pack(fmt, value % (1 << (8 * width))) + data[offset + width:]
+    return data[:offset] + struct.pack(fmt, value % (1 << (8 * width))) + data[offset + width :]
 
 
 def _png_fields(data):
@@ -105,9 +112,9 @@ def _png_fields(data):
     fields = [(16, 4), (20, 4), (24, 1), (25, 1), (26, 1), (27, 1), (28, 1)]
     pos = 8
     while pos + 8 <= len(data):
-        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
         fields.append((pos, 4))
-        kind = data[pos + 4:pos + 8]
+        kind = data[pos + 4 : pos + 8]
         if kind == b"fcTL":  # an APNG frame's width, height, x, y
             fields += [(pos + 12, 4), (pos + 16, 4), (pos + 20, 4), (pos + 24, 4)]
         pos += 12 + length
@@ -118,7 +125,7 @@ def _jpeg_fields(data):
     fields, pos = [], 2
     while pos + 4 <= len(data) and data[pos] == 0xFF:
         marker = data[pos + 1]
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         fields.append((pos + 2, 2))
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             fields += [(pos + 4, 1), (pos + 5, 2), (pos + 7, 2), (pos + 9, 1)]
@@ -140,9 +147,9 @@ def _gif_fields(data):
 def _webp_fields(data):
     fields, pos = [(4, 4)], 12
     while pos + 8 <= len(data):
-        size = struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        size = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         fields.append((pos + 4, 4))
-        kind = data[pos:pos + 4]
+        kind = data[pos : pos + 4]
         if kind == b"VP8X":
             fields += [(pos + 12, 3), (pos + 15, 3)]
         elif kind == b"VP8L":
@@ -163,7 +170,7 @@ def _tiff_fields(data):
     ifd = struct.unpack(order + "I", data[4:8])[0]
     if ifd + 2 > len(data):
         return []
-    count = struct.unpack(order + "H", data[ifd:ifd + 2])[0]
+    count = struct.unpack(order + "H", data[ifd : ifd + 2])[0]
     fields = [(ifd, 2)]
     for i in range(min(count, 40)):
         entry = ifd + 2 + 12 * i
@@ -171,8 +178,13 @@ def _tiff_fields(data):
     return fields
 
 
-_FIELDS = {"png": _png_fields, "jpg": _jpeg_fields, "gif": _gif_fields, "webp": _webp_fields,
-           "tif": _tiff_fields}
+_FIELDS = {
+    "png": _png_fields,
+    "jpg": _jpeg_fields,
+    "gif": _gif_fields,
+    "webp": _webp_fields,
+    "tif": _tiff_fields,
+}
 MUTATIONS = ("bitflip", "bytes", "truncate", "header", "header+truncate", "splice")
 
 
@@ -192,7 +204,7 @@ def mutate(data, fmt, kind, rng):
             b[i] = rng.choice((0x00, 0xFF, 0x7F, 0x80, rng.randrange(256)))
         return bytes(b)
     if kind == "truncate":
-        return data[:rng.randrange(1, len(data))]
+        return data[: rng.randrange(1, len(data))]
     if kind == "splice":  # a block repeated or removed
         i, j = sorted(rng.randrange(len(data)) for _ in range(2))
         return data[:i] + data[i:j] * rng.randint(0, 3) + data[j:]
@@ -204,12 +216,15 @@ def mutate(data, fmt, kind, rng):
         value = rng.choice(SIZE_VALUES + (rng.randrange(1 << (8 * width)),))
         if fmt in ("webp", "tif") and data[:2] != b"MM":  # little-endian fields
             packed = (value % (1 << (8 * width))).to_bytes(width, "little")
-            data = data[:offset] + packed + data[offset + width:] if offset + width <= len(
-                data) else data
+            data = (
+                data[:offset] + packed + data[offset + width :]
+                if offset + width <= len(data)
+                else data
+            )
         else:
             data = _put(data, offset, value, width)
     if kind == "header+truncate":
-        data = data[:rng.randrange(max(len(data) // 2, 1), len(data) + 1)]
+        data = data[: rng.randrange(max(len(data) // 2, 1), len(data) + 1)]
     return data
 
 
@@ -230,12 +245,14 @@ def cases(n, seed):
 def _category(message):
     """A short class of an error message, for the summary's tally."""
     if message.startswith("corrupt or truncated image: "):
-        rest = message[len("corrupt or truncated image: "):]
+        rest = message[len("corrupt or truncated image: ") :]
         head = rest.split(":")[0]
-        return f"corrupt ({head})" if head.isidentifier() or "." in head and " " not in head \
+        return (
+            f"corrupt ({head})"
+            if head.isidentifier() or "." in head and " " not in head
             else "corrupt (OSError)"
+        )
     return re.sub(r"\d[\d,]*", "N", message.split(" (")[0])[:48]
-
 
 
 def _tiny_upscaler():
@@ -273,7 +290,9 @@ def run_cli_path(n, seed, workdir, limit_s=10.0, log=None):
         saved = os.dup(2)
         stderr_sink.seek(0)
         stderr_sink.truncate()
-        os.dup2(stderr_sink.fileno(), 2)  # what would reach the terminal (the CLI's quiet_decoders is on)
+        os.dup2(
+            stderr_sink.fileno(), 2
+        )  # what would reach the terminal (the CLI's quiet_decoders is on)
         try:
             with quiet_decoders():
                 upscale_one(upscaler, src, dst, SCALE, None)
@@ -286,20 +305,40 @@ def run_cli_path(n, seed, workdir, limit_s=10.0, log=None):
                     expected = output_size(im.size[::-1], SCALE)
             outcome = "output"
             if (h, w) != expected and (w, h) != expected:
-                crashes.append({"case": i, "format": fmt, "variant": variant, "mutation": kind,
-                                "error": f"output {w}x{h}, expected {expected[::-1]}"})
+                crashes.append(
+                    {
+                        "case": i,
+                        "format": fmt,
+                        "variant": variant,
+                        "mutation": kind,
+                        "error": f"output {w}x{h}, expected {expected[::-1]}",
+                    }
+                )
                 outcome = "crash"
         except FileError as e:
             outcome = "error"
             kind_of = _category(str(e))
             errors[kind_of] = errors.get(kind_of, 0) + 1
             if "\n" in str(e):
-                crashes.append({"case": i, "format": fmt, "mutation": kind,
-                                "error": f"multi-line message: {e!r}"})
+                crashes.append(
+                    {
+                        "case": i,
+                        "format": fmt,
+                        "mutation": kind,
+                        "error": f"multi-line message: {e!r}",
+                    }
+                )
         except Exception:  # noqa: BLE001 -- a crash is what the fuzzer looks for
             outcome = "crash"
-            crashes.append({"case": i, "format": fmt, "variant": variant, "mutation": kind,
-                            "traceback": traceback.format_exc()[-2000:]})
+            crashes.append(
+                {
+                    "case": i,
+                    "format": fmt,
+                    "variant": variant,
+                    "mutation": kind,
+                    "traceback": traceback.format_exc()[-2000:],
+                }
+            )
             with open(os.path.join(workdir, f"crash_{i}.{fmt}"), "wb") as f:
                 f.write(data)
         finally:
@@ -308,31 +347,47 @@ def run_cli_path(n, seed, workdir, limit_s=10.0, log=None):
         stderr_sink.seek(0)
         printed = stderr_sink.read(2000)
         if printed:
-            chatter.append({"case": i, "format": fmt, "mutation": kind,
-                            "stderr": printed.decode("utf-8", "replace")})
+            chatter.append(
+                {
+                    "case": i,
+                    "format": fmt,
+                    "mutation": kind,
+                    "stderr": printed.decode("utf-8", "replace"),
+                }
+            )
         seconds = time.monotonic() - start
         if seconds > slowest[0]:
             slowest = (seconds, {"case": i, "format": fmt, "variant": variant, "mutation": kind})
         if seconds > limit_s:
             hangs.append({"case": i, "format": fmt, "mutation": kind, "seconds": seconds})
         left = sorted(os.listdir(case_dir))
-        allowed = {os.path.basename(src)} | ({os.path.basename(dst)} if outcome == "output"
-                                             else set())
+        allowed = {os.path.basename(src)} | (
+            {os.path.basename(dst)} if outcome == "output" else set()
+        )
         if set(left) - allowed:
-            strays.append({"case": i, "format": fmt, "mutation": kind,
-                           "files": sorted(set(left) - allowed)})
+            strays.append(
+                {"case": i, "format": fmt, "mutation": kind, "files": sorted(set(left) - allowed)}
+            )
         shutil.rmtree(case_dir)
         key = f"{fmt}/{outcome}"
         counts[key] = counts.get(key, 0) + 1
         if log and (i + 1) % 1000 == 0:
             log(f"{i + 1} cases: {counts}")
-    return {"cases": n, "counts": dict(sorted(counts.items())),
-            "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
-            "crashes": len(crashes),
-            "hangs": len(hangs), "stray_files": len(strays), "stderr_output": len(chatter),
-            "slowest_s": round(slowest[0], 3), "slowest_case": slowest[1],
-            "first_crashes": crashes[:5], "first_hangs": hangs[:5], "first_strays": strays[:5],
-            "first_stderr": chatter[:5]}
+    return {
+        "cases": n,
+        "counts": dict(sorted(counts.items())),
+        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+        "crashes": len(crashes),
+        "hangs": len(hangs),
+        "stray_files": len(strays),
+        "stderr_output": len(chatter),
+        "slowest_s": round(slowest[0], 3),
+        "slowest_case": slowest[1],
+        "first_crashes": crashes[:5],
+        "first_hangs": hangs[:5],
+        "first_strays": strays[:5],
+        "first_stderr": chatter[:5],
+    }
 
 
 def run_saved_model(path, n, seed, limit_s=10.0, log=None):
@@ -360,8 +415,15 @@ def run_signature(fn, n, seed, limit_s=10.0, log=None):
             outcome = "error"
         except Exception:  # noqa: BLE001
             outcome = "crash"
-            crashes.append({"case": i, "format": fmt, "variant": variant, "mutation": kind,
-                            "traceback": traceback.format_exc()[-2000:]})
+            crashes.append(
+                {
+                    "case": i,
+                    "format": fmt,
+                    "variant": variant,
+                    "mutation": kind,
+                    "traceback": traceback.format_exc()[-2000:],
+                }
+            )
         seconds = time.monotonic() - start
         slowest = max(slowest, seconds)
         if seconds > limit_s:
@@ -370,9 +432,15 @@ def run_signature(fn, n, seed, limit_s=10.0, log=None):
         counts[key] = counts.get(key, 0) + 1
         if log and (i + 1) % 250 == 0:
             log(f"{i + 1} SavedModel cases: {counts}")
-    return {"cases": n, "counts": dict(sorted(counts.items())), "crashes": len(crashes),
-            "hangs": len(hangs), "slowest_s": round(slowest, 3), "first_crashes": crashes[:5],
-            "first_hangs": hangs[:5]}
+    return {
+        "cases": n,
+        "counts": dict(sorted(counts.items())),
+        "crashes": len(crashes),
+        "hangs": len(hangs),
+        "slowest_s": round(slowest, 3),
+        "first_crashes": crashes[:5],
+        "first_hangs": hangs[:5],
+    }
 
 
 def main():
@@ -387,19 +455,28 @@ def main():
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     workdir = tempfile.mkdtemp(prefix="vdsr_fuzz_")
     started = time.monotonic()
-    summary = {"seed": args.seed, "cli": run_cli_path(args.cases, args.seed, workdir,
-                                                      args.limit_s, log)}
+    summary = {
+        "seed": args.seed,
+        "cli": run_cli_path(args.cases, args.seed, workdir, args.limit_s, log),
+    }
     if args.saved_model:
-        summary["saved_model"] = run_saved_model(args.saved_model, args.sm_cases, args.seed,
-                                                 args.limit_s, log)
+        summary["saved_model"] = run_saved_model(
+            args.saved_model, args.sm_cases, args.seed, args.limit_s, log
+        )
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["crash_files_in"] = workdir
     print(json.dumps(summary, indent=2))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
-    bad = sum(summary[k]["crashes"] + summary[k]["hangs"] + summary[k].get("stray_files", 0)
-              + summary[k].get("stderr_output", 0) for k in ("cli", "saved_model") if k in summary)
+    bad = sum(
+        summary[k]["crashes"]
+        + summary[k]["hangs"]
+        + summary[k].get("stray_files", 0)
+        + summary[k].get("stderr_output", 0)
+        for k in ("cli", "saved_model")
+        if k in summary
+    )
     return 1 if bad else 0
 
 

@@ -45,18 +45,33 @@ from vdsr_tf.io.images import sample_images_dir  # noqa: E402
 
 STEPS, STEPS_PER_EPOCH = 150, 3
 _LIMIT_S = 600
-_RESUMED = re.compile(r"Resuming .* at epoch (\d+) \(step (\d+)\); restored weights sha256 "
-                      r"([0-9a-f]{64})")
+_RESUMED = re.compile(
+    r"Resuming .* at epoch (\d+) \(step (\d+)\); restored weights sha256 "
+    r"([0-9a-f]{64})"
+)
 
 
 def train_command(run_dir, steps=STEPS, steps_per_epoch=STEPS_PER_EPOCH):
     """The ``vdsr-train`` command of the soak: depth 3, 8 filters, small patches."""
-    return [sys.executable, "-m", "vdsr_tf.cli.train",
-            f"--data={os.path.join(sample_images_dir(), 'HR')}", f"--output_dir={run_dir}",
-            "--preset=paper", "--depth=3", "--filters=8", "--batch_size=4", "--patch_size=21",
-            f"--steps={steps}", f"--steps_per_epoch={steps_per_epoch}", "--optimizer=adam",
-            "--learning_rate=0.001", "--set=optim.schedule=constant",
-            "--set=data.patches_per_image=4", "--set=data.shuffle_buffer=16"]
+    return [
+        sys.executable,
+        "-m",
+        "vdsr_tf.cli.train",
+        f"--data={os.path.join(sample_images_dir(), 'HR')}",
+        f"--output_dir={run_dir}",
+        "--preset=paper",
+        "--depth=3",
+        "--filters=8",
+        "--batch_size=4",
+        "--patch_size=21",
+        f"--steps={steps}",
+        f"--steps_per_epoch={steps_per_epoch}",
+        "--optimizer=adam",
+        "--learning_rate=0.001",
+        "--set=optim.schedule=constant",
+        "--set=data.patches_per_image=4",
+        "--set=data.shuffle_buffer=16",
+    ]
 
 
 def _temporaries(run_dir):
@@ -109,8 +124,16 @@ def _wait_and_kill(proc, log_path, plan):
     return False
 
 
-def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPOCH,
-         window_s=2.5, backend="tensorflow", log=print):
+def soak(
+    kills,
+    seed=0,
+    workdir=None,
+    steps=STEPS,
+    steps_per_epoch=STEPS_PER_EPOCH,
+    window_s=2.5,
+    backend="tensorflow",
+    log=print,
+):
     """Runs the soak; returns the summary dict (``ok`` says whether all held).
 
     Args:
@@ -134,8 +157,13 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
         with open(os.path.join(block, "sitecustomize.py"), "w") as f:
             f.write("import sys\nsys.modules['tensorflow'] = None\n")
         path.insert(0, block)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), KERAS_BACKEND=backend,
-               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(path),
+        KERAS_BACKEND=backend,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONUNBUFFERED="1",
+    )
     failures, records, done = [], [], False
     started = time.monotonic()
     attempt = 0
@@ -147,27 +175,42 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
             # A quarter of the kills land in the start-up (import, data,
             # restore), the rest at a uniform moment of the training itself.
             early = rng.random() < 0.25
-            kill_plan = ("start-up", rng.uniform(0.2, 8.0)) if early else (
-                "training", rng.uniform(0.0, window_s))
+            kill_plan = (
+                ("start-up", rng.uniform(0.2, 8.0))
+                if early
+                else ("training", rng.uniform(0.0, window_s))
+            )
         log_path = os.path.join(workdir, f"attempt_{attempt:03d}.log")
         with open(log_path, "w") as log_file:
-            proc = subprocess.Popen(train_command(run_dir, steps, steps_per_epoch), cwd=workdir,
-                                    env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                train_command(run_dir, steps, steps_per_epoch),
+                cwd=workdir,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
             killed = _wait_and_kill(proc, log_path, kill_plan)
         if killed is None:
             failures.append(f"attempt {attempt}: still running after {_LIMIT_S} s")
             break
         text = open(log_path, errors="replace").read()
-        record = {"attempt": attempt, "killed": bool(killed), "kill": killed or None,
-                  "step_before": before[0] if before else None, "returncode": proc.returncode}
+        record = {
+            "attempt": attempt,
+            "killed": bool(killed),
+            "kill": killed or None,
+            "step_before": before[0] if before else None,
+            "returncode": proc.returncode,
+        }
         match = _RESUMED.search(text)
         if before is not None and match:
             record["resumed_step"] = int(match.group(2))
             record["restored_equal"] = match.group(3) == before[1]
             if int(match.group(2)) != before[0] or match.group(3) != before[1]:
-                failures.append(f"attempt {attempt}: resumed at step {match.group(2)} with "
-                                f"weights {match.group(3)[:12]}, checkpoint had step "
-                                f"{before[0]}, weights {before[1][:12]}")
+                failures.append(
+                    f"attempt {attempt}: resumed at step {match.group(2)} with "
+                    f"weights {match.group(3)[:12]}, checkpoint had step "
+                    f"{before[0]}, weights {before[1][:12]}"
+                )
         elif before is not None and not killed:
             failures.append(f"attempt {attempt}: finished without logging its resume")
         try:
@@ -180,20 +223,31 @@ def soak(kills, seed=0, workdir=None, steps=STEPS, steps_per_epoch=STEPS_PER_EPO
             failures.append(f"attempt {attempt}: step {after[0]} past the plan of {steps}")
         if not killed:
             if proc.returncode != 0:
-                failures.append(f"attempt {attempt}: exit {proc.returncode}: "
-                                f"{text.strip().splitlines()[-1:] }")
+                failures.append(
+                    f"attempt {attempt}: exit {proc.returncode}: {text.strip().splitlines()[-1:]}"
+                )
                 break
             done = True
         records.append(record)
-        log(f"attempt {attempt}: {'killed in ' + record['kill'] if killed else 'finished'}"
+        log(
+            f"attempt {attempt}: {'killed in ' + record['kill'] if killed else 'finished'}"
             f"; checkpoint step {record['step_before']} -> {record['step_after']}"
-            + (f"; resumed bit-identical: {record.get('restored_equal')}"
-               if "restored_equal" in record else ""))
-    summary = {"kills": sum(r["killed"] for r in records), "attempts": len(records),
-               "resumes_checked": sum("restored_equal" in r for r in records),
-               "resumes_bit_identical": sum(bool(r.get("restored_equal")) for r in records),
-               "seconds": round(time.monotonic() - started, 1), "seed": seed, "backend": backend,
-               "planned_steps": steps}
+            + (
+                f"; resumed bit-identical: {record.get('restored_equal')}"
+                if "restored_equal" in record
+                else ""
+            )
+        )
+    summary = {
+        "kills": sum(r["killed"] for r in records),
+        "attempts": len(records),
+        "resumes_checked": sum("restored_equal" in r for r in records),
+        "resumes_bit_identical": sum(bool(r.get("restored_equal")) for r in records),
+        "seconds": round(time.monotonic() - started, 1),
+        "seed": seed,
+        "backend": backend,
+        "planned_steps": steps,
+    }
     if done:
         final = _checkpoint(run_dir)
         summary["final_step"] = final[0] if final else None
@@ -230,8 +284,14 @@ def main():
     parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    summary = soak(args.kills, args.seed, args.workdir, steps=args.steps,
-                   window_s=args.window_s, backend=args.backend)
+    summary = soak(
+        args.kills,
+        args.seed,
+        args.workdir,
+        steps=args.steps,
+        window_s=args.window_s,
+        backend=args.backend,
+    )
     print(json.dumps(summary, indent=2))
     if args.json:
         with open(args.json, "w") as f:

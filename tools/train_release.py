@@ -36,23 +36,45 @@ sys.path.insert(0, REPO)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Flat output folder.")
-flags.DEFINE_float("budget_s", 540, "Seconds for the whole job, counted from "
-                   "$VDSR_JOB_START (set by train_release.sh before the install).")
-flags.DEFINE_string("state", None, "Training state to continue from (default: "
-                    "tools/release/state.npz; 'none' for a fresh start).")
+flags.DEFINE_float(
+    "budget_s",
+    540,
+    "Seconds for the whole job, counted from "
+    "$VDSR_JOB_START (set by train_release.sh before the install).",
+)
+flags.DEFINE_string(
+    "state",
+    None,
+    "Training state to continue from (default: tools/release/state.npz; 'none' for a fresh start).",
+)
 flags.DEFINE_string("data", None, "Training images: a .npz of Y planes or a folder.")
 flags.DEFINE_string("bench", None, "Benchmark Y planes (.npz from tools/wheelhouse.sh).")
-flags.DEFINE_float("eval_reserve_s", None, "Seconds kept for scoring and writing "
-                   "(default 45: the H200 scored the nine cells in 21 s; 8 for --dry_run).")
-flags.DEFINE_float("peak_lr", None, "Peak learning rate of this cycle (default 5e-4 for "
-                   "the first cycle, 3e-4 for later ones).")
-flags.DEFINE_float("rate_guess", 40000, "Patches/s assumed until measured (sets the "
-                   "warm-up length; the cycle's end is fitted to the measured rate).")
+flags.DEFINE_float(
+    "eval_reserve_s",
+    None,
+    "Seconds kept for scoring and writing "
+    "(default 45: the H200 scored the nine cells in 21 s; 8 for --dry_run).",
+)
+flags.DEFINE_float(
+    "peak_lr",
+    None,
+    "Peak learning rate of this cycle (default 5e-4 for the first cycle, 3e-4 for later ones).",
+)
+flags.DEFINE_float(
+    "rate_guess",
+    40000,
+    "Patches/s assumed until measured (sets the "
+    "warm-up length; the cycle's end is fitted to the measured rate).",
+)
 flags.DEFINE_integer("steps_per_call", 200, "Train steps per jitted call.")
 flags.DEFINE_integer("pool_workers", None, "Processes that build the device pool.")
 flags.DEFINE_boolean("dry_run", False, "Tiny network, short budget, bundled samples.")
-flags.DEFINE_multi_string("set", [], "Config overrides by dotted name, as vdsr-train's --set "
-                          "(e.g. --set=model.depth=4 for a rehearsal on CPU).")
+flags.DEFINE_multi_string(
+    "set",
+    [],
+    "Config overrides by dotted name, as vdsr-train's --set "
+    "(e.g. --set=model.depth=4 for a rehearsal on CPU).",
+)
 
 DEFAULT_STATE = os.path.join(REPO, "tools", "release", "state.npz")
 SETS = ("Set5", "Set14", "B100")
@@ -66,8 +88,15 @@ def _release_config(cycle, steps, dry_run):
     peak = FLAGS.peak_lr or (5e-4 if cycle == 1 else 3e-4)
     updates["optim.learning_rate"] = peak
     if dry_run:
-        updates.update({"model.depth": 3, "model.filters": 8, "data.patch_size": 24,
-                        "data.batch_size": 8, "steps_per_epoch": 10})
+        updates.update(
+            {
+                "model.depth": 3,
+                "model.filters": 8,
+                "data.patch_size": 24,
+                "data.batch_size": 8,
+                "steps_per_epoch": 10,
+            }
+        )
     for item in FLAGS.set:
         key, _, value = item.partition("=")
         updates[key.strip()] = value.strip()
@@ -123,8 +152,12 @@ def main(argv):
     if state_path != "none" and os.path.exists(state_path):
         prior, _, _ = checkpoint.read_state(state_path)
         prior.setdefault("runs", [])
-        logging.info("Continuing the chain of %s: %d cycles, %.1f M patches.", state_path,
-                     prior.get("cycles", 0), prior.get("patches_total", 0) / 1e6)
+        logging.info(
+            "Continuing the chain of %s: %d cycles, %.1f M patches.",
+            state_path,
+            prior.get("cycles", 0),
+            prior.get("patches_total", 0) / 1e6,
+        )
     elif state_path not in ("none", DEFAULT_STATE):
         raise app.UsageError(f"--state: no such file: {state_path}")
     cycle = int(prior.get("cycles", 0)) + 1
@@ -151,13 +184,22 @@ def main(argv):
     init = state_path if state_path != "none" and os.path.exists(state_path) else None
     # The cycle is fitted to end at the deadline; the hard stop allows a little
     # overrun (out of the scoring reserve) so that the last epoch is not cut.
-    callbacks = [jax_engine.FitScheduleToDeadline(deadline, multiple=k,
-                                            floor=2 * cfg.steps_per_epoch),
-                 TimeBudget(deadline=deadline + reserve / 3)]
+    callbacks = [
+        jax_engine.FitScheduleToDeadline(deadline, multiple=k, floor=2 * cfg.steps_per_epoch),
+        TimeBudget(deadline=deadline + reserve / 3),
+    ]
     t_train = time.time()
-    model, history = train(cfg, sources, run_dir, verbose=1, extra_callbacks=callbacks,
-                           engine="fast", steps_per_call=k, init_from=init,
-                           pool_workers=FLAGS.pool_workers)
+    model, history = train(
+        cfg,
+        sources,
+        run_dir,
+        verbose=1,
+        extra_callbacks=callbacks,
+        engine="fast",
+        steps_per_call=k,
+        init_from=init,
+        pool_workers=FLAGS.pool_workers,
+    )
     train_wall = time.time() - t_train
     step = int(np.asarray(model.optimizer.iterations))
     patches = step * cfg.data.batch_size
@@ -168,18 +210,32 @@ def main(argv):
 
     data_hash = checkpoint.read_state(os.path.join(run_dir, "checkpoint.npz"))[0]["data"]
     if prior.get("data") and prior["data"] != data_hash:
-        logging.warning("The chain's state was trained on other data (%s, now %s).",
-                        prior["data"][:12], data_hash[:12])
+        logging.warning(
+            "The chain's state was trained on other data (%s, now %s).",
+            prior["data"][:12],
+            data_hash[:12],
+        )
     device = jax.devices()[0]
     total = int(prior.get("patches_total", 0)) + patches
-    run = {"date": datetime.date.today().isoformat(),
-           "device": getattr(device, "device_kind", str(device)), "cycle": cycle,
-           "peak_lr": cfg.optim.learning_rate, "steps": step, "patches": patches,
-           "train_seconds": round(history.train_seconds, 1)}
+    run = {
+        "date": datetime.date.today().isoformat(),
+        "device": getattr(device, "device_kind", str(device)),
+        "cycle": cycle,
+        "peak_lr": cfg.optim.learning_rate,
+        "steps": step,
+        "patches": patches,
+        "train_seconds": round(history.train_seconds, 1),
+    }
     # The chain's state is written before scoring: a failed score keeps it.
-    meta = {"config": config_lib.to_dict(cfg), "data": data_hash, "cycles": cycle,
-            "patches_total": total, "epoch": 0, "step": 0,
-            "runs": prior.get("runs", []) + [run]}
+    meta = {
+        "config": config_lib.to_dict(cfg),
+        "data": data_hash,
+        "cycles": cycle,
+        "patches_total": total,
+        "epoch": 0,
+        "step": 0,
+        "runs": prior.get("runs", []) + [run],
+    }
     checkpoint.save_state(os.path.join(out, "state.npz"), model, meta, include_optimizer=False)
     os.remove(os.path.join(run_dir, "checkpoint.npz"))  # no optimizer state across restarts
 
@@ -191,27 +247,40 @@ def main(argv):
         scores = _scores(scorer, bench, dry)
     except Exception as e:  # keep the weights, state and log of a finished run
         logging.exception("Scoring failed")
-        scores = {"error": {"psnr": float("nan"), "ssim": float("nan"), "n": 0,
-                            "message": str(e)[:500]}}
+        scores = {
+            "error": {"psnr": float("nan"), "ssim": float("nan"), "n": 0, "message": str(e)[:500]}
+        }
     eval_s = time.time() - t_eval
-    results = {k2: {"psnr": round(v["psnr"], 4), "ssim": round(v["ssim"], 5), "n": v["n"]}
-               for k2, v in scores.items()}
+    results = {
+        k2: {"psnr": round(v["psnr"], 4), "ssim": round(v["ssim"], 5), "n": v["n"]}
+        for k2, v in scores.items()
+    }
     atomic_write_text(os.path.join(out, "scores.json"), json.dumps(results, indent=2))
 
     log = {
-        "device": run["device"], "backend": jax.default_backend(), "cycle": cycle,
+        "device": run["device"],
+        "backend": jax.default_backend(),
+        "cycle": cycle,
         "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
-        "patch_size": p, "batch_size": cfg.data.batch_size, "steps_per_call": k,
-        "steps": step, "patches_this_run": patches, "patches_total": total,
+        "patch_size": p,
+        "batch_size": cfg.data.batch_size,
+        "steps_per_call": k,
+        "steps": step,
+        "patches_this_run": patches,
+        "patches_total": total,
         "patches_per_s": round(steady, 1),
         "patches_per_s_41x41": round(steady * p * p / 41**2, 1),
         "tflops": round(steady * flop / 1e12, 2),
         "pool_seconds": round(history.pool_seconds, 2),
         "compile_seconds": round(history.compile_seconds, 2),
-        "train_seconds": round(history.train_seconds, 2), "train_wall_seconds": round(train_wall, 1),
-        "eval_seconds": round(eval_s, 1), "startup_seconds": round(t_main - start, 1),
-        "wall_seconds": round(time.time() - start, 1), "budget_s": FLAGS.budget_s,
-        "peak_lr": cfg.optim.learning_rate, "scores_psnr": {k2: v["psnr"] for k2, v in results.items()},
+        "train_seconds": round(history.train_seconds, 2),
+        "train_wall_seconds": round(train_wall, 1),
+        "eval_seconds": round(eval_s, 1),
+        "startup_seconds": round(t_main - start, 1),
+        "wall_seconds": round(time.time() - start, 1),
+        "budget_s": FLAGS.budget_s,
+        "peak_lr": cfg.optim.learning_rate,
+        "scores_psnr": {k2: v["psnr"] for k2, v in results.items()},
     }
     atomic_write_text(os.path.join(out, "log.json"), json.dumps(log, indent=2))
     print(json.dumps(log))

@@ -133,8 +133,9 @@ _GROUPS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
 
 # Adam with warm-up and cosine decay, global-norm clip 1.
-_ADAM_COSINE = OptimConfig(optimizer="adam", learning_rate=5e-4, schedule="cosine",
-                           warmup_fraction=0.02, clipnorm=1.0)
+_ADAM_COSINE = OptimConfig(
+    optimizer="adam", learning_rate=5e-4, schedule="cosine", warmup_fraction=0.02, clipnorm=1.0
+)
 
 
 PRESETS = {
@@ -276,12 +277,17 @@ def validate(config):
     checks = [
         (config.model.depth >= 2, "model.depth must be >= 2"),
         (config.model.filters >= 1, "model.filters must be >= 1"),
-        (config.model.clip_theta is None or config.model.clip_theta >= 0,
-         "model.clip_theta must be >= 0 or None"),
+        (
+            config.model.clip_theta is None or config.model.clip_theta >= 0,
+            "model.clip_theta must be >= 0 or None",
+        ),
         _one_of("model.clip_mode", config.model.clip_mode, CLIP_MODES),
         (d.patch_size >= 8, "data.patch_size must be >= 8"),
         (bool(d.scales) and all(s >= 2 for s in d.scales), "data.scales must be integers >= 2"),
-        (bool(d.downsize) and all(0 < f <= 1 for f in d.downsize), "data.downsize factors must be in (0, 1]"),
+        (
+            bool(d.downsize) and all(0 < f <= 1 for f in d.downsize),
+            "data.downsize factors must be in (0, 1]",
+        ),
         (d.batch_size >= 1, "data.batch_size must be >= 1"),
         (d.patches_per_image >= 1, "data.patches_per_image must be >= 1"),
         _one_of("optim.optimizer", o.optimizer, OPTIMIZERS),
@@ -290,8 +296,10 @@ def validate(config):
         (o.learning_rate > 0, "optim.learning_rate must be > 0"),
         (o.clipnorm is None or o.clipnorm > 0, "optim.clipnorm must be > 0 or None"),
         (o.clipvalue is None or o.clipvalue > 0, "optim.clipvalue must be > 0 or None"),
-        (o.clipnorm is None or o.clipvalue is None,
-         "optim.clipnorm and optim.clipvalue cannot both be set (the optimizer takes one)"),
+        (
+            o.clipnorm is None or o.clipvalue is None,
+            "optim.clipnorm and optim.clipvalue cannot both be set (the optimizer takes one)",
+        ),
         (0 <= o.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)"),
         (config.steps >= 1, "steps must be >= 1"),
         (config.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),

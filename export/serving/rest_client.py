@@ -16,9 +16,15 @@ import urllib.request
 
 def request_body(image_bytes, scale):
     """The JSON body for ``upscale_image`` (one image)."""
-    return {"signature_name": "upscale_image",
-            "instances": [{"image_bytes": {"b64": base64.b64encode(image_bytes).decode("ascii")},
-                           "scale": float(scale)}]}
+    return {
+        "signature_name": "upscale_image",
+        "instances": [
+            {
+                "image_bytes": {"b64": base64.b64encode(image_bytes).decode("ascii")},
+                "scale": float(scale),
+            }
+        ],
+    }
 
 
 def decode_response(body):
@@ -39,8 +45,9 @@ def main():
     args = parser.parse_args()
     with open(args.image, "rb") as f:
         body = json.dumps(request_body(f.read(), args.scale)).encode()
-    req = urllib.request.Request(args.url + ":predict", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        args.url + ":predict", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=300) as resp:
             png = decode_response(json.load(resp))

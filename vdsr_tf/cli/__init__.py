@@ -105,7 +105,8 @@ def quiet_native_logging(argv):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" not in sys.modules and not any(
-            isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
+    ):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
@@ -135,8 +136,9 @@ def help_text(module_name, doc):
         if flag.name in _deprecated():
             text = text.rstrip(".") + "; deprecated, goes in the next release."
         lines.append(f"  {head}")
-        lines += textwrap.wrap((text or "") + default, 76, initial_indent="      ",
-                               subsequent_indent="      ")
+        lines += textwrap.wrap(
+            (text or "") + default, 76, initial_indent="      ", subsequent_indent="      "
+        )
     lines += ["", "Try --helpfull for absl's own flags too."]
     return "\n".join(lines)
 

@@ -67,8 +67,11 @@ def collect_inputs(paths, recursive=False, output=None):
             folder_given = True
             found, passed = _folder_images(path, recursive, exclude)
             if not found:
-                hint = " (--recursive enters subfolders)" if not recursive and any(
-                    p.endswith(os.sep) for p in passed) else ""
+                hint = (
+                    " (--recursive enters subfolders)"
+                    if not recursive and any(p.endswith(os.sep) for p in passed)
+                    else ""
+                )
                 raise CliError(f"no image files in folder {path}{hint}")
             jobs += [(os.path.join(path, name), name) for name in found]
             skipped += passed
@@ -85,6 +88,7 @@ def output_paths(jobs, output, to_folder, fmt):
     Raises:
         CliError: if two inputs would be written to the same file.
     """
+
     def renamed(name):
         if fmt:
             return os.path.splitext(name)[0] + "." + fmt
@@ -121,8 +125,10 @@ class Progress:
         width = 24
         filled = int(width * done / max(total, 1))
         bar = "#" * filled + "." * (width - filled)
-        sys.stderr.write(f"\r[{bar}] file {self.done + 1}/{self.total} "
-                         f"tile {done}/{total} {self.name[-40:]}\x1b[K")
+        sys.stderr.write(
+            f"\r[{bar}] file {self.done + 1}/{self.total} "
+            f"tile {done}/{total} {self.name[-40:]}\x1b[K"
+        )
         sys.stderr.flush()
 
     def finish_file(self):
@@ -156,20 +162,31 @@ def upscale_one(upscaler, src, dst, scale, size, fmt=None, overwrite=False):
     fmt = FORMATS["." + fmt] if fmt else None
     try:
         in_size, out_size, frames, notes = upscaler.upscale_file(
-            src, dst, scale=scale, size=size, fmt=fmt, overwrite=overwrite)
+            src, dst, scale=scale, size=size, fmt=fmt, overwrite=overwrite
+        )
     except (ImageError, FileExistsError, ValueError) as e:
         raise FileError(str(e)) from None
     except OSError as e:  # the reading side reports ImageError: this is the write
-        raise FileError(f"cannot write {dst}: {e.strerror or e}",
-                        fatal=e.errno in _FATAL_WRITE) from None
+        raise FileError(
+            f"cannot write {dst}: {e.strerror or e}", fatal=e.errno in _FATAL_WRITE
+        ) from None
     anim = f", {frames} frames" if frames > 1 else ""
-    line = (f"{src} ({in_size[0]}x{in_size[1]}{anim}) -> {dst} "
-            f"({out_size[0]}x{out_size[1]})")
+    line = f"{src} ({in_size[0]}x{in_size[1]}{anim}) -> {dst} ({out_size[0]}x{out_size[1]})"
     return line, notes
 
 
-def run_batch(upscaler, files, destinations, scale=None, size=None, fmt=None,
-              overwrite=False, skipped=(), progress=None, prog="vdsr-upscale"):
+def run_batch(
+    upscaler,
+    files,
+    destinations,
+    scale=None,
+    size=None,
+    fmt=None,
+    overwrite=False,
+    skipped=(),
+    progress=None,
+    prog="vdsr-upscale",
+):
     """Upscales ``files`` into ``destinations``, one line per file; the CLI's loop.
 
     A file that fails gets one ``FILE: error: message`` line on stderr and
@@ -198,8 +215,13 @@ def run_batch(upscaler, files, destinations, scale=None, size=None, fmt=None,
                 os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
                 line, notes = upscale_one(upscaler, src, dst, scale, size, fmt, overwrite)
             except OSError as e:  # a mirrored subfolder that cannot be made
-                line, error = None, FileError(f"cannot create {os.path.dirname(dst)}: "
-                                              f"{e.strerror or e}", e.errno in _FATAL_WRITE)
+                line, error = (
+                    None,
+                    FileError(
+                        f"cannot create {os.path.dirname(dst)}: {e.strerror or e}",
+                        e.errno in _FATAL_WRITE,
+                    ),
+                )
             except FileError as e:
                 line, error = None, e
             progress.finish_file()
@@ -208,8 +230,11 @@ def run_batch(upscaler, files, destinations, scale=None, size=None, fmt=None,
                 print(f"{src}: error: {error}", file=sys.stderr, flush=True)
                 if error.fatal:
                     left = len(files) - i - 1
-                    print(f"{prog}: stopping: nothing more can be written "
-                          f"({left} file{'s' * (left != 1)} not processed)", file=sys.stderr)
+                    print(
+                        f"{prog}: stopping: nothing more can be written "
+                        f"({left} file{'s' * (left != 1)} not processed)",
+                        file=sys.stderr,
+                    )
                     break
                 continue
             written += 1
@@ -220,8 +245,7 @@ def run_batch(upscaler, files, destinations, scale=None, size=None, fmt=None,
     summary = f"{written} written, {len(failures)} failed"
     if skipped:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        hint = "; --recursive enters subfolders" if any(
-            p.endswith(os.sep) for p in skipped) else ""
+        hint = "; --recursive enters subfolders" if any(p.endswith(os.sep) for p in skipped) else ""
         summary += f", {len(skipped)} skipped ({shown}{hint})"
     print(f"{summary}, {elapsed:.1f} s", file=sys.stderr)
     return 1 if failures else 0

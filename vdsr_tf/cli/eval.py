@@ -15,7 +15,9 @@ from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.cli import flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("benchmark_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/).")
+flags.DEFINE_string(
+    "benchmark_dir", None, "Folder holding the sets (each with HR/ and LR_bicubic/)."
+)
 shared.define_deprecated_alias("data_dir", "benchmark_dir")
 flags.DEFINE_list("sets", ["Set5", "Set14", "B100"], "Sets to score.")
 flags.DEFINE_list("scales", ["2", "3", "4"], "Scales to score.")
@@ -24,12 +26,18 @@ flags.DEFINE_string("json", None, "Write the numbers to this JSON file.")
 flags.DEFINE_string("compare_dir", None, "Write one bicubic | VDSR | HR PNG per set here.")
 flags.DEFINE_boolean("baseline", True, "Also score bicubic and show it beside the model.")
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory for tfds:NAME sets.")
-flags.DEFINE_string("manual_dir", None, "Local files (the ../shared/datasets layout) to prepare "
-                    "tfds:NAME sets from on first use.")
+flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "Local files (the ../shared/datasets layout) to prepare tfds:NAME sets from on first use.",
+)
 flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (self-ensemble).")
 flags.DEFINE_boolean("demo", False, "Score the bundled sample images (no --benchmark_dir needed).")
-shared.define_precision_flag("fp32", "The network's precision (fp32: exact, the reference scores; auto: what "
-                  "vdsr-upscale runs by default here; bf16, int8: see vdsr-upscale --help).")
+shared.define_precision_flag(
+    "fp32",
+    "The network's precision (fp32: exact, the reference scores; auto: what "
+    "vdsr-upscale runs by default here; bf16, int8: see vdsr-upscale --help).",
+)
 PROG = "vdsr-eval"
 
 
@@ -38,9 +46,19 @@ def _rounded(result):
     return {"psnr": round(result["psnr"], 4), "ssim": round(result["ssim"], 5)}
 
 
-def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=None,
-             ensemble=False, out=sys.stdout, tfds_data_dir=None, manual_dir=None,
-             precision="fp32"):
+def run_eval(
+    data_dir,
+    sets,
+    scales,
+    weights=None,
+    baseline=True,
+    compare_dir=None,
+    ensemble=False,
+    out=sys.stdout,
+    tfds_data_dir=None,
+    manual_dir=None,
+    precision="fp32",
+):
     """Scores ``weights`` (or bicubic) and returns the JSON-shaped results.
 
     Returns:
@@ -55,8 +73,11 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
 
     bicubic = Upscaler("bicubic")
     only_bicubic = weights == "bicubic"
-    model_upscaler = bicubic if only_bicubic else Upscaler(weights or None, ensemble=ensemble,
-                                                           precision=precision)
+    model_upscaler = (
+        bicubic
+        if only_bicubic
+        else Upscaler(weights or None, ensemble=ensemble, precision=precision)
+    )
     results, base = {}, {}
     header = f"{'set':<8}{'scale':>6}  {'bicubic PSNR/SSIM':>20}"
     if not only_bicubic:
@@ -69,10 +90,16 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
         strips = []
         for s in scales:
             key = f"x{s}"
-            b = (evaluate_set(bicubic, set_dir, s, keep_images=True, **tfds_args)
-                 if (baseline or only_bicubic) else None)
-            m = b if only_bicubic else evaluate_set(model_upscaler, set_dir, s, keep_images=True,
-                                                    **tfds_args)
+            b = (
+                evaluate_set(bicubic, set_dir, s, keep_images=True, **tfds_args)
+                if (baseline or only_bicubic)
+                else None
+            )
+            m = (
+                b
+                if only_bicubic
+                else evaluate_set(model_upscaler, set_dir, s, keep_images=True, **tfds_args)
+            )
             results.setdefault(key_name, {})[key] = _rounded(m)
             line = f"{name:<8}{key:>6}  "
             if b is not None:
@@ -91,8 +118,10 @@ def run_eval(data_dir, sets, scales, weights=None, baseline=True, compare_dir=No
 
             os.makedirs(compare_dir, exist_ok=True)
             width = max(s.shape[1] for s in strips)
-            rows = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255)
-                    for s in strips]
+            rows = [
+                np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255)
+                for s in strips
+            ]
             save_array(np.concatenate(rows, axis=0), os.path.join(compare_dir, f"{key_name}.png"))
     if base and not only_bicubic:
         results["bicubic"] = base
@@ -112,8 +141,10 @@ def main(argv):
         data_dir, sets = os.path.split(sample_images_dir())
         sets = [sets]
         if not weights and not os.path.exists(bundled_weights_path()):
-            print("vdsr-eval: this build has no bundled weights yet; scoring the bicubic "
-                  "baseline on the bundled samples. Pass --weights=FILE to score a model.")
+            print(
+                "vdsr-eval: this build has no bundled weights yet; scoring the bicubic "
+                "baseline on the bundled samples. Pass --weights=FILE to score a model."
+            )
             weights = "bicubic"
     if not data_dir and not all(n.startswith("tfds:") for n in sets):
         raise CliError("--benchmark_dir is required (or --demo, or tfds:NAME sets)")
@@ -127,9 +158,18 @@ def main(argv):
         if not name.startswith("tfds:") and not os.path.isdir(os.path.join(data_dir, name)):
             raise CliError(f"set {name!r} not found in {data_dir}")
     try:
-        results = run_eval(data_dir, sets, scales, weights, FLAGS.baseline, FLAGS.compare_dir,
-                           FLAGS.ensemble, tfds_data_dir=FLAGS.tfds_data_dir,
-                           manual_dir=FLAGS.manual_dir, precision=FLAGS.precision)
+        results = run_eval(
+            data_dir,
+            sets,
+            scales,
+            weights,
+            FLAGS.baseline,
+            FLAGS.compare_dir,
+            FLAGS.ensemble,
+            tfds_data_dir=FLAGS.tfds_data_dir,
+            manual_dir=FLAGS.manual_dir,
+            precision=FLAGS.precision,
+        )
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
     if FLAGS.json:

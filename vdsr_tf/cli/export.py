@@ -25,19 +25,35 @@ flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
 flags.DEFINE_string("output", None, "saved_model: the base folder; tflite: the .tflite file.")
 shared.define_weights_flag()
 flags.DEFINE_string("model_name", "vdsr", "saved_model: model folder name.")
-flags.DEFINE_integer("version", None, "saved_model: version folder (a positive integer); "
-                     "default: the next free number under the model folder.")
-flags.DEFINE_enum("quantization", "fp32", list(QUANTIZATIONS),
-                  "tflite: weight/activation precision (mixed_int8: int8 inside, the first and "
-                  "last layers and the skip add in float).")
-flags.DEFINE_list("calibration_data", None, "tflite int8 and mixed_int8: HR image folders or .npz packs for "
-                  "the representative dataset of training patches (default: the bundled samples).")
-shared.define_tile_flags("saved_model: requests whose input or output has more pixels get "
-                        "InvalidArgument (checked from the header, before decoding).",
-                        "saved_model: tile side in output pixels; the served graph's memory "
-                        "is bounded by it.")
-flags.DEFINE_integer("fixed_size", None, "tflite: a static 1 x S x S x 1 input (GPU/NPU "
-                     "delegates need one); default: dynamic H x W.")
+flags.DEFINE_integer(
+    "version",
+    None,
+    "saved_model: version folder (a positive integer); "
+    "default: the next free number under the model folder.",
+)
+flags.DEFINE_enum(
+    "quantization",
+    "fp32",
+    list(QUANTIZATIONS),
+    "tflite: weight/activation precision (mixed_int8: int8 inside, the first and "
+    "last layers and the skip add in float).",
+)
+flags.DEFINE_list(
+    "calibration_data",
+    None,
+    "tflite int8 and mixed_int8: HR image folders or .npz packs for "
+    "the representative dataset of training patches (default: the bundled samples).",
+)
+shared.define_tile_flags(
+    "saved_model: requests whose input or output has more pixels get "
+    "InvalidArgument (checked from the header, before decoding).",
+    "saved_model: tile side in output pixels; the served graph's memory is bounded by it.",
+)
+flags.DEFINE_integer(
+    "fixed_size",
+    None,
+    "tflite: a static 1 x S x S x 1 input (GPU/NPU delegates need one); default: dynamic H x W.",
+)
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
 
 
@@ -63,13 +79,21 @@ def main(argv):
         if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
             raise CliError(f"--output {FLAGS.output} is a file; give a folder")
         try:
-            path = export_saved_model(model, FLAGS.output, FLAGS.model_name, FLAGS.version,
-                                      overwrite=FLAGS.overwrite, tile=FLAGS.tile,
-                                      max_pixels=FLAGS.max_pixels)
+            path = export_saved_model(
+                model,
+                FLAGS.output,
+                FLAGS.model_name,
+                FLAGS.version,
+                overwrite=FLAGS.overwrite,
+                tile=FLAGS.tile,
+                max_pixels=FLAGS.max_pixels,
+            )
         except (FileExistsError, ValueError) as e:
             raise CliError(str(e))
-        print(f"SavedModel written to {path} (version {os.path.basename(path)}, with TF "
-              "Serving warm-up requests)")
+        print(
+            f"SavedModel written to {path} (version {os.path.basename(path)}, with TF "
+            "Serving warm-up requests)"
+        )
         return 0
     if FLAGS.fixed_size is not None and FLAGS.fixed_size < 1:
         raise CliError("--fixed_size must be positive")
@@ -87,14 +111,21 @@ def main(argv):
         except FileNotFoundError as e:
             raise CliError(str(e))
     try:
-        info = export_tflite(model, FLAGS.output, quantization=FLAGS.quantization,
-                             representative_planes=planes, fixed_size=FLAGS.fixed_size)
+        info = export_tflite(
+            model,
+            FLAGS.output,
+            quantization=FLAGS.quantization,
+            representative_planes=planes,
+            fixed_size=FLAGS.fixed_size,
+        )
     except ValueError as e:
         raise CliError(str(e))
     shape = "1x{}x{}x1".format(*info["fixed_size"]) if info["fixed_size"] else "dynamic HxW"
     ops = ", ".join(f"{name} x{n}" for name, n in info["ops"].items())
-    print(f"TFLite ({info['quantization']}, {shape}) written to {info['path']} "
-          f"({info['bytes']:,} bytes; ops: {ops})")
+    print(
+        f"TFLite ({info['quantization']}, {shape}) written to {info['path']} "
+        f"({info['bytes']:,} bytes; ops: {ops})"
+    )
     return 0
 
 

@@ -33,17 +33,24 @@ def define_resize_flags():
     flags.DEFINE_string("size", None, "Exact output size WxH instead of --scale.")
 
 
-def define_output_flags(max_pixels_help="Refuse outputs with more pixels than this (all "
-                        "frames of an animation together), before decoding."):
+def define_output_flags(
+    max_pixels_help="Refuse outputs with more pixels than this (all "
+    "frames of an animation together), before decoding.",
+):
     """``--format``, ``--tile``, ``--ensemble`` and ``--max_pixels``."""
-    flags.DEFINE_enum("format", None, [ext[1:] for ext in FORMATS],
-                      "Output format for every file (default: keep each input's extension).")
+    flags.DEFINE_enum(
+        "format",
+        None,
+        [ext[1:] for ext in FORMATS],
+        "Output format for every file (default: keep each input's extension).",
+    )
     define_tile_flags(max_pixels_help)
     flags.DEFINE_boolean("ensemble", False, "Average the 8 flips/rotations (8x slower).")
 
 
-def define_tile_flags(max_pixels_help, tile_help="Tile side in output pixels (bounds "
-                      "memory); 0 = whole image."):
+def define_tile_flags(
+    max_pixels_help, tile_help="Tile side in output pixels (bounds memory); 0 = whole image."
+):
     """``--tile`` and ``--max_pixels``, with the library's defaults."""
     flags.DEFINE_integer("tile", DEFAULT_TILE, tile_help, lower_bound=0)
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, max_pixels_help, lower_bound=1)
@@ -51,8 +58,9 @@ def define_tile_flags(max_pixels_help, tile_help="Tile side in output pixels (bo
 
 def define_weights_flag(extra=""):
     """``--weights``: a Keras weights or model file; default the bundled weights."""
-    flags.DEFINE_string("weights", None, "A .keras or .weights.h5 file" + extra
-                        + "; default: the bundled weights.")
+    flags.DEFINE_string(
+        "weights", None, "A .keras or .weights.h5 file" + extra + "; default: the bundled weights."
+    )
 
 
 def define_precision_flag(default="auto", help_text=""):
@@ -62,15 +70,22 @@ def define_precision_flag(default="auto", help_text=""):
 
 def define_backend_flag(help_text):
     """``--backend``: keras or litert (tflite: deprecated spelling of litert)."""
-    flags.DEFINE_enum("backend", None, list(BACKENDS) + list(_OLD_BACKENDS),
-                      help_text + " (tflite: the old spelling of litert, deprecated).")
+    flags.DEFINE_enum(
+        "backend",
+        None,
+        list(BACKENDS) + list(_OLD_BACKENDS),
+        help_text + " (tflite: the old spelling of litert, deprecated).",
+    )
 
 
 def backend(value, prog):
     """The ``--backend`` value in the API's spelling, warning on an old one."""
     if value in _OLD_BACKENDS:
-        print(f"{prog}: warning: --backend={value} is deprecated; use "
-              f"--backend={_OLD_BACKENDS[value]}", file=sys.stderr)
+        print(
+            f"{prog}: warning: --backend={value} is deprecated; use "
+            f"--backend={_OLD_BACKENDS[value]}",
+            file=sys.stderr,
+        )
         return _OLD_BACKENDS[value]
     return value
 
@@ -85,5 +100,7 @@ def warn_deprecated(prog, flag_values=flags.FLAGS):
     """One stderr line for each deprecated alias given on the command line."""
     for old, new in _ALIASES.items():
         if old in flag_values and flag_values[old].present:
-            print(f"{prog}: warning: --{old} is deprecated and goes in the next release; "
-                  f"use --{new}", file=sys.stderr)
+            print(
+                f"{prog}: warning: --{old} is deprecated and goes in the next release; use --{new}",
+                file=sys.stderr,
+            )

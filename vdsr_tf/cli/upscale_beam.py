@@ -23,17 +23,25 @@ from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.cli import flags as shared
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_pattern", None, "A glob of input files (local, gs://, s3://, "
-                    "hdfs:// where Beam has the filesystem); ** matches subfolders.")
-flags.DEFINE_string("output_dir", None, "Output folder; outputs keep their paths relative "
-                    "to the pattern's folder.")
+flags.DEFINE_string(
+    "input_pattern",
+    None,
+    "A glob of input files (local, gs://, s3://, "
+    "hdfs:// where Beam has the filesystem); ** matches subfolders.",
+)
+flags.DEFINE_string(
+    "output_dir", None, "Output folder; outputs keep their paths relative to the pattern's folder."
+)
 shared.define_resize_flags()
 shared.define_output_flags("Refuse outputs with more pixels than this.")
 shared.define_weights_flag(" (local or on a Beam filesystem), or 'bicubic'")
 flags.DEFINE_string("model", None, "A .tflite file to run with LiteRT instead of Keras.")
-shared.define_precision_flag("auto", "The network's precision on each worker (auto: the "
-                             "fastest path there within 0.05 dB of fp32, timed once per "
-                             "machine; fp32: exact; see vdsr-upscale).")
+shared.define_precision_flag(
+    "auto",
+    "The network's precision on each worker (auto: the "
+    "fastest path there within 0.05 dB of fp32, timed once per "
+    "machine; fp32: exact; see vdsr-upscale).",
+)
 
 
 @entry_point("vdsr-upscale-beam")
@@ -66,8 +74,10 @@ def main(argv):
         raise CliError(f"unexpected arguments {positional}: inputs go in --input_pattern")
     unknown = unknown_options(beam_args)
     if unknown:
-        raise CliError(f"unknown flag --{unknown[0]}: not a flag of vdsr-upscale-beam nor a "
-                       "Beam pipeline option (see vdsr-upscale-beam --help)")
+        raise CliError(
+            f"unknown flag --{unknown[0]}: not a flag of vdsr-upscale-beam nor a "
+            "Beam pipeline option (see vdsr-upscale-beam --help)"
+        )
     if not FLAGS.input_pattern or not FLAGS.output_dir:
         raise CliError("--input_pattern and --output_dir are required")
     if FLAGS.weights and FLAGS.model:
@@ -75,10 +85,16 @@ def main(argv):
     try:
         size = parse_size(FLAGS.size) if FLAGS.size else None
         check_scale_size(FLAGS.scale, size, names=("--scale", "--size"))
-        handler = UpscaleModelHandler(FLAGS.scale, size, weights=FLAGS.weights,
-                                      tflite_model=FLAGS.model, tile=FLAGS.tile,
-                                      ensemble=FLAGS.ensemble, max_pixels=FLAGS.max_pixels,
-                                      precision=FLAGS.precision)
+        handler = UpscaleModelHandler(
+            FLAGS.scale,
+            size,
+            weights=FLAGS.weights,
+            tflite_model=FLAGS.model,
+            tile=FLAGS.tile,
+            ensemble=FLAGS.ensemble,
+            max_pixels=FLAGS.max_pixels,
+            precision=FLAGS.precision,
+        )
     except ValueError as e:
         raise CliError(str(e))
     try:
@@ -102,12 +118,14 @@ def main(argv):
     result.wait_until_finish()
     totals = metric_totals(result)
     seconds = totals.get("upscale_milliseconds", 0) / 1000
-    print(f"{totals.get('written', 0)} written, {totals.get('failures', 0)} failed "
-          f"(listed in {FileSystems.join(FLAGS.output_dir, DEAD_LETTER)}), "
-          f"{totals.get('skipped_existing', 0)} already there, "
-          f"{totals.get('skipped_not_images', 0)} not images; "
-          f"{totals.get('output_pixels', 0):,} output pixels in {seconds:.1f} s of upscaling",
-          file=sys.stderr)
+    print(
+        f"{totals.get('written', 0)} written, {totals.get('failures', 0)} failed "
+        f"(listed in {FileSystems.join(FLAGS.output_dir, DEAD_LETTER)}), "
+        f"{totals.get('skipped_existing', 0)} already there, "
+        f"{totals.get('skipped_not_images', 0)} not images; "
+        f"{totals.get('output_pixels', 0):,} output pixels in {seconds:.1f} s of upscaling",
+        file=sys.stderr,
+    )
     return 1 if totals.get("failures", 0) else 0
 
 

@@ -1,1 +1,1 @@
-"""data."""
+"""Training patches: MATLAB-bicubic degradation in numpy and in ``tf.data``, and TFDS builders."""

@@ -67,8 +67,9 @@ def pack_y_planes(sources, path):
         The number of planes written.
     """
     planes = load_y_planes(sources)
-    atomic_write(path, lambda f: np.savez_compressed(
-        f, **{f"y{i:05d}": p for i, p in enumerate(planes)}))
+    atomic_write(
+        path, lambda f: np.savez_compressed(f, **{f"y{i:05d}": p for i, p in enumerate(planes)})
+    )
     return len(planes)
 
 

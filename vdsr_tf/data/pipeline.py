@@ -12,7 +12,6 @@ model.fit(vdsr_tf.patch_dataset("images/", batch_size=64), steps_per_epoch=100)
 ```
 """
 
-
 import numpy as np
 
 from vdsr_tf.data.degradation import _expand_sources, _visit_args, load_y_planes
@@ -82,8 +81,10 @@ def _tf_tables(plan, inputs, count, taps):
     import tensorflow as tf
 
     out = tf.numpy_function(plan, inputs, [tf.int32, tf.float64] * count, stateful=False)
-    return [tf.ensure_shape(t, [None] if i % 2 == 0 else [None, taps[i // 2]])
-            for i, t in enumerate(out)]
+    return [
+        tf.ensure_shape(t, [None] if i % 2 == 0 else [None, taps[i // 2]])
+        for i, t in enumerate(out)
+    ]
 
 
 def _tf_shrunk(hr, factor, patch_size, scale):
@@ -101,8 +102,9 @@ def _tf_shrunk(hr, factor, patch_size, scale):
         out = (scaled_size(h, factor), scaled_size(w, factor)) if shrink else (0, 0)
         return _resize_tables((h, w), out, factor)
 
-    tables = _tf_tables(plan, [tf.shape(hr)[0], tf.shape(hr)[1], patch_size + scale], 2,
-                        [max_taps(factor)] * 2)
+    tables = _tf_tables(
+        plan, [tf.shape(hr)[0], tf.shape(hr)[1], patch_size + scale], 2, [max_taps(factor)] * 2
+    )
     return tf.cond(tf.size(tables[0]) > 0, lambda: _tf_resize(hr, tables), lambda: hr)
 
 
@@ -159,8 +161,9 @@ def _tf_degraded_pair(hr, factor, scale, patch_size):
     """
     import tensorflow as tf
 
-    tall, y, start, band = _tf_degraded(_tf_shrunk(hr, factor, patch_size, scale), scale,
-                                        patch_size)
+    tall, y, start, band = _tf_degraded(
+        _tf_shrunk(hr, factor, patch_size, scale), scale, patch_size
+    )
     return tf.transpose(_tf_resize_rows(tf.transpose(tall), start, band)), y
 
 
@@ -190,10 +193,12 @@ def _tf_sample_visit(plane, visit_seed, patch_size, scales, downsize, augment, c
     scales = [int(s) for s in scales]
     pick_f, pick_s = draw(0, [], len(downsize)), draw(1, [], len(scales))
     scale = tf.gather(scales, pick_s)
-    shrunk = tf.switch_case(pick_f, [(lambda f=float(f): _tf_shrunk(plane, f, p, scale))
-                                     for f in downsize])
+    shrunk = tf.switch_case(
+        pick_f, [(lambda f=float(f): _tf_shrunk(plane, f, p, scale)) for f in downsize]
+    )
     tall, y, start, band = tf.switch_case(
-        pick_s, [(lambda s=s: _tf_degraded(shrunk, s, p)) for s in scales])
+        pick_s, [(lambda s=s: _tf_degraded(shrunk, s, p)) for s in scales]
+    )
     h, w = tf.shape(y)[0], tf.shape(y)[1]
     n = tf.where(h >= p, count, 0)
     tops = draw(2, [n], tf.maximum(h - p + 1, 1))
@@ -207,8 +212,10 @@ def _tf_sample_visit(plane, visit_seed, patch_size, scales, downsize, augment, c
     strips = tf.cast(tf.gather(tall, rows), tf.float64)  # (n, P, W / scale)
     col_start, col_band = tf.gather(start, cols), tf.gather(band, cols)  # (n, P[, T])
     last = tf.shape(tall)[1] - 1
-    acc = tap_sum(col_band[:, None, :, :], lambda k: tf.gather(
-        strips, tf.minimum(col_start + k, last), axis=2, batch_dims=1))
+    acc = tap_sum(
+        col_band[:, None, :, :],
+        lambda k: tf.gather(strips, tf.minimum(col_start + k, last), axis=2, batch_dims=1),
+    )
     x_patches = tf.cast(acc, tf.float32)
     rows_k, cols_k = dihedral_tables(p)
     flat = tf.gather(tf.constant((rows_k * p + cols_k).reshape(8, p * p)), ks)
@@ -257,33 +264,42 @@ def _y_plane_dataset(sources, data_dir=None, manual_dir=None):
     import tensorflow as tf
 
     def numpy_planes(fn, inputs):
-        return tf.ensure_shape(tf.numpy_function(fn, inputs, tf.uint8, stateful=False),
-                               (None, None))
+        return tf.ensure_shape(
+            tf.numpy_function(fn, inputs, tf.uint8, stateful=False), (None, None)
+        )
 
     parts = []
     for source in _expand_sources(sources):
         if source.startswith("tfds:"):
             # TFDS images (H, W, C): Y is taken here; files and packs are Y already.
-            parts.append(_tfds_images(source, data_dir, manual_dir).map(
-                lambda image: numpy_planes(to_y, [image]), num_parallel_calls=tf.data.AUTOTUNE))
+            parts.append(
+                _tfds_images(source, data_dir, manual_dir).map(
+                    lambda image: numpy_planes(to_y, [image]), num_parallel_calls=tf.data.AUTOTUNE
+                )
+            )
         elif source.endswith(".npz"):
             planes = load_y_planes(source)
-            parts.append(tf.data.Dataset.from_generator(
-                lambda planes=planes: iter(planes),
-                output_signature=tf.TensorSpec((None, None), tf.uint8)))
+            parts.append(
+                tf.data.Dataset.from_generator(
+                    lambda planes=planes: iter(planes),
+                    output_signature=tf.TensorSpec((None, None), tf.uint8),
+                )
+            )
         else:
             # The package's one decoder (``vdsr_tf.io.images``), in parallel.
-            parts.append(tf.data.Dataset.from_tensor_slices(list_images(source)).map(
-                lambda path: numpy_planes(lambda p: read_y(p.decode()), [path]),
-                num_parallel_calls=tf.data.AUTOTUNE))
+            parts.append(
+                tf.data.Dataset.from_tensor_slices(list_images(source)).map(
+                    lambda path: numpy_planes(lambda p: read_y(p.decode()), [path]),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                )
+            )
     ds = parts[0]
     for part in parts[1:]:
         ds = ds.concatenate(part)
     return ds
 
 
-def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
-                 manual_dir=None):
+def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False, manual_dir=None):
     """The training ``tf.data`` pipeline.
 
     Steps, in order: Y channel; cache in memory; repeat and shuffle the images;
@@ -311,9 +327,7 @@ def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
     args = _visit_args(data_config)
     planes = _y_plane_dataset(sources, data_dir, manual_dir).cache()
     planes = planes.repeat().shuffle(512, seed=seed)
-    visit_seeds = tf.data.Dataset.random(seed=seed).map(
-        lambda s: tf.math.floormod(s, 2**31)
-    )
+    visit_seeds = tf.data.Dataset.random(seed=seed).map(lambda s: tf.math.floormod(s, 2**31))
 
     # Plain TF ops, no Python control flow on tensors: AutoGraph's conversion
     # would only slow the tracing down (twice as long).
@@ -332,8 +346,16 @@ def make_dataset(sources, data_config, seed=0, data_dir=None, with_scale=False,
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def patch_dataset(sources, patch_size=41, scales=(2, 3, 4), batch_size=64,
-                  downsize=(1.0, 0.7, 0.5), augment=True, seed=0, data_dir=None):
+def patch_dataset(
+    sources,
+    patch_size=41,
+    scales=(2, 3, 4),
+    batch_size=64,
+    downsize=(1.0, 0.7, 0.5),
+    augment=True,
+    seed=0,
+    data_dir=None,
+):
     """Keras-friendly shortcut for ``make_dataset``: ``model.fit(patch_dataset(...))``.
 
     Args:
@@ -348,6 +370,11 @@ def patch_dataset(sources, patch_size=41, scales=(2, 3, 4), batch_size=64,
     """
     from vdsr_tf.config import DataConfig
 
-    cfg = DataConfig(patch_size=patch_size, scales=tuple(scales), batch_size=batch_size,
-                     downsize=tuple(downsize), augment=augment)
+    cfg = DataConfig(
+        patch_size=patch_size,
+        scales=tuple(scales),
+        batch_size=batch_size,
+        downsize=tuple(downsize),
+        augment=augment,
+    )
     return make_dataset(sources, cfg, seed=seed, data_dir=data_dir)

@@ -55,7 +55,8 @@ def _manual_folder(dl_manager, *parts):
     if not os.path.isdir(folder):
         raise FileNotFoundError(
             f"{folder} not found: pass download_config=tfds.download.DownloadConfig("
-            "manual_dir=...) pointing at a folder laid out like ../shared/datasets")
+            "manual_dir=...) pointing at a folder laid out like ../shared/datasets"
+        )
     return folder
 
 
@@ -66,7 +67,8 @@ class _Benchmark(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = _RELEASE_NOTES
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point DownloadConfig(manual_dir=...) at a folder holding {folder}/HR and "
-        "{folder}/LR_bicubic/X{{2,3,4}} (the layout of ../shared/datasets).")
+        "{folder}/LR_bicubic/X{{2,3,4}} (the layout of ../shared/datasets)."
+    )
     FOLDER = None  # set by subclasses
 
     def _info(self):
@@ -125,14 +127,16 @@ class Sr291(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = _RELEASE_NOTES
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point DownloadConfig(manual_dir=...) at a folder holding train/T91 and "
-        "train/BSD200 (the layout of ../shared/datasets).")
+        "train/BSD200 (the layout of ../shared/datasets)."
+    )
 
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
             description="The 291 training images of the VDSR paper (T91 + BSD200), HR only.",
             features=tfds.features.FeaturesDict(
-                {"name": tfds.features.Text(), "hr": tfds.features.Image(**_IMAGE)}),
+                {"name": tfds.features.Text(), "hr": tfds.features.Image(**_IMAGE)}
+            ),
             citation=_CITATION,
         )
 
@@ -168,14 +172,15 @@ def load(name, split=None, data_dir=None, manual_dir=None):
     kwargs = {}
     if manual_dir:
         kwargs["download_and_prepare_kwargs"] = {
-            "download_config": tfds.download.DownloadConfig(manual_dir=manual_dir)}
+            "download_config": tfds.download.DownloadConfig(manual_dir=manual_dir)
+        }
     try:
-        return tfds.load(name, split=split, data_dir=data_dir, download=bool(manual_dir),
-                         **kwargs)
+        return tfds.load(name, split=split, data_dir=data_dir, download=bool(manual_dir), **kwargs)
     except AssertionError as e:  # TFDS's way of saying "not prepared"
         raise FileNotFoundError(
             f"TFDS dataset {name!r} is not prepared in {data_dir or 'the default data_dir'}; "
-            f"pass manual_dir (--manual_dir) to prepare it from local files. ({e})") from None
+            f"pass manual_dir (--manual_dir) to prepare it from local files. ({e})"
+        ) from None
 
 
 NAMES = ("set5", "set14", "b100", "urban100", "sr291")

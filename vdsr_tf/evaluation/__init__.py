@@ -1,1 +1,1 @@
-"""evaluation."""
+"""The literature's PSNR / SSIM protocol and the benchmark sets."""

@@ -80,8 +80,9 @@ def evaluate_set(upscaler, set_dir, scale, keep_images=False, data_dir=None, man
         ``{"psnr": float, "ssim": float, "n": int}``, plus ``"images"``: a list
         of ``(name, sr, hr)`` uint8 arrays when ``keep_images``.
     """
-    return evaluate_pairs(upscaler, benchmark_pairs(set_dir, scale, data_dir, manual_dir),
-                          scale, keep_images)
+    return evaluate_pairs(
+        upscaler, benchmark_pairs(set_dir, scale, data_dir, manual_dir), scale, keep_images
+    )
 
 
 def evaluate_pairs(upscaler, pairs, scale, keep_images=False):
@@ -112,6 +113,7 @@ def pack_benchmark_y(data_dir, sets, scales, path):
     travel. Written atomically.
     """
     from vdsr_tf.io.atomic import atomic_write
+
     arrays = {}
     for name in sets:
         folder = os.path.join(data_dir, name)
@@ -129,7 +131,7 @@ def packed_pairs(packed, set_name, scale):
     """``(name, lr_y, hr_y)`` uint8 pairs of one set and scale from ``pack_benchmark_y``'s file
     (an open ``np.load`` object or a dict), ``hr_y`` cropped to ``scale`` x the LR size."""
     prefix = f"{set_name}/X{scale}/"
-    names = sorted(k[len(prefix):] for k in packed.keys() if k.startswith(prefix))
+    names = sorted(k[len(prefix) :] for k in packed.keys() if k.startswith(prefix))
     if not names:
         raise FileNotFoundError(f"No {set_name} x{scale} planes in the pack")
     for img in names:
@@ -146,6 +148,7 @@ def comparison_strip(bicubic, sr, hr, crop=96, zoom=2):
         crop: side of the centre crop (clamped to the image).
         zoom: nearest-neighbour zoom of the crop.
     """
+
     def prepare(im):
         im = im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=-1)
         h, w = im.shape[:2]
@@ -155,6 +158,4 @@ def comparison_strip(bicubic, sr, hr, crop=96, zoom=2):
         return patch.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
     gap = np.full((prepare(hr).shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate(
-        [prepare(bicubic), gap, prepare(sr), gap, prepare(hr)], axis=1
-    )
+    return np.concatenate([prepare(bicubic), gap, prepare(sr), gap, prepare(hr)], axis=1)

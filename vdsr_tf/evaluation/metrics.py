@@ -53,12 +53,12 @@ _METRIC_MIN_MSE = 1e-10
 
 def _check_crop_border(crop_border) -> int:
     """Returns ``crop_border`` as an int >= 0, or raises ValueError."""
-    if isinstance(crop_border, (bool, np.bool_)) or not isinstance(
-        crop_border, (int, np.integer)
-    ) or crop_border < 0:
-        raise ValueError(
-            f"crop_border must be a non-negative int, got {crop_border!r}."
-        )
+    if (
+        isinstance(crop_border, (bool, np.bool_))
+        or not isinstance(crop_border, (int, np.integer))
+        or crop_border < 0
+    ):
+        raise ValueError(f"crop_border must be a non-negative int, got {crop_border!r}.")
     return int(crop_border)
 
 
@@ -85,28 +85,18 @@ def _prepare(
     sr = np.asarray(sr)
     hr = np.asarray(hr)
     if sr.shape != hr.shape:
-        raise ValueError(
-            f"sr and hr must have the same shape, got {sr.shape} and "
-            f"{hr.shape}."
-        )
+        raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape}.")
     if sr.dtype != np.uint8 or hr.dtype != np.uint8:
-        raise ValueError(
-            f"sr and hr must be uint8 in [0, 255], got {sr.dtype} and "
-            f"{hr.dtype}."
-        )
+        raise ValueError(f"sr and hr must be uint8 in [0, 255], got {sr.dtype} and {hr.dtype}.")
     if sr.ndim == 2:
         sr, hr = sr[..., None], hr[..., None]
     if sr.ndim != 3 or sr.shape[-1] not in (1, 3):
-        raise ValueError(
-            "images must be (H, W), (H, W, 1) or (H, W, 3), got shape "
-            f"{sr.shape}."
-        )
+        raise ValueError(f"images must be (H, W), (H, W, 1) or (H, W, 3), got shape {sr.shape}.")
     crop_border = _check_crop_border(crop_border)
     h, w = sr.shape[:2]
     if 2 * crop_border >= min(h, w):
         raise ValueError(
-            f"crop_border={crop_border} leaves nothing of an image of shape "
-            f"{sr.shape}."
+            f"crop_border={crop_border} leaves nothing of an image of shape {sr.shape}."
         )
     sr = sr.astype(np.float64)
     hr = hr.astype(np.float64)
@@ -175,8 +165,8 @@ def _filter_valid(image: np.ndarray, window: np.ndarray) -> np.ndarray:
     """
     k = window.shape[0]
     h, w = image.shape
-    rows = sum(window[i] * image[i:i + h - k + 1] for i in range(k))
-    return sum(window[i] * rows[:, i:i + w - k + 1] for i in range(k))
+    rows = sum(window[i] * image[i : i + h - k + 1] for i in range(k))
+    return sum(window[i] * rows[:, i : i + w - k + 1] for i in range(k))
 
 
 def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,1 +1,1 @@
-"""Exporters of a trained VDSR model to deployment formats (TFLite, SavedModel)."""
+"""Artefacts for serving: the TF Serving SavedModel and LiteRT ``.tflite`` files."""

@@ -71,8 +71,9 @@ def _bytes_at(data, start, length):
 
 
 def _little(b):
-    return tf.reduce_sum(b * tf.bitwise.left_shift(
-        tf.ones_like(b), 8 * tf.range(tf.size(b, out_type=tf.int64))))
+    return tf.reduce_sum(
+        b * tf.bitwise.left_shift(tf.ones_like(b), 8 * tf.range(tf.size(b, out_type=tf.int64)))
+    )
 
 
 def _big(b):
@@ -112,28 +113,40 @@ def header_size(data):
 
         def vp8l():
             bits = _little(_bytes_at(padded, 21, 4))
-            return (tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1,
-                    tf.bitwise.bitwise_and(bits, 0x3FFF) + 1)
+            return (
+                tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1,
+                tf.bitwise.bitwise_and(bits, 0x3FFF) + 1,
+            )
 
         def vp8():
-            return (tf.bitwise.bitwise_and(_little(_bytes_at(padded, 28, 2)), 0x3FFF),
-                    tf.bitwise.bitwise_and(_little(_bytes_at(padded, 26, 2)), 0x3FFF))
+            return (
+                tf.bitwise.bitwise_and(_little(_bytes_at(padded, 28, 2)), 0x3FFF),
+                tf.bitwise.bitwise_and(_little(_bytes_at(padded, 26, 2)), 0x3FFF),
+            )
 
-        return tf.case([(tf.equal(chunk, "VP8X"), vp8x), (tf.equal(chunk, "VP8L"), vp8l)],
-                       default=vp8)
+        return tf.case(
+            [(tf.equal(chunk, "VP8X"), vp8x), (tf.equal(chunk, "VP8L"), vp8l)], default=vp8
+        )
 
     def unknown():
         return tf.constant(-1, tf.int64), tf.constant(-1, tf.int64)
 
     starts = tf.strings.substr
-    return tf.case([
-        (tf.equal(starts(head, 0, 8), b"\x89PNG\r\n\x1a\n"), png),
-        (tf.equal(starts(head, 0, 4), b"GIF8"), gif),
-        (tf.equal(starts(head, 0, 2), b"BM"), bmp),
-        (tf.equal(starts(head, 0, 2), b"\xff\xd8"), jpeg),
-        (tf.logical_and(tf.equal(starts(head, 0, 4), b"RIFF"),
-                        tf.equal(starts(head, 8, 4), b"WEBP")), webp),
-    ], default=unknown)
+    return tf.case(
+        [
+            (tf.equal(starts(head, 0, 8), b"\x89PNG\r\n\x1a\n"), png),
+            (tf.equal(starts(head, 0, 4), b"GIF8"), gif),
+            (tf.equal(starts(head, 0, 2), b"BM"), bmp),
+            (tf.equal(starts(head, 0, 2), b"\xff\xd8"), jpeg),
+            (
+                tf.logical_and(
+                    tf.equal(starts(head, 0, 4), b"RIFF"), tf.equal(starts(head, 8, 4), b"WEBP")
+                ),
+                webp,
+            ),
+        ],
+        default=unknown,
+    )
 
 
 # Markers of an animation, by container: an animated WebP's flag and ANIM /
@@ -142,8 +155,11 @@ def header_size(data):
 # (tools/fuzz_images.py: heap corruption or a segfault on 28 of 72 mutants of
 # an animated WebP, none of 328 of still ones), and it keeps only the first
 # frame of the others: the served model refuses them all.
-_ANIMATION_MARKERS = {"webp": (b"ANIM", b"ANMF"), "png": (b"acTL",),
-                      "gif": (b"NETSCAPE2.0", b"ANIMEXTS1.0")}
+_ANIMATION_MARKERS = {
+    "webp": (b"ANIM", b"ANMF"),
+    "png": (b"acTL",),
+    "gif": (b"NETSCAPE2.0", b"ANIMEXTS1.0"),
+}
 
 
 def is_animation(data):
@@ -152,20 +168,33 @@ def is_animation(data):
     flat = tf.reshape(data, [1])
 
     def has(markers):
-        return tf.reduce_any(tf.stack([tf.strings.split(flat, sep=m).row_lengths()[0] > 1
-                                       for m in markers]))
+        return tf.reduce_any(
+            tf.stack([tf.strings.split(flat, sep=m).row_lengths()[0] > 1 for m in markers])
+        )
 
     head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 32)]), 0, 21)
-    webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-                          tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
-    flags = tf.logical_and(tf.equal(tf.strings.substr(head, 12, 4), b"VP8X"),  # its flags:
-                           tf.bitwise.bitwise_and(_bytes_at(head, 20, 1)[0], 2) > 0)  # animated
-    return tf.case([
-        (webp, lambda: tf.logical_or(flags, has(_ANIMATION_MARKERS["webp"]))),
-        (tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n"),
-         lambda: has(_ANIMATION_MARKERS["png"])),
-        (tf.equal(tf.strings.substr(head, 0, 4), b"GIF8"), lambda: has(_ANIMATION_MARKERS["gif"])),
-    ], default=lambda: tf.constant(False))
+    webp = tf.logical_and(
+        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+        tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"),
+    )
+    flags = tf.logical_and(
+        tf.equal(tf.strings.substr(head, 12, 4), b"VP8X"),  # its flags:
+        tf.bitwise.bitwise_and(_bytes_at(head, 20, 1)[0], 2) > 0,
+    )  # animated
+    return tf.case(
+        [
+            (webp, lambda: tf.logical_or(flags, has(_ANIMATION_MARKERS["webp"]))),
+            (
+                tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n"),
+                lambda: has(_ANIMATION_MARKERS["png"]),
+            ),
+            (
+                tf.equal(tf.strings.substr(head, 0, 4), b"GIF8"),
+                lambda: has(_ANIMATION_MARKERS["gif"]),
+            ),
+        ],
+        default=lambda: tf.constant(False),
+    )
 
 
 class VDSRServing(tf.Module):
@@ -192,13 +221,17 @@ class VDSRServing(tf.Module):
     def _check_pixels(self, height, width, what):
         pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
         return tf.debugging.assert_less_equal(
-            pixels, tf.constant(self.max_pixels, tf.int64),
-            message=f"the {what} exceeds the pixel limit of {self.max_pixels:,} pixels")
+            pixels,
+            tf.constant(self.max_pixels, tf.int64),
+            message=f"the {what} exceeds the pixel limit of {self.max_pixels:,} pixels",
+        )
 
     def _output_size(self, shape, scale):
         tf.debugging.assert_greater(scale, 1.0, message="scale must be > 1")
-        return (tf.cast(tiling.scaled_length(shape[0], scale, _XP), tf.int32),
-                tf.cast(tiling.scaled_length(shape[1], scale, _XP), tf.int32))
+        return (
+            tf.cast(tiling.scaled_length(shape[0], scale, _XP), tf.int32),
+            tf.cast(tiling.scaled_length(shape[1], scale, _XP), tf.int32),
+        )
 
     def _upscale(self, image, scale, channels):
         """uint8 (h, w, channels) and float32 scale -> uint8 (H, W, channels)."""
@@ -211,10 +244,19 @@ class VDSRServing(tf.Module):
             row = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
             for left in tf.range(0, out_w, step_w):
                 bottom, right, *src = _plain(tiling.tile_window)(
-                    top, left, step_h, step_w, out_h, out_w, self.context, tf.minimum, tf.maximum)
+                    top, left, step_h, step_w, out_h, out_w, self.context, tf.minimum, tf.maximum
+                )
                 part = _plain(pipeline.upscale_tile)(
-                    net, rest, channels, (out_h, out_w), (top, left, bottom, right), tuple(src),
-                    self._network, _XP, tf.cond)
+                    net,
+                    rest,
+                    channels,
+                    (out_h, out_w),
+                    (top, left, bottom, right),
+                    tuple(src),
+                    self._network,
+                    _XP,
+                    tf.cond,
+                )
                 row = row.write(row.size(), tf.transpose(part, [1, 0, 2]))
             strips = strips.write(strips.size(), tf.transpose(row.concat(), [1, 0, 2]))
         return tf.ensure_shape(strips.concat(), [None, None, channels])
@@ -223,16 +265,23 @@ class VDSRServing(tf.Module):
         """Encoded image bytes -> PNG bytes of the SR image (same mode)."""
         height, width = _plain(header_size)(data)
         still = tf.debugging.assert_equal(
-            is_animation(data), False, message="animated images (GIF, WebP, APNG) are not "
+            is_animation(data),
+            False,
+            message="animated images (GIF, WebP, APNG) are not "
             "supported by the served model: send one frame, or use vdsr-upscale, which keeps "
-            "every frame")
+            "every frame",
+        )
         with tf.control_dependencies([still, self._check_pixels(height, width, "input")]):
             image = tf.io.decode_image(data, dtype=tf.uint8, expand_animations=False)
         channels = tf.shape(image)[2]
         branches = [
-            (lambda c=c: tf.io.encode_png(self._upscale(tf.ensure_shape(image, [None, None, c]),
-                                                        scale, c)))
-            for c in (1, 2, 3, 4)]
+            (
+                lambda c=c: tf.io.encode_png(
+                    self._upscale(tf.ensure_shape(image, [None, None, c]), scale, c)
+                )
+            )
+            for c in (1, 2, 3, 4)
+        ]
         return tf.switch_case(channels - 1, branches)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="y")])
@@ -240,20 +289,34 @@ class VDSRServing(tf.Module):
         """y: float32 [N, H, W, 1], bicubic-upscaled Y in [0, 1] -> {"sr_y": same shape}."""
         return {"sr_y": tf.cast(self.model(y, training=False), tf.float32)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
-                                  tf.TensorSpec([None], tf.float32, name="scale")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes"),
+            tf.TensorSpec([None], tf.float32, name="scale"),
+        ]
+    )
     def upscale_image(self, image_bytes, scale):
         """image_bytes: string [N] encoded images; scale: float32 [N], each > 1
         -> {"png_bytes": string [N]}, PNGs in the input's mode (grey, grey+alpha,
         RGB, RGBA) of size round(h * scale) x round(w * scale)."""
-        tf.debugging.assert_equal(tf.shape(image_bytes), tf.shape(scale),
-                                  message="image_bytes and scale need one entry per image")
-        png = tf.map_fn(lambda args: self._upscale_encoded(*args), (image_bytes, scale),
-                        fn_output_signature=tf.string)
+        tf.debugging.assert_equal(
+            tf.shape(image_bytes),
+            tf.shape(scale),
+            message="image_bytes and scale need one entry per image",
+        )
+        png = tf.map_fn(
+            lambda args: self._upscale_encoded(*args),
+            (image_bytes, scale),
+            fn_output_signature=tf.string,
+        )
         return {"png_bytes": png}
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="rgb"),
-                                  tf.TensorSpec([], tf.float32, name="scale")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1, None, None, 3], tf.uint8, name="rgb"),
+            tf.TensorSpec([], tf.float32, name="scale"),
+        ]
+    )
     def upscale_rgb(self, rgb, scale):
         """rgb: uint8 [1, h, w, 3]; scale: float32 [] > 1 -> {"sr_rgb": uint8 [1, H, W, 3]}."""
         shape = tf.shape(rgb)
@@ -295,15 +358,18 @@ def warmup_requests():
 
     y_small = _sample_image(64, 64, 1, 0).astype(np.float32)[None] / 255
     y_tile = _sample_image(424, 424, 1, 1).astype(np.float32)[None] / 255
-    images = np.array([encoded(_sample_image(48, 64, 3, 2), "PNG"),
-                       encoded(_sample_image(40, 40, 1, 3), "JPEG")], dtype=object)
+    images = np.array(
+        [encoded(_sample_image(48, 64, 3, 2), "PNG"), encoded(_sample_image(40, 40, 1, 3), "JPEG")],
+        dtype=object,
+    )
     return [
         ("serving_default", {"y": y_small}),
         ("serving_default", {"y": y_tile}),
-        ("upscale_image", {"image_bytes": images,
-                           "scale": np.array([2.0, 3.0], np.float32)}),
-        ("upscale_rgb", {"rgb": _sample_image(48, 48, 3, 4)[None],
-                         "scale": np.array(2.0, np.float32)}),
+        ("upscale_image", {"image_bytes": images, "scale": np.array([2.0, 3.0], np.float32)}),
+        (
+            "upscale_rgb",
+            {"rgb": _sample_image(48, 48, 3, 4)[None], "scale": np.array(2.0, np.float32)},
+        ),
     ]
 
 
@@ -324,11 +390,13 @@ def write_warmup(version_dir, model_name):
     with tf.io.TFRecordWriter(os.path.join(version_dir, WARMUP_FILE)) as writer:
         for signature, inputs in records:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+            )
             for name, value in inputs.items():
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
             writer.write(log.SerializeToString())
     return len(records)
 
@@ -336,13 +404,22 @@ def write_warmup(version_dir, model_name):
 def next_version(base):
     """The next free version number under a model folder: one more than the
     largest numeric subfolder, 1 for a new model."""
-    numbers = [int(name) for name in os.listdir(base) if name.isdigit()] if os.path.isdir(
-        base) else []
+    numbers = (
+        [int(name) for name in os.listdir(base) if name.isdigit()] if os.path.isdir(base) else []
+    )
     return max(numbers, default=0) + 1
 
 
-def export_saved_model(model, output_dir, model_name="vdsr", version=None, overwrite=False,
-                       tile=DEFAULT_TILE, max_pixels=DEFAULT_MAX_PIXELS, warmup=True):
+def export_saved_model(
+    model,
+    output_dir,
+    model_name="vdsr",
+    version=None,
+    overwrite=False,
+    tile=DEFAULT_TILE,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    warmup=True,
+):
     """Writes ``output_dir/model_name/version/`` for TF Serving.
 
     Args:
@@ -376,20 +453,33 @@ def export_saved_model(model, output_dir, model_name="vdsr", version=None, overw
         raise ValueError(f"version must be a positive integer, got {version}")
     path = os.path.join(base, str(int(version)))
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists (use --overwrite, another --version, or no "
-                              "--version for the next free one)")
+        raise FileExistsError(
+            f"{path} exists (use --overwrite, another --version, or no "
+            "--version for the next free one)"
+        )
     os.makedirs(base, exist_ok=True)
     module = VDSRServing(model, tile=tile, max_pixels=max_pixels)
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        tf.saved_model.save(module, tmp, signatures={
-            "serving_default": module.serving_default,
-            "upscale_image": module.upscale_image,
-            "upscale_rgb": module.upscale_rgb,
-        })
+        tf.saved_model.save(
+            module,
+            tmp,
+            signatures={
+                "serving_default": module.serving_default,
+                "upscale_image": module.upscale_image,
+                "upscale_rgb": module.upscale_rgb,
+            },
+        )
         if warmup:
             write_warmup(tmp, model_name)
     return path
 
 
-__all__ = ["export_saved_model", "header_size", "is_animation", "next_version", "VDSRServing",
-           "warmup_requests", "write_warmup"]
+__all__ = [
+    "export_saved_model",
+    "header_size",
+    "is_animation",
+    "next_version",
+    "VDSRServing",
+    "warmup_requests",
+    "write_warmup",
+]

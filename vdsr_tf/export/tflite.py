@@ -51,12 +51,14 @@ def check_quantization(quantization):
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(
-            f"Unknown quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}")
+            f"Unknown quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}"
+        )
     return quantization
 
 
-def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0,
-                        downsize=(1.0, 0.7, 0.5)):
+def calibration_patches(
+    planes, num, patch_size=41, scales=(2, 3, 4), seed=0, downsize=(1.0, 0.7, 0.5)
+):
     """Real VDSR input patches for int8 calibration.
 
     Args:
@@ -79,12 +81,19 @@ def calibration_patches(planes, num, patch_size=41, scales=(2, 3, 4), seed=0,
         raise ValueError(f"num must be >= 1, got {num}")
     planes = [p for p in planes if min(p.shape[:2]) >= patch_size]
     if not planes:
-        raise ValueError(f"calibration needs at least one Y plane of {patch_size} pixels or "
-                         "more per side")
+        raise ValueError(
+            f"calibration needs at least one Y plane of {patch_size} pixels or more per side"
+        )
     per_image = 8
-    config = DataConfig(patch_size=patch_size, scales=tuple(scales), downsize=tuple(downsize),
-                        augment=True, patches_per_image=per_image, batch_size=1,
-                        shuffle_buffer=max(1, min(num, 8 * per_image)))
+    config = DataConfig(
+        patch_size=patch_size,
+        scales=tuple(scales),
+        downsize=tuple(downsize),
+        augment=True,
+        patches_per_image=per_image,
+        batch_size=1,
+        shuffle_buffer=max(1, min(num, 8 * per_image)),
+    )
     pairs = PatchSampler(list(planes), config, seed=seed).pairs()
     return np.stack([next(pairs)[0] for _ in range(num)]).astype(np.float32)
 
@@ -107,6 +116,7 @@ def _configure(converter, quantization, patches):
     if quantization == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantization in CALIBRATED:
+
         def representative_dataset():
             for patch in patches:
                 yield [patch[None]]
@@ -132,10 +142,13 @@ def _mixed_int8(converter, patches):
             f.write(converter("fp32").convert())
         names = conv_outputs(float_path)
     options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=[names[0], names[-1]], denylisted_ops=["ADD"])
+        denylisted_nodes=[names[0], names[-1]], denylisted_ops=["ADD"]
+    )
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter("mixed_int8"), debug_dataset=lambda: iter([[patches[:1]]]),
-        debug_options=options)
+        converter=converter("mixed_int8"),
+        debug_dataset=lambda: iter([[patches[:1]]]),
+        debug_options=options,
+    )
     return debugger.get_nondebug_quantized_model()
 
 
@@ -158,9 +171,17 @@ def static_model(model, fixed_size):
     return keras.Model(inputs, model(inputs), name=f"{model.name}_{h}x{w}")
 
 
-def export_tflite(model, path, quantization="fp32", representative_planes=None,
-                  num_calibration=None, patch_size=None, seed=0, scales=(2, 3, 4),
-                  fixed_size=None):
+def export_tflite(
+    model,
+    path,
+    quantization="fp32",
+    representative_planes=None,
+    num_calibration=None,
+    patch_size=None,
+    seed=0,
+    scales=(2, 3, 4),
+    fixed_size=None,
+):
     """Converts a VDSR Keras model to a ``.tflite`` file.
 
     Args:
@@ -204,22 +225,29 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
     if quantization in CALIBRATED:
         size = patch_size or (max(fixed) if fixed else 41)
         if fixed and size < max(fixed):
-            raise ValueError(f"calibration patches of {size} pixels cannot feed a "
-                             f"{fixed[0]}x{fixed[1]} input")
+            raise ValueError(
+                f"calibration patches of {size} pixels cannot feed a {fixed[0]}x{fixed[1]} input"
+            )
         num = num_calibration or max(4, -(-200 * 41 * 41 // (size * size)))
         planes = _default_planes() if representative_planes is None else representative_planes
         downsize = (1.0, 0.7, 0.5) if size <= 64 else (1.0,)
         patches = calibration_patches(planes, num, size, scales, seed, downsize)
         if fixed:
             patches = patches[:, : fixed[0], : fixed[1]]
-        logging.info("int8 calibration: %d patches of %dx%d from %d images",
-                     len(patches), size, size, len(planes))
+        logging.info(
+            "int8 calibration: %d patches of %dx%d from %d images",
+            len(patches),
+            size,
+            size,
+            len(planes),
+        )
 
     import tensorflow as tf
 
     def converter(variant):
         conv = tf.lite.TFLiteConverter.from_keras_model(
-            static_model(model, fixed) if fixed else model)
+            static_model(model, fixed) if fixed else model
+        )
         _configure(conv, variant, patches)
         return conv
 
@@ -238,5 +266,10 @@ def export_tflite(model, path, quantization="fp32", representative_planes=None,
     logging.info("wrote %s (%s, %d bytes)", path, quantization, len(data))
     from vdsr_tf.io.tflite_file import op_counts
 
-    return {"path": path, "bytes": len(data), "quantization": quantization,
-            "fixed_size": fixed, "ops": op_counts(path)}
+    return {
+        "path": path,
+        "bytes": len(data),
+        "quantization": quantization,
+        "fixed_size": fixed,
+        "ops": op_counts(path),
+    }

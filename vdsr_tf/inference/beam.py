@@ -97,9 +97,19 @@ class UpscaleModelHandler(ModelHandler):
             construction.
     """
 
-    def __init__(self, scale=None, size=None, weights=None, tflite_model=None,
-                 tile=DEFAULT_TILE, ensemble=False, max_pixels=DEFAULT_MAX_PIXELS,
-                 output_format=None, max_batch_size=1, precision="auto"):
+    def __init__(
+        self,
+        scale=None,
+        size=None,
+        weights=None,
+        tflite_model=None,
+        tile=DEFAULT_TILE,
+        ensemble=False,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        output_format=None,
+        max_batch_size=1,
+        precision="auto",
+    ):
         from vdsr_tf.inference.precision import check_precision
         from vdsr_tf.io.images import FORMATS
         from vdsr_tf.ops.tiling import output_size
@@ -107,8 +117,10 @@ class UpscaleModelHandler(ModelHandler):
         super().__init__(max_batch_size=max_batch_size)
         output_size((1, 1), scale, size)  # the same checks as the upscaler's
         if output_format is not None and output_format not in FORMATS.values():
-            raise ValueError(f"Unknown output format {output_format!r}; use one of "
-                             f"{', '.join(sorted(set(FORMATS.values())))}")
+            raise ValueError(
+                f"Unknown output format {output_format!r}; use one of "
+                f"{', '.join(sorted(set(FORMATS.values())))}"
+            )
         if tflite_model is not None and weights is not None:
             raise ValueError("Give weights (Keras) or tflite_model (LiteRT), not both")
         if check_precision(precision) != "auto" and tflite_model is not None:
@@ -130,9 +142,14 @@ class UpscaleModelHandler(ModelHandler):
             from vdsr_tf.inference.litert import LiteRTPredictor
 
             predictor = LiteRTPredictor(_local(self.tflite_model))
-        return Upscaler(weights, tile=self.tile, ensemble=self.ensemble,
-                        max_pixels=self.max_pixels, predictor=predictor,
-                        **({} if predictor else {"precision": self.precision}))
+        return Upscaler(
+            weights,
+            tile=self.tile,
+            ensemble=self.ensemble,
+            max_pixels=self.max_pixels,
+            predictor=predictor,
+            **({} if predictor else {"precision": self.precision}),
+        )
 
     def run_inference(self, batch, model, inference_args=None):
         """Upscales each example of ``batch`` with ``model`` (an Upscaler).
@@ -171,17 +188,25 @@ class UpscaleModelHandler(ModelHandler):
 
             fmt = fmt or sniff_format(data)
             out, (in_size, out_size, frames, notes) = model.upscale_bytes(
-                data, self.scale, self.size, fmt)
-            return (UpscaledFile(out, fmt, in_size, out_size, frames, notes),
-                    frames * out_size[0] * out_size[1])
+                data, self.scale, self.size, fmt
+            )
+            return (
+                UpscaledFile(out, fmt, in_size, out_size, frames, notes),
+                frames * out_size[0] * out_size[1],
+            )
         out = model.upscale(example, self.scale, self.size)
         shape = np.shape(out) if isinstance(out, np.ndarray) else out.size
         return out, int(shape[0]) * int(shape[1])
 
     def get_num_bytes(self, batch):
-        return sum(len(e[0]) if isinstance(e, tuple) else
-                   len(e) if isinstance(e, (bytes, bytearray, memoryview)) else
-                   int(np.asarray(e).nbytes) for e in batch)
+        return sum(
+            len(e[0])
+            if isinstance(e, tuple)
+            else len(e)
+            if isinstance(e, (bytes, bytearray, memoryview))
+            else int(np.asarray(e).nbytes)
+            for e in batch
+        )
 
     def get_metrics_namespace(self):
         return NAMESPACE
@@ -218,7 +243,7 @@ def pattern_base(pattern):
 def destination(path, base, output_dir, fmt=None):
     """Output path of a matched input: its path under ``base``, in
     ``output_dir``, with the extension of ``fmt`` when given."""
-    rel = path[len(base):] if path.startswith(base) else path.rsplit("/", 1)[-1]
+    rel = path[len(base) :] if path.startswith(base) else path.rsplit("/", 1)[-1]
     rel = rel.lstrip("/" + os.sep)
     if fmt:
         rel = os.path.splitext(rel)[0] + "." + fmt
@@ -269,7 +294,8 @@ def _one_source(item):
     yield dst, sources[0]
     for other in sources[1:]:
         yield beam.pvalue.TaggedOutput(
-            "failed", (other, f"{sources[0]} is written to the same output, {dst}"))
+            "failed", (other, f"{sources[0]} is written to the same output, {dst}")
+        )
 
 
 def _read(item):
@@ -357,27 +383,36 @@ def build_pipeline(pipeline, input_pattern, output_dir, handler, fmt=None):
         written to ``output_dir/vdsr_failed.tsv`` (empty when none).
     """
     base = pattern_base(input_pattern)
-    planned = (pipeline
-               | "Match" >> fileio.MatchFiles(input_pattern,
-                                              fileio.EmptyMatchTreatment.ALLOW)
-               | "Plan" >> beam.ParDo(_Plan(base, output_dir, fmt)))
-    jobs = (planned
-            | "ByOutput" >> beam.GroupByKey()
-            | "OneSourceEach" >> beam.FlatMap(_one_source).with_outputs("failed", main="jobs"))
+    planned = (
+        pipeline
+        | "Match" >> fileio.MatchFiles(input_pattern, fileio.EmptyMatchTreatment.ALLOW)
+        | "Plan" >> beam.ParDo(_Plan(base, output_dir, fmt))
+    )
+    jobs = (
+        planned
+        | "ByOutput" >> beam.GroupByKey()
+        | "OneSourceEach" >> beam.FlatMap(_one_source).with_outputs("failed", main="jobs")
+    )
     read = jobs.jobs | "Read" >> beam.FlatMap(_read).with_outputs("failed", main="files")
-    upscaled, dead = (read.files
-                      | "Upscale" >> RunInference(KeyedModelHandler(handler))
-                      .with_exception_handling())
+    upscaled, dead = (
+        read.files | "Upscale" >> RunInference(KeyedModelHandler(handler)).with_exception_handling()
+    )
     written = upscaled | "Write" >> beam.ParDo(_Write()).with_outputs("failed", main="written")
-    failed = ((jobs.failed, read.failed,
-               dead.failed_inferences | "Why" >> beam.FlatMap(_failed_inferences),
-               written.failed)
-              | "Failures" >> beam.Flatten())
+    failed = (
+        jobs.failed,
+        read.failed,
+        dead.failed_inferences | "Why" >> beam.FlatMap(_failed_inferences),
+        written.failed,
+    ) | "Failures" >> beam.Flatten()
     _ = failed | "Count" >> beam.Map(lambda _: Metrics.counter(NAMESPACE, "failures").inc())
-    _ = (failed
-         | "Lines" >> beam.Map(_tsv)
-         | "DeadLetter" >> beam.io.WriteToText(FileSystems.join(output_dir, DEAD_LETTER),
-                                                shard_name_template="", num_shards=1))
+    _ = (
+        failed
+        | "Lines" >> beam.Map(_tsv)
+        | "DeadLetter"
+        >> beam.io.WriteToText(
+            FileSystems.join(output_dir, DEAD_LETTER), shard_name_template="", num_shards=1
+        )
+    )
     return written.written, failed
 
 

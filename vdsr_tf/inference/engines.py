@@ -136,8 +136,11 @@ def set_keras_threads(threads):
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        logging.info("threads=%d applies to LiteRT; the %s backend sizes its own pool",
-                     threads, keras.backend.backend())
+        logging.info(
+            "threads=%d applies to LiteRT; the %s backend sizes its own pool",
+            threads,
+            keras.backend.backend(),
+        )
         return
     import tensorflow as tf
 
@@ -146,8 +149,11 @@ def set_keras_threads(threads):
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:
-        logging.warning("TensorFlow is already running with its own thread count; threads=%d "
-                        "takes effect in a new process", threads)
+        logging.warning(
+            "TensorFlow is already running with its own thread count; threads=%d "
+            "takes effect in a new process",
+            threads,
+        )
 
 
 def gpu_visible():
@@ -205,14 +211,19 @@ def check_path(backend, precision):
     if backend == "keras" and precision == "int8":
         raise ValueError("precision='int8' runs on the litert backend")
     if backend == "keras" and not _has("keras"):
-        raise ValueError(f"precision={precision!r} runs on Keras, which this install lacks "
-                         "(pip install vdsr-tf); use 'int8' or 'fp32' (LiteRT)")
+        raise ValueError(
+            f"precision={precision!r} runs on Keras, which this install lacks "
+            "(pip install vdsr-tf); use 'int8' or 'fp32' (LiteRT)"
+        )
     if backend == "litert" and precision == "bf16":
-        raise ValueError("precision='bf16' runs on the keras backend (LiteRT's XNNPACK has no "
-                         "bf16 convolutions)")
+        raise ValueError(
+            "precision='bf16' runs on the keras backend (LiteRT's XNNPACK has no bf16 convolutions)"
+        )
     if precision == "bf16" and not gpu_visible() and not cpu_has_bf16(cpu_info()[1]):
-        raise ValueError("precision='bf16' needs a GPU or a CPU with AVX512-BF16 or AMX-BF16, "
-                         "and this one has neither; use 'int8' or 'fp32'")
+        raise ValueError(
+            "precision='bf16' needs a GPU or a CPU with AVX512-BF16 or AMX-BF16, "
+            "and this one has neither; use 'int8' or 'fp32'"
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -310,7 +321,8 @@ def bundled_candidates(backend=None, flags=None):
         if engine == "keras" and not keras_ok:
             continue
         if engine == "litert" and not (
-                litert_ok and os.path.exists(bundled.bundled_tflite_path(precision))):
+            litert_ok and os.path.exists(bundled.bundled_tflite_path(precision))
+        ):
             continue
         if precision == "bf16" and not cpu_has_bf16(flags, unknown=False):
             continue
@@ -339,20 +351,33 @@ def resolve_auto(weights=None, model=None, backend=None, threads=None):
     Returns:
         ``(path name, reason)``, e.g. ``("litert-int8", "the fastest ...")``.
     """
+
     def exact(why):
         return path_name(backend or default_backend(weights, model, "fp32"), "fp32"), why
 
     if weights is not None or model is not None:
-        return exact("weights other than the bundled ones run exact (fp32): their bf16 and "
-                     "int8 quality costs were never measured")
+        return exact(
+            "weights other than the bundled ones run exact (fp32): their bf16 and "
+            "int8 quality costs were never measured"
+        )
     info = bundled.bundled_weights_info() or {}
     costs = info.get("set5_psnr_change") or {}
-    if (backend in (None, "keras") and gpu_visible() and _has("keras")
-            and os.path.exists(bundled.bundled_weights_path()) and _keras_sees_gpu()):
+    if (
+        backend in (None, "keras")
+        and gpu_visible()
+        and _has("keras")
+        and os.path.exists(bundled.bundled_weights_path())
+        and _keras_sees_gpu()
+    ):
         name = "keras-bf16" if within_bound(["keras-bf16"], costs)[0] else "keras-fp32"
-        return name, (f"a GPU is visible: Keras runs the network there in {PATHS[name][1]}"
-                      + (f" (loses {quality_loss(name, costs):.3f} dB on Set5 at worst)"
-                         if name == "keras-bf16" else ""))
+        return name, (
+            f"a GPU is visible: Keras runs the network there in {PATHS[name][1]}"
+            + (
+                f" (loses {quality_loss(name, costs):.3f} dB on Set5 at worst)"
+                if name == "keras-bf16"
+                else ""
+            )
+        )
     candidates = bundled_candidates(backend)
     kept, refused = within_bound(candidates, costs)
     if not kept:  # nothing runs here: the exact path's loader says why
@@ -387,9 +412,13 @@ def _time_paths(names, threads, key, refused):
     timings = measure(forwards, failed=failed)
     refused.update({n: f"failed here: {why}" for n, why in failed.items()})
     if failed:
-        logging.warning("Not timed, failed here: %s",
-                        "; ".join(f"{n}: {w}" for n, w in failed.items()))
+        logging.warning(
+            "Not timed, failed here: %s", "; ".join(f"{n}: {w}" for n, w in failed.items())
+        )
         return timings or None, "measured now; not cached, since a path failed"
     where = write_timings(key, timings)
-    return timings, (f"measured now, cached in {where}" if where else
-                     "measured now; not cached (the cache folder cannot be written)")
+    return timings, (
+        f"measured now, cached in {where}"
+        if where
+        else "measured now; not cached (the cache folder cannot be written)"
+    )

@@ -6,7 +6,6 @@ the result is the unpadded network's. ``engines.compile_forward`` uses it
 when Keras runs on JAX (the GPU machine).
 """
 
-
 import jax
 import keras
 import numpy as np
@@ -18,8 +17,10 @@ def _chain_layers(model):
     if not layers or not isinstance(layers[0], keras.layers.InputLayer):
         return None
     rest = layers[1:]
-    ok = all(isinstance(l, (keras.layers.Conv2D, keras.layers.Add, keras.layers.Activation))
-             for l in rest)
+    ok = all(
+        isinstance(l, (keras.layers.Conv2D, keras.layers.Add, keras.layers.Activation))
+        for l in rest
+    )
     return rest if ok and all(isinstance(l, keras.layers.Conv2D) for l in rest[:-1]) else None
 
 
@@ -37,8 +38,9 @@ def jax_forward(model, multiple=64):
 
     @jax.jit
     def masked(trainable, non_trainable, x, mask):
-        mapping = (list(zip(model.trainable_variables, trainable))
-                   + list(zip(model.non_trainable_variables, non_trainable)))
+        mapping = list(zip(model.trainable_variables, trainable)) + list(
+            zip(model.non_trainable_variables, non_trainable)
+        )
         with keras.StatelessScope(state_mapping=mapping):
             h = x
             for layer in layers:

@@ -74,8 +74,9 @@ class LiteRTPredictor:
     ```
     """
 
-    def __init__(self, path, num_threads=None, context=None, fallback=None,
-                 experimental_delegates=None):
+    def __init__(
+        self, path, num_threads=None, context=None, fallback=None, experimental_delegates=None
+    ):
         from vdsr_tf.inference.precision import default_threads
 
         path = os.fspath(path)
@@ -86,21 +87,27 @@ class LiteRTPredictor:
         except ImportError as e:
             raise ImportError("The LiteRT runner needs `pip install ai-edge-litert`") from e
         try:
-            self._interpreter = Interpreter(model_path=path, num_threads=int(num_threads),
-                                            experimental_delegates=experimental_delegates)
+            self._interpreter = Interpreter(
+                model_path=path,
+                num_threads=int(num_threads),
+                experimental_delegates=experimental_delegates,
+            )
             self._delegated = False
         except ValueError as e:
             raise ValueError(f"{path} is not a valid TFLite model: {e}") from None
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{path}: expected 1 input and 1 output, got "
-                             f"{len(inputs)} and {len(outputs)}")
+            raise ValueError(
+                f"{path}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}"
+            )
         for kind, detail in (("input", inputs[0]), ("output", outputs[0])):
             shape = detail["shape_signature"]
             if detail["dtype"] != np.float32 or len(shape) != 4 or shape[-1] != 1:
-                raise ValueError(f"{path}: the {kind} must be float32 (1, H, W, 1), got "
-                                 f"{np.dtype(detail['dtype']).name} {list(shape)}")
+                raise ValueError(
+                    f"{path}: the {kind} must be float32 (1, H, W, 1), got "
+                    f"{np.dtype(detail['dtype']).name} {list(shape)}"
+                )
         self._lock = threading.Lock()
         self._in = inputs[0]["index"]
         self._out = outputs[0]["index"]
@@ -119,8 +126,10 @@ class LiteRTPredictor:
             if shape[0] != 1:
                 raise ValueError(f"{path}: a static model must take one image, got {shape}")
             if min(self.fixed) <= 2 * self.context:
-                raise ValueError(f"{path}: a {self.fixed[0]}x{self.fixed[1]} input leaves "
-                                 f"nothing inside the {self.context}-pixel context")
+                raise ValueError(
+                    f"{path}: a {self.fixed[0]}x{self.fixed[1]} input leaves "
+                    f"nothing inside the {self.context}-pixel context"
+                )
             self._allocate()
             self._shape = (1, *self.fixed, 1)
         if isinstance(fallback, (str, os.PathLike)):
@@ -171,15 +180,17 @@ class LiteRTPredictor:
             if self.fallback is not None:
                 return self.fallback(x)
             # The approximation: edge-pad to the window, run, crop.
-            padded = np.pad(x, ((0, 0), (0, max(th - h, 0)), (0, max(tw - w, 0)), (0, 0)),
-                            mode="edge")
+            padded = np.pad(
+                x, ((0, 0), (0, max(th - h, 0)), (0, max(tw - w, 0)), (0, 0)), mode="edge"
+            )
             return self._static(padded)[:, :h, :w]
         from vdsr_tf.ops.tiling import fixed_windows
 
         out = np.empty(x.shape, np.float32)
         for top, keep_top, keep_bottom in fixed_windows(h, th, self.context):
             for left, keep_left, keep_right in fixed_windows(w, tw, self.context):
-                y = self._invoke(np.ascontiguousarray(x[:, top:top + th, left:left + tw]))
+                y = self._invoke(np.ascontiguousarray(x[:, top : top + th, left : left + tw]))
                 out[:, keep_top:keep_bottom, keep_left:keep_right] = y[
-                    :, keep_top - top:keep_bottom - top, keep_left - left:keep_right - left]
+                    :, keep_top - top : keep_bottom - top, keep_left - left : keep_right - left
+                ]
         return out

@@ -123,8 +123,11 @@ def within_bound(names, costs, bound=QUALITY_BOUND_DB):
 
 def not_eligible(refused):
     """``"; not eligible: a (why), b (why)"`` for ``{name: why}``, or ``""``."""
-    return ("; not eligible: " + ", ".join(f"{n} ({why})" for n, why in refused.items())
-            if refused else "")
+    return (
+        "; not eligible: " + ", ".join(f"{n} ({why})" for n, why in refused.items())
+        if refused
+        else ""
+    )
 
 
 def choose(timings, costs, bound=QUALITY_BOUND_DB):
@@ -145,14 +148,17 @@ def choose(timings, costs, bound=QUALITY_BOUND_DB):
     if not kept:
         raise ValueError(f"no path within {bound} dB of fp32 among {', '.join(timings)}")
     best = min(kept, key=lambda n: (timings[n], list(PATHS).index(n)))
-    others = ", ".join(f"{n} {timings[n] * 1e3:.0f} ms" for n in sorted(kept, key=timings.get)
-                       if n != best)
+    others = ", ".join(
+        f"{n} {timings[n] * 1e3:.0f} ms" for n in sorted(kept, key=timings.get) if n != best
+    )
     loss = quality_loss(best, costs)
-    reason = (f"the fastest on this machine within {bound} dB of fp32 on Set5: "
-              f"{timings[best] * 1e3:.0f} ms on a {PROBE_SIDE}x{PROBE_SIDE} plane"
-              + (f" (against {others})" if others else "")
-              + ("; exact" if PATHS[best][1] == "fp32" else f"; loses {loss:.3f} dB at worst")
-              + not_eligible(refused))
+    reason = (
+        f"the fastest on this machine within {bound} dB of fp32 on Set5: "
+        f"{timings[best] * 1e3:.0f} ms on a {PROBE_SIDE}x{PROBE_SIDE} plane"
+        + (f" (against {others})" if others else "")
+        + ("; exact" if PATHS[best][1] == "fp32" else f"; loses {loss:.3f} dB at worst")
+        + not_eligible(refused)
+    )
     return best, reason
 
 
@@ -214,9 +220,14 @@ def cache_key(candidates, threads, weights_sha256, versions, cpu=None):
         versions: ``{package: version}`` of vdsr-tf and the engines.
         cpu: the CPU model name (default: this machine's).
     """
-    return {"format": _CACHE_FORMAT, "cpu": cpu if cpu is not None else cpu_info()[0],
-            "threads": int(threads), "weights_sha256": weights_sha256,
-            "versions": dict(sorted(versions.items())), "candidates": sorted(candidates)}
+    return {
+        "format": _CACHE_FORMAT,
+        "cpu": cpu if cpu is not None else cpu_info()[0],
+        "threads": int(threads),
+        "weights_sha256": weights_sha256,
+        "versions": dict(sorted(versions.items())),
+        "candidates": sorted(candidates),
+    }
 
 
 def cache_file(key, folder=None):
@@ -236,8 +247,9 @@ def read_timings(key, folder=None):
         timings = data["timings"]
         if data["key"] != key or sorted(timings) != key["candidates"]:
             raise ValueError("written for another key")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-                   for v in timings.values()):
+        if not all(
+            isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in timings.values()
+        ):
             raise ValueError("bad timings")
         return {name: float(v) for name, v in timings.items()}
     except FileNotFoundError:

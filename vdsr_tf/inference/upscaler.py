@@ -104,9 +104,19 @@ class Upscaler:
     ```
     """
 
-    def __init__(self, weights=None, model=None, tile=DEFAULT_TILE, ensemble=False,
-                 max_pixels=DEFAULT_MAX_PIXELS, progress=None, predictor=None, backend=None,
-                 precision="auto", threads=None):
+    def __init__(
+        self,
+        weights=None,
+        model=None,
+        tile=DEFAULT_TILE,
+        ensemble=False,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        progress=None,
+        predictor=None,
+        backend=None,
+        precision="auto",
+        threads=None,
+    ):
         if predictor is not None and model is not None:
             raise ValueError("Give a model or a predictor, not both")
         if tile is not None and tile < 0:
@@ -114,13 +124,16 @@ class Upscaler:
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         check_precision(precision)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                    or threads < 1):
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        if predictor is not None and (backend is not None or precision != "auto"
-                                      or threads is not None):
-            raise ValueError("A predictor is already a network: give no backend, precision "
-                             "or threads")
+        if predictor is not None and (
+            backend is not None or precision != "auto" or threads is not None
+        ):
+            raise ValueError(
+                "A predictor is already a network: give no backend, precision or threads"
+            )
         network = predictor is None and (model is not None or weights != "bicubic")
         forward, why = predictor, None
         if network:
@@ -156,9 +169,11 @@ class Upscaler:
             where = getattr(self.predictor, "path", None)
             return f"the given predictor{f' ({where})' if where else ''}"
         threads = getattr(self.predictor, "num_threads", None)
-        return (f"{path_name(self.backend, self.precision)}"
-                + (f" on {threads} thread{'s' if threads > 1 else ''}" if threads else "")
-                + f": {self.why}")
+        return (
+            f"{path_name(self.backend, self.precision)}"
+            + (f" on {threads} thread{'s' if threads > 1 else ''}" if threads else "")
+            + f": {self.why}"
+        )
 
     @property
     def context(self):
@@ -226,8 +241,8 @@ class Upscaler:
         h, w = y.shape
 
         def make_tile(box, src):
-            pred = self._run(np.ascontiguousarray(y[src[0]:src[2], src[1]:src[3]]))
-            return pred[box[0] - src[0]:box[2] - src[0], box[1] - src[1]:box[3] - src[1], None]
+            pred = self._run(np.ascontiguousarray(y[src[0] : src[2], src[1] : src[3]]))
+            return pred[box[0] - src[0] : box[2] - src[0], box[1] - src[1] : box[3] - src[1], None]
 
         return self._tiled(h, w, 1, make_tile)[:, :, 0]
 
@@ -258,18 +273,32 @@ class Upscaler:
         peak = _peak(image)
         out_hw = output_size(image.shape[:2], scale, size)
         if out_hw[0] * out_hw[1] > self.max_pixels:
-            raise ValueError(f"the output, {out_hw[1]}x{out_hw[0]}, exceeds the pixel limit of "
-                             f"{self.max_pixels:,}")
+            raise ValueError(
+                f"the output, {out_hw[1]}x{out_hw[0]}, exceeds the pixel limit of "
+                f"{self.max_pixels:,}"
+            )
         full = image if image.ndim == 3 else image[:, :, None]
         channels = full.shape[-1]
         if self._forward is None:
             out = self._bicubic(full, channels, out_hw, peak)
         else:
             net, rest = pipeline.split(full, channels, np, peak)
-            out = self._tiled(out_hw[0], out_hw[1], channels, lambda box, src:
-                              pipeline.upscale_tile(net, rest, channels, out_hw, box, src,
-                                                      self._network, np,
-                                                      to_uint8=image.dtype == np.uint8))
+            out = self._tiled(
+                out_hw[0],
+                out_hw[1],
+                channels,
+                lambda box, src: pipeline.upscale_tile(
+                    net,
+                    rest,
+                    channels,
+                    out_hw,
+                    box,
+                    src,
+                    self._network,
+                    np,
+                    to_uint8=image.dtype == np.uint8,
+                ),
+            )
         if image.dtype == np.uint16:
             out = np.round(out * np.float32(65535)).astype(np.uint16)
         out = out.astype(image.dtype, copy=False)
@@ -322,11 +351,14 @@ class Upscaler:
 
         frames = getattr(image, "n_frames", 1)
         if frames > 1:
-            raise ValueError(f"an image with {frames} frames: Upscaler.upscale_file keeps every "
-                             "frame (or upscale the frames of PIL.ImageSequence one by one)")
+            raise ValueError(
+                f"an image with {frames} frames: Upscaler.upscale_file keeps every "
+                "frame (or upscale the frames of PIL.ImageSequence one by one)"
+            )
         converted, meta, _ = prepare(image)
-        out = Image.fromarray(self.upscale_array(np.asarray(converted), scale, size),
-                              converted.mode)
+        out = Image.fromarray(
+            self.upscale_array(np.asarray(converted), scale, size), converted.mode
+        )
         if meta.get("exif"):
             meta["exif"] = exif_for_size(meta["exif"], *out.size)
         out.info.update(meta)
@@ -378,13 +410,16 @@ class Upscaler:
             oh, ow = output_size((h, w), scale, size)
             if n * oh * ow > self.max_pixels:
                 frames = f" x {n} frames" if n > 1 else ""
-                raise ImageError(f"the output, {ow}x{oh}{frames} (from {w}x{h}), would exceed "
-                                 f"the pixel limit of {self.max_pixels:,}")
+                raise ImageError(
+                    f"the output, {ow}x{oh}{frames} (from {w}x{h}), would exceed "
+                    f"the pixel limit of {self.max_pixels:,}"
+                )
             check_frames(n, fmt)  # before decoding (save_frames checks it again)
 
         frames, meta, notes = open_frames(src, max_pixels=self.max_pixels, check=check)
-        out = [Image.fromarray(self.upscale_array(np.asarray(f), scale, size), f.mode)
-               for f in frames]
+        out = [
+            Image.fromarray(self.upscale_array(np.asarray(f), scale, size), f.mode) for f in frames
+        ]
         return frames, out, meta, notes
 
     def upscale_bytes(self, data, scale=None, size=None, fmt=None):
@@ -429,8 +464,10 @@ def _peak(image):
             raise ValueError("the image holds NaN or infinite values")
         lo, hi = float(image.min()), float(image.max())
         if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float images must be in [0, 1]; this one spans "
-                             f"[{lo:g}, {hi:g}] (divide uint8 data by 255)")
+            raise ValueError(
+                f"float images must be in [0, 1]; this one spans "
+                f"[{lo:g}, {hi:g}] (divide uint8 data by 255)"
+            )
         return 1.0
     raise ValueError(f"Expected a uint8, uint16, float32 or float64 image, got {image.dtype}")
 

@@ -28,8 +28,10 @@ def bundled_tflite_path(precision="fp32"):
         ValueError: for another precision (LiteRT has no bf16 model).
     """
     if precision not in BUNDLED_TFLITE:
-        raise ValueError(f"No bundled LiteRT model of precision {precision!r}; there are: "
-                         f"{', '.join(BUNDLED_TFLITE)}")
+        raise ValueError(
+            f"No bundled LiteRT model of precision {precision!r}; there are: "
+            f"{', '.join(BUNDLED_TFLITE)}"
+        )
     return os.path.join(_WEIGHTS, BUNDLED_TFLITE[precision])
 
 

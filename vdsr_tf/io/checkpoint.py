@@ -107,12 +107,16 @@ def restore(model, weights, optimizer=None):
             naming the first mismatch.
     """
     if len(weights) != len(model.weights):
-        raise ValueError(f"the state holds {len(weights)} weight arrays, the model has "
-                         f"{len(model.weights)} (a different depth?)")
+        raise ValueError(
+            f"the state holds {len(weights)} weight arrays, the model has "
+            f"{len(model.weights)} (a different depth?)"
+        )
     for var, value in zip(model.weights, weights):
         if tuple(var.shape) != tuple(value.shape):
-            raise ValueError(f"weight {var.path}: state shape {tuple(value.shape)}, model "
-                             f"shape {tuple(var.shape)} (a different architecture?)")
+            raise ValueError(
+                f"weight {var.path}: state shape {tuple(value.shape)}, model "
+                f"shape {tuple(var.shape)} (a different architecture?)"
+            )
     for var, value in zip(model.weights, weights):
         var.assign(value)
     if optimizer is None:
@@ -121,8 +125,10 @@ def restore(model, weights, optimizer=None):
     if not opt.built:
         opt.build(model.trainable_variables)
     if len(optimizer) != len(opt.variables):
-        raise ValueError(f"the state holds {len(optimizer)} optimizer arrays, this optimizer "
-                         f"has {len(opt.variables)} (a different optimizer?)")
+        raise ValueError(
+            f"the state holds {len(optimizer)} optimizer arrays, this optimizer "
+            f"has {len(opt.variables)} (a different optimizer?)"
+        )
     for var, value in zip(opt.variables, optimizer):
         var.assign(value)
 
@@ -136,8 +142,11 @@ def config_difference(saved, current):
             va, vb = a.get(key), b.get(key)
             if isinstance(va, dict) and isinstance(vb, dict):
                 walk(va, vb, f"{prefix}{key}.")
-            elif va != vb and not (isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple))
-                                   and list(va) == list(vb)):
+            elif va != vb and not (
+                isinstance(va, (list, tuple))
+                and isinstance(vb, (list, tuple))
+                and list(va) == list(vb)
+            ):
                 out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
 
     walk(saved, current, "")

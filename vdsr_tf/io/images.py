@@ -43,8 +43,16 @@ SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF",
-           ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 # What each output format holds: several frames, EXIF, an ICC profile, alpha.
@@ -67,14 +75,51 @@ _ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
 # Tags that describe a file's layout, not the photo: a TIFF's own IFD0 (which
 # Pillow's getexif returns) holds them; copied into another file they would
 # contradict it. Orientation is applied to the pixels, then reset.
-_STRUCTURAL = {254, 255, 256, 257, 258, 259, 262, 266, 273, _ORIENTATION, 277, 278, 279, 280,
-               281, 284, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 530, 531, 532,
-               34675}
+_STRUCTURAL = {
+    254,
+    255,
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    273,
+    _ORIENTATION,
+    277,
+    278,
+    279,
+    280,
+    281,
+    284,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    338,
+    339,
+    340,
+    341,
+    347,
+    530,
+    531,
+    532,
+    34675,
+}
 
 
 # EXIF orientation -> the transposition that shows the image upright (EXIF 2.3).
-_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-            6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+_UPRIGHT = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 # The colour space each supported mode's ICC profile must describe.
@@ -93,16 +138,20 @@ def check_frames(frames, fmt):
         ImageError: naming the formats that keep every frame.
     """
     if frames > 1 and fmt not in _MULTI_FRAME:
-        raise ImageError(f"{frames} frames, but {fmt} holds one image; write .gif, .webp, "
-                         ".png (APNG) or .tif to keep every frame")
+        raise ImageError(
+            f"{frames} frames, but {fmt} holds one image; write .gif, .webp, "
+            ".png (APNG) or .tif to keep every frame"
+        )
 
 
 def format_for(path):
     """Pillow format name for a path's extension; ValueError if unsupported."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise ValueError(f"Unsupported output extension {ext!r} for {path}; use one of "
-                         f"{', '.join(sorted(FORMATS))}")
+        raise ValueError(
+            f"Unsupported output extension {ext!r} for {path}; use one of "
+            f"{', '.join(sorted(FORMATS))}"
+        )
     return FORMATS[ext]
 
 
@@ -206,16 +255,23 @@ def _manage_colours(im, icc):
         else:
             source = None
         if source is not None:
-            out = ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"),
-                                            outputMode="RGB")
+            out = ImageCms.profileToProfile(
+                im, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
+            )
             return out, srgb_profile(), [f"{im.mode} converted to sRGB with {how}"]
     except ImportError:
         pass
     except Exception as e:  # a profile lcms cannot build a transform from
-        return im.convert("RGB"), None, [
-            f"{im.mode} converted to RGB without colour management (profile unusable: {e})"]
-    return im.convert("RGB"), None, [
-        f"{im.mode} converted to RGB without colour management (no {expected} profile embedded)"]
+        return (
+            im.convert("RGB"),
+            None,
+            [f"{im.mode} converted to RGB without colour management (profile unusable: {e})"],
+        )
+    return (
+        im.convert("RGB"),
+        None,
+        [f"{im.mode} converted to RGB without colour management (no {expected} profile embedded)"],
+    )
 
 
 def _exif(im):
@@ -418,6 +474,7 @@ def open_image(path, max_pixels=None):
         ImageError: for a missing, empty, corrupt, truncated or over-limit
             file, with a one-line message.
     """
+
     def read(im):
         im.load()
         out, meta, notes = prepare(im)
@@ -451,6 +508,7 @@ def open_frames(path, max_pixels=None, check=None):
         ``exif``, ``durations`` (ms per frame) and ``loop`` where they apply;
         notes (once per file).
     """
+
     def read(im):
         n = int(getattr(im, "n_frames", 1))
         w, h = im.size
@@ -463,8 +521,10 @@ def open_frames(path, max_pixels=None, check=None):
         for i in range(n):
             im.seek(i)
             if im.size != (w, h):  # pages of a TIFF can differ; the limits were checked for one
-                raise ImageError(f"frame {i + 1} is {im.size[0]}x{im.size[1]}, frame 1 "
-                                 f"{w}x{h}: frames of different sizes are not supported")
+                raise ImageError(
+                    f"frame {i + 1} is {im.size[0]}x{im.size[1]}, frame 1 "
+                    f"{w}x{h}: frames of different sizes are not supported"
+                )
             im.load()
             frame, meta_i, more = prepare(im, orientation, exif)
             frames.append(frame.copy() if frame is im else frame)
@@ -546,9 +606,7 @@ def list_images(folder):
         if name.lower().endswith(IMAGE_EXTENSIONS)
     )
     if not paths:
-        raise FileNotFoundError(
-            f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}"
-        )
+        raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return paths
 
 

@@ -14,10 +14,12 @@ import tempfile
 
 # "I0000 00:00:... port.cc:153] oneDNN custom operations are on...", the line
 # continuing one of them, and LiteRT's INFO lines.
-_NATIVE_LOG = re.compile(r"(WARNING: All log messages before absl::InitializeLog\(\)"
-                         r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
-                         r"|To enable the following instructions: .*rebuild TensorFlow"
-                         r"|INFO: (Created|Initialized) TensorFlow Lite )")
+_NATIVE_LOG = re.compile(
+    r"(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
+    r"|To enable the following instructions: .*rebuild TensorFlow"
+    r"|INFO: (Created|Initialized) TensorFlow Lite )"
+)
 
 
 @contextlib.contextmanager

@@ -52,8 +52,11 @@ def conv_kernel_sizes(path):
     from ai_edge_litert import schema_py_generated as schema
 
     convs = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
-    return [int(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1])
-            for code, op, graph in _operators(path) if code in convs and op.InputsLength() >= 2]
+    return [
+        int(graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1])
+        for code, op, graph in _operators(path)
+        if code in convs and op.InputsLength() >= 2
+    ]
 
 
 def conv_outputs(path):
@@ -65,8 +68,11 @@ def conv_outputs(path):
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    return [graph.Tensors(op.Outputs(0)).Name().decode()
-            for code, op, graph in _operators(path) if code == schema.BuiltinOperator.CONV_2D]
+    return [
+        graph.Tensors(op.Outputs(0)).Name().decode()
+        for code, op, graph in _operators(path)
+        if code == schema.BuiltinOperator.CONV_2D
+    ]
 
 
 def op_counts(path):

@@ -1,1 +1,1 @@
-"""models."""
+"""The Keras VDSR network, its theta/lr clip and losses, and the one weights loader."""

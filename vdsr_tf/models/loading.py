@@ -34,13 +34,16 @@ def weights_file(path=None):
         if not os.path.exists(path):
             raise FileNotFoundError(
                 "This install has no bundled weights yet; pass a weights file "
-                "(a .keras or .weights.h5 written by vdsr-train).")
+                "(a .keras or .weights.h5 written by vdsr-train)."
+            )
         info = bundled.bundled_weights_info()
         if info and info.get("sha256"):
             with open(path, "rb") as f:
                 if hashlib.sha256(f.read()).hexdigest() != info["sha256"]:
-                    raise ValueError(f"The bundled weights {path} do not match their sha256 "
-                                     "in vdsr.weights.json (a damaged install?); reinstall")
+                    raise ValueError(
+                        f"The bundled weights {path} do not match their sha256 "
+                        "in vdsr.weights.json (a damaged install?); reinstall"
+                    )
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such weights file: {path}")
@@ -97,6 +100,7 @@ def load_pretrained(path=None):
             model_cfg = json.load(f).get("model", {})
         kwargs = {k: model_cfg[k] for k in ("depth", "filters", "residual") if k in model_cfg}
     model = build_vdsr(**kwargs)
-    load_weights(model, path, None if kwargs else
-                 "the default 20 x 64 network (no config.json beside it)")
+    load_weights(
+        model, path, None if kwargs else "the default 20 x 64 network (no config.json beside it)"
+    )
     return model

@@ -54,7 +54,6 @@ class PatchSumMSE(keras.losses.Loss):
         return {"name": self.name, "reduction": self.reduction}
 
 
-
 def get_loss(name):
     """The Keras loss for a config name: ``"mse"`` or ``"patch_sum_mse"``."""
     if name == "mse":

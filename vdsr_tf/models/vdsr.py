@@ -69,8 +69,9 @@ class VDSR(keras.Model):
         scale = 1.0
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             scale = self.optimizer.scale_loss(1.0)
-        return clip_by_lr(grads, lr, self.clip_theta, loss_scale=scale, return_fraction=True,
-                          mode=self.clip_mode)
+        return clip_by_lr(
+            grads, lr, self.clip_theta, loss_scale=scale, return_fraction=True, mode=self.clip_mode
+        )
 
     def train_step(self, *args):
         """One optimisation step: loss, theta/lr clip of every gradient, update.
@@ -146,8 +147,10 @@ class VDSR(keras.Model):
         metric_mapping = list(zip(self.metrics_variables, metric_vars))
         with keras.StatelessScope(state_mapping=metric_mapping) as scope:
             self.clip_fraction_tracker.update_state(fraction)
-        metric_vars = [scope.get_current_value(v) if scope.get_current_value(v) is not None
-                       else value for v, value in metric_mapping]
+        metric_vars = [
+            scope.get_current_value(v) if scope.get_current_value(v) is not None else value
+            for v, value in metric_mapping
+        ]
         # Keras internals (pinned by tests/test_keras_internals.py):
         # compute_loss_and_updates above, _update_metrics_variables here.
         logs, metric_vars = self._update_metrics_variables(
@@ -265,8 +268,13 @@ def compute_copy(model, compute_dtype):
         A ``VDSR`` model with the same inputs and outputs as ``model``:
         float32 (B, H, W, 1) in and out.
     """
-    copy = build_vdsr(**architecture(model), compute_dtype=compute_dtype, clip_theta=None,
-                      weight_decay=0, name=f"{model.name}_{compute_dtype}")
+    copy = build_vdsr(
+        **architecture(model),
+        compute_dtype=compute_dtype,
+        clip_theta=None,
+        weight_decay=0,
+        name=f"{model.name}_{compute_dtype}",
+    )
     copy.set_weights(model.get_weights())
     return copy
 

@@ -34,10 +34,7 @@ _YCBCR2RGB = np.linalg.inv(_RGB2YCBCR)
 def _check_colour_input(image, what: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim < 1 or image.shape[-1] != 3:
-        raise ValueError(
-            f"{what} must have 3 channels in its last axis, got shape "
-            f"{image.shape}."
-        )
+        raise ValueError(f"{what} must have 3 channels in its last axis, got shape {image.shape}.")
     _check_image_dtype(image, what)
     return image
 
@@ -69,15 +66,15 @@ def _combine(image, coeffs, constants, xp=np):
 def ycbcr_from_float_rgb(rgb, xp=np):
     """Float MATLAB ``rgb2ycbcr``: (..., 3) RGB in [0, 1] -> float32 YCbCr on
     the [0, 1] scale. Works on numpy arrays and graph tensors (``xp``)."""
-    return xp.asarray(_combine(rgb, _RGB2YCBCR / 255.0, _YCBCR_OFFSET / 255.0, xp),
-                      dtype="float32")
+    return xp.asarray(_combine(rgb, _RGB2YCBCR / 255.0, _YCBCR_OFFSET / 255.0, xp), dtype="float32")
 
 
 def rgb_from_float_ycbcr(ycbcr, xp=np):
     """Float MATLAB ``ycbcr2rgb``: the inverse of :func:`ycbcr_from_float_rgb`,
     float32, not clipped."""
-    return xp.asarray(_combine(ycbcr, 255.0 * _YCBCR2RGB, -(_YCBCR2RGB @ _YCBCR_OFFSET), xp),
-                      dtype="float32")
+    return xp.asarray(
+        _combine(ycbcr, 255.0 * _YCBCR2RGB, -(_YCBCR2RGB @ _YCBCR_OFFSET), xp), dtype="float32"
+    )
 
 
 def _rgb2ycbcr_rows(rgb: np.ndarray, rows: slice) -> np.ndarray:

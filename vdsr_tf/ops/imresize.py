@@ -48,9 +48,7 @@ _BLOCK_BYTES = 1 << 19
 
 def _check_size(name: str, value) -> int:
     """Returns ``value`` as an int >= 1, or raises ValueError."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, np.integer)
-    ):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an int, got {value!r}.")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}.")
@@ -71,9 +69,7 @@ def _check_scale(scale) -> float:
 
 def _check_image_dtype(image: np.ndarray, what: str) -> None:
     if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
-        raise ValueError(
-            f"{what} must be uint8 or floating point, got dtype {image.dtype}."
-        )
+        raise ValueError(f"{what} must be uint8 or floating point, got dtype {image.dtype}.")
 
 
 def to_uint8(x, xp=np):
@@ -239,8 +235,9 @@ def bicubic_weights(
     return matrix
 
 
-def _taps(in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64", first=0,
-          count=None):
+def _taps(
+    in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64", first=0, count=None
+):
     """Weights and (clamped, 0-based) input columns of every output pixel.
 
     The one implementation of MATLAB's sampling rule, written against an
@@ -255,6 +252,7 @@ def _taps(in_size, out_size, scale, kernel, kernel_width, xp=np, dtype="float64"
         ``(weights, columns)``, both float (count, taps): rows of weights
         summing to 1 and the input index each weight applies to.
     """
+
     def f(v):
         return xp.asarray(v, dtype=dtype)
 
@@ -276,12 +274,22 @@ def _enlarge_axis(x, axis, in_size, out_size, first, count, xp):
     ``x`` along ``axis`` (0 or 1): a gather of the 6 taps of each output
     pixel, accumulated left to right in float64, cast to float32."""
     scale = xp.asarray(out_size, dtype="float64") / xp.asarray(in_size, dtype="float64")
-    weights, columns = _taps(in_size, out_size, scale, lambda d: _cubic(d, xp),
-                             _CUBIC_SUPPORT, xp, "float64", first, count)
+    weights, columns = _taps(
+        in_size,
+        out_size,
+        scale,
+        lambda d: _cubic(d, xp),
+        _CUBIC_SUPPORT,
+        xp,
+        "float64",
+        first,
+        count,
+    )
     columns = xp.asarray(columns, dtype="int32")
     weights = weights[:, None, None, :] if axis == 0 else weights[None, :, None, :]
-    acc = tap_sum(weights, lambda k: xp.asarray(xp.take(x, columns[:, k], axis=axis),
-                                                dtype="float64"))
+    acc = tap_sum(
+        weights, lambda k: xp.asarray(xp.take(x, columns[:, k], axis=axis), dtype="float64")
+    )
     return xp.asarray(acc, dtype="float32")
 
 
@@ -318,8 +326,10 @@ def enlarge_window(x, out_hw, rows, cols, xp=np, cond=None):
         wide = _enlarge_axis(x, 1, in_w, out_w, cols[0], cols[1], xp)
         return _enlarge_axis(wide, 0, in_h, out_h, rows[0], rows[1], xp)
 
-    pred = vertical_first(xp.asarray(out_h, dtype="float64") / xp.asarray(in_h, dtype="float64"),
-                          xp.asarray(out_w, dtype="float64") / xp.asarray(in_w, dtype="float64"))
+    pred = vertical_first(
+        xp.asarray(out_h, dtype="float64") / xp.asarray(in_h, dtype="float64"),
+        xp.asarray(out_w, dtype="float64") / xp.asarray(in_w, dtype="float64"),
+    )
     if cond is None:
         return rows_then_cols() if pred else cols_then_rows()
     return cond(pred, rows_then_cols, cols_then_rows)
@@ -446,9 +456,7 @@ def imresize(
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
-        raise ValueError(
-            f"image must be (H, W) or (H, W, C), got shape {image.shape}."
-        )
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}.")
     _check_image_dtype(image, "image")
     if (scale is None) == (output_shape is None):
         raise ValueError(
@@ -465,9 +473,7 @@ def imresize(
         sizes = (scaled_size(in_h, scale), scaled_size(in_w, scale))
     else:
         if len(output_shape) != 2:
-            raise ValueError(
-                f"output_shape must be (out_h, out_w), got {output_shape!r}."
-            )
+            raise ValueError(f"output_shape must be (out_h, out_w), got {output_shape!r}.")
         sizes = (
             _check_size("output_shape[0]", output_shape[0]),
             _check_size("output_shape[1]", output_shape[1]),
@@ -498,8 +504,6 @@ def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
     scale = _check_size("scale", scale)
     image = np.asarray(image)
     if image.ndim < 2:
-        raise ValueError(
-            f"image must be (H, W) or (H, W, C), got shape {image.shape}."
-        )
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}.")
     h, w = image.shape[:2]
     return image[: h - h % scale, : w - w % scale]

@@ -65,6 +65,7 @@ def merge(sr, rest, channels, xp, to_uint8=True):
     Returns:
         uint8 or float32 (H, W, channels).
     """
+
     def finish(x):
         return quantise(x, xp) if to_uint8 else xp.clip(x, 0.0, 1.0)
 
@@ -77,8 +78,7 @@ def merge(sr, rest, channels, xp, to_uint8=True):
     return colour
 
 
-def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None,
-                 to_uint8=True):
+def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None, to_uint8=True):
     """One output tile of the super-resolved image.
 
     Args:
@@ -98,8 +98,9 @@ def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None,
     """
     top, left, bottom, right = tile
     s_top, s_left, s_bottom, s_right = src
-    up = enlarge_window(net, out_hw, (s_top, s_bottom - s_top), (s_left, s_right - s_left),
-                        xp, cond)
+    up = enlarge_window(
+        net, out_hw, (s_top, s_bottom - s_top), (s_left, s_right - s_left), xp, cond
+    )
     sr = network(up)[top - s_top : bottom - s_top, left - s_left : right - s_left]
     if rest is not None:
         rest = enlarge_window(rest, out_hw, (top, bottom - top), (left, right - left), xp, cond)

@@ -66,7 +66,8 @@ def output_size(in_hw, scale=None, size=None):
         if h < in_hw[0] or w < in_hw[1]:
             raise ValueError(
                 f"size {h}x{w} (HxW) is smaller than the input {in_hw[0]}x{in_hw[1]}; "
-                "VDSR only enlarges")
+                "VDSR only enlarges"
+            )
         return h, w
     scale = float(scale)
     return (int(scaled_length(in_hw[0], scale)), int(scaled_length(in_hw[1], scale)))
@@ -84,8 +85,7 @@ def scaled_length(length, scale, xp=np):
     Returns:
         float64 scalar (cast to int by the caller).
     """
-    return xp.floor(xp.asarray(length, dtype="float64") * xp.asarray(scale, dtype="float64")
-                    + 0.5)
+    return xp.floor(xp.asarray(length, dtype="float64") * xp.asarray(scale, dtype="float64") + 0.5)
 
 
 def tile_steps(height, width, tile):
@@ -114,8 +114,14 @@ def tile_window(top, left, step_h, step_w, height, width, context, minimum, maxi
         network runs on ``src_top:src_bottom, src_left:src_right``.
     """
     bottom, right = minimum(top + step_h, height), minimum(left + step_w, width)
-    return (bottom, right, maximum(top - context, 0), maximum(left - context, 0),
-            minimum(bottom + context, height), minimum(right + context, width))
+    return (
+        bottom,
+        right,
+        maximum(top - context, 0),
+        maximum(left - context, 0),
+        minimum(bottom + context, height),
+        minimum(right + context, width),
+    )
 
 
 def tiles(height, width, tile, context):
@@ -132,8 +138,9 @@ def tiles(height, width, tile, context):
     step_h, step_w = tile_steps(height, width, tile)
     for top in range(0, height, step_h):
         for left in range(0, width, step_w):
-            bottom, right, st, sl, sb, sr = tile_window(top, left, step_h, step_w, height,
-                                                        width, context, min, max)
+            bottom, right, st, sl, sb, sr = tile_window(
+                top, left, step_h, step_w, height, width, context, min, max
+            )
             yield (top, left, bottom, right), (st, sl, sb, sr)
 
 
@@ -168,8 +175,9 @@ def fixed_windows(length, window, context):
     if length < window:
         raise ValueError(f"an axis of {length} pixels is shorter than the window ({window})")
     if window <= 2 * context:
-        raise ValueError(f"a window of {window} pixels leaves nothing inside a context of "
-                         f"{context}")
+        raise ValueError(
+            f"a window of {window} pixels leaves nothing inside a context of {context}"
+        )
     starts = list(range(0, length - window, window - 2 * context)) + [length - window]
     cuts = [0] + [s + context for s in starts[1:]] + [length]
     return [(s, cuts[i], cuts[i + 1]) for i, s in enumerate(starts)]

@@ -1,1 +1,1 @@
-"""training."""
+"""Fitting the network: schedule, callbacks, ``train()`` and the JAX engine."""

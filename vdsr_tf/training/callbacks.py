@@ -69,8 +69,11 @@ class ValidationCallback(keras.callbacks.Callback):
             _, sr, hr = r["images"][0]
             lr = next(benchmark_pairs(self.set_dir, s))[1]
             strips.append(comparison_strip(bicubic.upscale(lr, size=hr.shape[:2]), sr, hr))
-        logging.info("epoch %d validation: %s", epoch + 1, ", ".join(
-            f"x{s} {logs[f'val_psnr_x{s}']:.2f} dB" for s in self.scales))
+        logging.info(
+            "epoch %d validation: %s",
+            epoch + 1,
+            ", ".join(f"x{s} {logs[f'val_psnr_x{s}']:.2f} dB" for s in self.scales),
+        )
         self._write_images(epoch, strips)
 
     def _write_images(self, epoch, strips):
@@ -108,8 +111,12 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        meta = dict(self.meta, epoch=epoch + 1, step=step,
-                    patches_total=self.patches_before + step * self.batch_size)
+        meta = dict(
+            self.meta,
+            epoch=epoch + 1,
+            step=step,
+            patches_total=self.patches_before + step * self.batch_size,
+        )
         save_state(os.path.join(self.output_dir, CHECKPOINT), self.model, meta)
 
 
@@ -138,6 +145,9 @@ class TimeBudget(keras.callbacks.Callback):
         next_end = now + (now - self._epoch_start)
         limits = [self._start + self.seconds if self.seconds else None, self.deadline]
         if any(limit is not None and next_end > limit for limit in limits):
-            logging.info("Time budget reached after epoch %d; stopping (run the same "
-                         "command again to resume).", epoch + 1)
+            logging.info(
+                "Time budget reached after epoch %d; stopping (run the same "
+                "command again to resume).",
+                epoch + 1,
+            )
             self.model.stop_training = True

@@ -49,8 +49,10 @@ from vdsr_tf.training.schedule import run_length, schedule_length_variable
 
 def _check_backend():
     if keras.backend.backend() != "jax":
-        raise ValueError("the fast engine needs the JAX backend: set KERAS_BACKEND=jax "
-                         f"(the backend is {keras.backend.backend()!r}); or use --engine=fit")
+        raise ValueError(
+            "the fast engine needs the JAX backend: set KERAS_BACKEND=jax "
+            f"(the backend is {keras.backend.backend()!r}); or use --engine=fit"
+        )
 
 
 # -- the device-resident pool -------------------------------------------------
@@ -112,16 +114,28 @@ class DevicePool:
         offsets = np.concatenate([[0], np.cumsum(sizes[:, 0] * sizes[:, 1])[:-1]])
         self.pixels = int(np.sum(sizes[:, 0] * sizes[:, 1]))
         if self.pixels >= 2**31:
-            raise ValueError(f"The pool has {self.pixels:,} pixels; the device indexing "
-                             "is int32 (at most 2**31): use fewer images or downsize factors")
+            raise ValueError(
+                f"The pool has {self.pixels:,} pixels; the device indexing "
+                "is int32 (at most 2**31): use fewer images or downsize factors"
+            )
         x = np.concatenate([a.ravel() for a, _ in pairs])
         y = np.concatenate([b.ravel() for _, b in pairs])
         rows, cols = dihedral_tables(p)
         levels = unit_levels()  # the very floats of the numpy pipeline
         self.variants = len(pairs)
-        self.arrays = tuple(jax.device_put(a) for a in (
-            x, y, offsets.astype(np.int32), sizes[:, 0].astype(np.int32),
-            sizes[:, 1].astype(np.int32), rows, cols, levels))
+        self.arrays = tuple(
+            jax.device_put(a)
+            for a in (
+                x,
+                y,
+                offsets.astype(np.int32),
+                sizes[:, 0].astype(np.int32),
+                sizes[:, 1].astype(np.int32),
+                rows,
+                cols,
+                levels,
+            )
+        )
         jax.block_until_ready(self.arrays)
         self.build_seconds = time.perf_counter() - start
         self.nbytes = sum(int(a.nbytes) for a in self.arrays)
@@ -159,19 +173,23 @@ class DevicePool:
 # -- the multi-step driver ----------------------------------------------------
 def get_state(model):
     """The model's JAX training state ``(trainable, non_trainable, optimizer, metrics)``."""
-    return ([v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-            [v.value for v in model.optimizer.variables],
-            [v.value for v in model.metrics_variables])
+    return (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.optimizer.variables],
+        [v.value for v in model.metrics_variables],
+    )
 
 
 def set_state(model, state):
     """Writes a JAX training state back into the model's variables."""
     trainable, non_trainable, optimizer, metrics = state
-    for refs, values in ((model.trainable_variables, trainable),
-                         (model.non_trainable_variables, non_trainable),
-                         (model.optimizer.variables, optimizer),
-                         (model.metrics_variables, metrics)):
+    for refs, values in (
+        (model.trainable_variables, trainable),
+        (model.non_trainable_variables, non_trainable),
+        (model.optimizer.variables, optimizer),
+        (model.metrics_variables, metrics),
+    ):
         for ref, value in zip(refs, values):
             ref.assign(value)
 
@@ -214,8 +232,7 @@ def make_multi_step(model, pool, batch_size, steps, on_trace=None, unroll=None):
             for _ in range(steps):
                 carry, logs = body(carry, None)
             return carry + (logs,)
-        (state, key), logs = jax.lax.scan(body, (state, key), None, length=steps,
-                                          unroll=unroll)
+        (state, key), logs = jax.lax.scan(body, (state, key), None, length=steps, unroll=unroll)
         return state, key, jax.tree_util.tree_map(lambda v: v[-1], logs)
 
     return jax.jit(multi)
@@ -266,8 +283,18 @@ class FitScheduleToDeadline(keras.callbacks.Callback):
         self._t, self._step = now, step
 
 
-def fit_fast(model, pool, batch_size, total_steps, steps_per_epoch, initial_epoch=0,
-             steps_per_call=100, seed=0, callbacks=(), verbose=True):
+def fit_fast(
+    model,
+    pool,
+    batch_size,
+    total_steps,
+    steps_per_epoch,
+    initial_epoch=0,
+    steps_per_call=100,
+    seed=0,
+    callbacks=(),
+    verbose=True,
+):
     """Trains like ``model.fit`` with the data on the device.
 
     Epoch e covers steps ``[e * steps_per_epoch, (e + 1) * steps_per_epoch)``
@@ -298,8 +325,12 @@ def fit_fast(model, pool, batch_size, total_steps, steps_per_epoch, initial_epoc
     _check_backend()
     k = math.gcd(int(steps_per_call), int(steps_per_epoch))
     if k != steps_per_call:
-        logging.info("steps_per_call %d does not divide steps_per_epoch %d; using %d.",
-                     steps_per_call, steps_per_epoch, k)
+        logging.info(
+            "steps_per_call %d does not divide steps_per_epoch %d; using %d.",
+            steps_per_call,
+            steps_per_epoch,
+            k,
+        )
     build_for_training(model, batch_size, pool.patch_size)
     history = keras.callbacks.History()
     cbs = keras.callbacks.CallbackList(list(callbacks) + [history], model=model)
@@ -336,8 +367,12 @@ def fit_fast(model, pool, batch_size, total_steps, steps_per_epoch, initial_epoc
         logs = {name: float(np.asarray(v)) for name, v in logs.items()}
         logs["patches_per_s"] = (end - epoch * steps_per_epoch) * batch_size / max(seconds, 1e-9)
         if verbose:
-            logging.info("epoch %d (step %d): %s", epoch + 1, end, ", ".join(
-                f"{name} {v:.4g}" for name, v in logs.items()))
+            logging.info(
+                "epoch %d (step %d): %s",
+                epoch + 1,
+                end,
+                ", ".join(f"{name} {v:.4g}" for name, v in logs.items()),
+            )
         cbs.on_epoch_end(epoch, logs)
         epoch += 1
     cbs.on_train_end()

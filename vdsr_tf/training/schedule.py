@@ -27,8 +27,16 @@ class VDSRSchedule(keras.optimizers.schedules.LearningRateSchedule):
         warmup_start: start of the warm-up as a fraction of ``peak``.
     """
 
-    def __init__(self, peak, total_steps, kind="step", boundaries=(), factor=10.0,
-                 warmup_steps=0, warmup_start=0.01):
+    def __init__(
+        self,
+        peak,
+        total_steps,
+        kind="step",
+        boundaries=(),
+        factor=10.0,
+        warmup_steps=0,
+        warmup_start=0.01,
+    ):
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.kind = kind
@@ -49,8 +57,11 @@ class VDSRSchedule(keras.optimizers.schedules.LearningRateSchedule):
             The float32 scalar variable.
         """
         self.total_steps_variable = optimizer.add_variable(
-            shape=(), initializer=keras.initializers.Constant(float(self.total_steps)),
-            dtype="float32", name="schedule_total_steps")
+            shape=(),
+            initializer=keras.initializers.Constant(float(self.total_steps)),
+            dtype="float32",
+            name="schedule_total_steps",
+        )
         return self.total_steps_variable
 
     def __call__(self, step):
@@ -60,8 +71,11 @@ class VDSRSchedule(keras.optimizers.schedules.LearningRateSchedule):
             for boundary in self.boundaries:
                 lr = ops.where(step >= boundary, lr / self.factor, lr)
         elif self.kind == "cosine":
-            total = (float(self.total_steps) if self.total_steps_variable is None
-                     else ops.cast(self.total_steps_variable, "float32"))
+            total = (
+                float(self.total_steps)
+                if self.total_steps_variable is None
+                else ops.cast(self.total_steps_variable, "float32")
+            )
             span = ops.maximum(total - self.warmup_steps, 1.0)
             progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
             lr = lr * 0.5 * (1.0 + ops.cos(math.pi * progress))
@@ -72,9 +86,15 @@ class VDSRSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return lr
 
     def get_config(self):
-        return dict(peak=self.peak, total_steps=self.total_steps, kind=self.kind,
-                    boundaries=self.boundaries, factor=self.factor,
-                    warmup_steps=self.warmup_steps, warmup_start=self.warmup_start)
+        return dict(
+            peak=self.peak,
+            total_steps=self.total_steps,
+            kind=self.kind,
+            boundaries=self.boundaries,
+            factor=self.factor,
+            warmup_steps=self.warmup_steps,
+            warmup_start=self.warmup_start,
+        )
 
 
 def make_schedule(optim, total_steps):

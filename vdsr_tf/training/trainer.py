@@ -61,17 +61,23 @@ FINAL_WEIGHTS = "vdsr.weights.h5"
 HISTORY = "history.csv"
 
 
-
-
 def build_model(config):
     """A compiled VDSR model for a ``TrainConfig`` (its loss, PSNR metric)."""
     m = config.model
-    model = build_vdsr(depth=m.depth, filters=m.filters, clip_theta=m.clip_theta,
-                       clip_mode=m.clip_mode,
-                       weight_decay=m.weight_decay, residual=m.residual,
-                       zero_init_residual=m.zero_init_residual)
-    model.compile(optimizer=make_optimizer(config.optim, config.steps),
-                  loss=get_loss(config.optim.loss), metrics=[PSNRMetric()])
+    model = build_vdsr(
+        depth=m.depth,
+        filters=m.filters,
+        clip_theta=m.clip_theta,
+        clip_mode=m.clip_mode,
+        weight_decay=m.weight_decay,
+        residual=m.residual,
+        zero_init_residual=m.zero_init_residual,
+    )
+    model.compile(
+        optimizer=make_optimizer(config.optim, config.steps),
+        loss=get_loss(config.optim.loss),
+        metrics=[PSNRMetric()],
+    )
     return model
 
 
@@ -85,14 +91,17 @@ def training_data(sources, data_config, seed, data_dir=None, manual_dir=None):
         import tensorflow  # noqa: F401
     except ImportError:
         if any(str(s).startswith("tfds:") for s in degradation._expand_sources(sources)):
-            raise ValueError("tfds: sources need TensorFlow; pack the images with "
-                             "vdsr-train --pack_to=FILE.npz on a machine that has it") from None
+            raise ValueError(
+                "tfds: sources need TensorFlow; pack the images with "
+                "vdsr-train --pack_to=FILE.npz on a machine that has it"
+            ) from None
         logging.info("TensorFlow not installed: using the numpy PatchSampler.")
-        return degradation.PatchSampler(degradation.load_y_planes(sources), data_config, seed).batches()
-    return pipeline.make_dataset(sources, data_config, seed=seed, data_dir=data_dir,
-                             manual_dir=manual_dir)
-
-
+        return degradation.PatchSampler(
+            degradation.load_y_planes(sources), data_config, seed
+        ).batches()
+    return pipeline.make_dataset(
+        sources, data_config, seed=seed, data_dir=data_dir, manual_dir=manual_dir
+    )
 
 
 @contextlib.contextmanager
@@ -120,8 +129,10 @@ def distribution_scope(kind="none"):
     backend = keras.backend.backend()
     if backend == "jax":
         if kind != "data_parallel":
-            raise ValueError("On the JAX backend use data_parallel (multi-host JAX is "
-                             "configured by keras.distribution.initialize)")
+            raise ValueError(
+                "On the JAX backend use data_parallel (multi-host JAX is "
+                "configured by keras.distribution.initialize)"
+            )
         devices = keras.distribution.list_devices()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         try:
@@ -144,10 +155,22 @@ def _write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
-def train(config, sources, output_dir, val_dir=None, data_dir=None,
-          time_budget_s=None, verbose="auto", extra_callbacks=(), manual_dir=None,
-          distribute="none", engine="fit", steps_per_call=100, init_from=None,
-          pool_workers=None):
+def train(
+    config,
+    sources,
+    output_dir,
+    val_dir=None,
+    data_dir=None,
+    time_budget_s=None,
+    verbose="auto",
+    extra_callbacks=(),
+    manual_dir=None,
+    distribute="none",
+    engine="fit",
+    steps_per_call=100,
+    init_from=None,
+    pool_workers=None,
+):
     """Trains (or resumes) a VDSR model.
 
     Args:
@@ -182,8 +205,10 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
         raise ValueError(f"Unknown engine {engine!r}; valid: {list(ENGINES)}")
     if engine == "fast":
         if keras.backend.backend() != "jax":
-            raise ValueError("--engine=fast needs the JAX backend: set KERAS_BACKEND=jax "
-                             f"(the backend is {keras.backend.backend()!r})")
+            raise ValueError(
+                "--engine=fast needs the JAX backend: set KERAS_BACKEND=jax "
+                f"(the backend is {keras.backend.backend()!r})"
+            )
         if distribute != "none":
             raise ValueError("--engine=fast runs on one device; use --engine=fit to distribute")
         if steps_per_call < 1:
@@ -193,11 +218,26 @@ def train(config, sources, output_dir, val_dir=None, data_dir=None,
     try:
         with distribution_scope(distribute) as replicas:
             if replicas > 1:
-                logging.info("Data-parallel training on %d devices (global batch %d).",
-                             replicas, config.data.batch_size)
-            return _train(config, sources, output_dir, val_dir, data_dir, time_budget_s,
-                          verbose, extra_callbacks, manual_dir, engine, steps_per_call,
-                          init_from, pool_workers)
+                logging.info(
+                    "Data-parallel training on %d devices (global batch %d).",
+                    replicas,
+                    config.data.batch_size,
+                )
+            return _train(
+                config,
+                sources,
+                output_dir,
+                val_dir,
+                data_dir,
+                time_budget_s,
+                verbose,
+                extra_callbacks,
+                manual_dir,
+                engine,
+                steps_per_call,
+                init_from,
+                pool_workers,
+            )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -245,8 +285,21 @@ def load_initial_weights(model, init_from):
     return int(meta.get("patches_total", 0))
 
 
-def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbose,
-           extra_callbacks, manual_dir, engine, steps_per_call, init_from, pool_workers):
+def _train(
+    config,
+    sources,
+    output_dir,
+    val_dir,
+    data_dir,
+    time_budget_s,
+    verbose,
+    extra_callbacks,
+    manual_dir,
+    engine,
+    steps_per_call,
+    init_from,
+    pool_workers,
+):
     os.makedirs(output_dir, exist_ok=True)
     for path in remove_stale_temporaries(output_dir):
         logging.info("Removed %s (left by a killed run).", path)
@@ -255,8 +308,10 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
     state_path = os.path.join(output_dir, CHECKPOINT)
     planes, data_hash = _training_planes(sources)
     if engine == "fast" and planes is None:
-        raise ValueError("--engine=fast reads image folders or .npz packs, not tfds: sources; "
-                         "pack them with vdsr-train --pack_to=FILE.npz")
+        raise ValueError(
+            "--engine=fast reads image folders or .npz packs, not tfds: sources; "
+            "pack them with vdsr-train --pack_to=FILE.npz"
+        )
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
     initial_epoch, patches_before = 0, 0
@@ -265,32 +320,40 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         saved, weights, optimizer = read_state(state_path)
         # A field added since the checkpoint was written takes its default
         # (the behaviour the run had), so older checkpoints still resume.
-        diff = config_difference(config_lib.to_dict(config_lib.from_dict(saved["config"])),
-                                 meta["config"])
+        diff = config_difference(
+            config_lib.to_dict(config_lib.from_dict(saved["config"])), meta["config"]
+        )
         if diff:
             raise ValueError(
                 f"{output_dir} holds a checkpoint of a different config ({'; '.join(diff)}); "
-                "use another --output_dir or the same settings to resume.")
+                "use another --output_dir or the same settings to resume."
+            )
         if saved["data"] != data_hash:
             raise ValueError(
                 f"{output_dir} holds a checkpoint trained on different data (fingerprint "
                 f"{saved['data'][:12]}, these sources {data_hash[:12]}); use the same "
-                "images to resume, or another --output_dir")
+                "images to resume, or another --output_dir"
+            )
         model.optimizer.build(model.trainable_variables)
         restore(model, weights, optimizer)
         initial_epoch = saved["epoch"]
         patches_before = saved.get("patches_total", 0) - saved["step"] * config.data.batch_size
         meta["init_from"] = saved.get("init_from")
         _truncate_history(os.path.join(output_dir, HISTORY), initial_epoch)
-        logging.info("Resuming %s at epoch %d (step %d); restored weights sha256 %s.",
-                     output_dir, initial_epoch, saved["step"],
-                     weights_digest([ops.convert_to_numpy(v) for v in model.weights]))
+        logging.info(
+            "Resuming %s at epoch %d (step %d); restored weights sha256 %s.",
+            output_dir,
+            initial_epoch,
+            saved["step"],
+            weights_digest([ops.convert_to_numpy(v) for v in model.weights]),
+        )
     else:
         if init_from:
             patches_before = load_initial_weights(model, init_from)
             meta["init_from"] = os.path.basename(str(init_from))
-            logging.info("New run from the weights of %s (%d patches seen).", init_from,
-                         patches_before)
+            logging.info(
+                "New run from the weights of %s (%d patches seen).", init_from, patches_before
+            )
         _write_json(os.path.join(output_dir, "config.json"), config_lib.to_dict(config))
     if initial_epoch >= epochs:
         logging.info("Run in %s is already complete (%d epochs).", output_dir, epochs)
@@ -304,9 +367,10 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         callbacks.append(ValidationCallback(val_dir, config.data.scales, log_dir))
     # The history row first, then the checkpoint: a kill between the two leaves
     # a row past the checkpoint, which the resume removes (_truncate_history).
-    callbacks += [keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY),
-                                            append=initial_epoch > 0),
-                  CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before)]
+    callbacks += [
+        keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY), append=initial_epoch > 0),
+        CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before),
+    ]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
     if time_budget_s:
@@ -316,28 +380,52 @@ def _train(config, sources, output_dir, val_dir, data_dir, time_budget_s, verbos
         from vdsr_tf.training import jax_engine
 
         pool = jax_engine.DevicePool(planes, config.data, workers=pool_workers)
-        logging.info("Device pool: %d degraded images, %.1f M pixels, %.0f MB, built in %.1f s.",
-                     pool.variants, pool.pixels / 1e6, pool.nbytes / 1e6, pool.build_seconds)
-        history = jax_engine.fit_fast(model, pool, config.data.batch_size, config.steps,
-                                steps_per_epoch, initial_epoch=initial_epoch,
-                                steps_per_call=steps_per_call, seed=config.seed,
-                                callbacks=callbacks, verbose=verbose != 0)
+        logging.info(
+            "Device pool: %d degraded images, %.1f M pixels, %.0f MB, built in %.1f s.",
+            pool.variants,
+            pool.pixels / 1e6,
+            pool.nbytes / 1e6,
+            pool.build_seconds,
+        )
+        history = jax_engine.fit_fast(
+            model,
+            pool,
+            config.data.batch_size,
+            config.steps,
+            steps_per_epoch,
+            initial_epoch=initial_epoch,
+            steps_per_call=steps_per_call,
+            seed=config.seed,
+            callbacks=callbacks,
+            verbose=verbose != 0,
+        )
         history.pool_seconds = pool.build_seconds
     else:
         # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
-        dataset = training_data(sources, config.data, config.seed + 7919 * initial_epoch,
-                                data_dir, manual_dir)
-        history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                            shuffle=False)
+        dataset = training_data(
+            sources, config.data, config.seed + 7919 * initial_epoch, data_dir, manual_dir
+        )
+        history = model.fit(
+            dataset,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
     step = int(ops.convert_to_numpy(model.optimizer.iterations))
     weights_path = _write_weights(model, output_dir)
     total = run_length(model, config.steps)
     if step >= total:
         logging.info("Training complete (%d steps); weights in %s", step, weights_path)
     else:
-        logging.info("Stopped at step %d of %d (run the same command to resume); "
-                     "weights so far in %s", step, total, weights_path)
+        logging.info(
+            "Stopped at step %d of %d (run the same command to resume); weights so far in %s",
+            step,
+            total,
+            weights_path,
+        )
     return model, history
 
 
