@@ -90,7 +90,12 @@ def _plain_log_lines(prog):
     class Plain(std_logging.Formatter):
         def format(self, record):
             level = "" if record.levelno <= std_logging.INFO else f"{record.levelname.lower()}: "
-            return f"{prog}: {level}{record.getMessage()}"
+            text = f"{prog}: {level}{record.getMessage()}"
+            if record.exc_info:  # logging.exception: the traceback stays
+                text += "\n" + self.formatException(record.exc_info)
+            if record.stack_info:
+                text += "\n" + self.formatStack(record.stack_info)
+            return text
 
     logging.get_absl_handler().setFormatter(Plain())
 

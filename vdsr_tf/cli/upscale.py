@@ -158,6 +158,13 @@ def main(argv):
             "--precision picks a conversion of --weights; a --model file has its "
             "own (vdsr-export --quantization)"
         )
+    if backend is not None and not FLAGS.model:
+        from vdsr_tf.inference.engines import check_path
+
+        try:  # the library's check, before any output folder is made
+            check_path(backend, FLAGS.precision)
+        except ValueError as e:
+            raise CliError(str(e))
     if FLAGS.version:
         print(version_text())
         try:

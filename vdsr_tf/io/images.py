@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from vdsr_tf.io.atomic import atomic_path
-from vdsr_tf.io.stderr import fd2_captured
+from vdsr_tf.io.stderr import fd2_filtered
 from vdsr_tf.ops.colour import rgb2y
 from vdsr_tf.ops.imresize import to_uint8
 
@@ -449,13 +449,14 @@ def _decoder_messages(said):
     if not _QUIET["on"]:
         yield
         return
-    caught = []
-    try:
-        with fd2_captured(caught):
-            yield
-    finally:
-        text = "".join(caught)[:4096]
-        said += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+    def keep(line):  # a decoder's message: kept for the error, not shown
+        if line.strip() and len(said) < 32:
+            said.append(" ".join(line.split())[:512])
+        return False
+
+    with fd2_filtered(keep):
+        yield
 
 
 def open_image(path, max_pixels=None):

@@ -62,8 +62,11 @@ def load_weights(model, path, architecture=None):
         model.load_weights(path)
     except Exception as e:  # h5py/keras raise several types for a bad file
         if architecture is None:
-            arch = architecture_of(model)
-            architecture = f"depth {arch['depth']}, {arch['filters']} filters"
+            try:
+                arch = architecture_of(model)
+                architecture = f"depth {arch['depth']}, {arch['filters']} filters"
+            except ValueError:  # not a VDSR network: name it instead
+                architecture = model.name
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path} does not hold weights of {architecture}: {first}") from None
 

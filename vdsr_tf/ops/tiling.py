@@ -44,10 +44,18 @@ def check_scale_size(scale, size, names=("scale", "size")):
     """
     if (scale is None) == (size is None):
         raise ValueError(f"give exactly one of {names[0]} or {names[1]}")
-    if scale is not None and not (float(scale) > 1.0 and np.isfinite(float(scale))):
-        raise ValueError(f"{names[0]} must be > 1, got {scale}")
-    if size is not None and (len(size) != 2 or min(int(v) for v in size) < 1):
-        raise ValueError(f"{names[1]} must be a positive (H, W), got {size}")
+    try:
+        ok = scale is None or (float(scale) > 1.0 and np.isfinite(float(scale)))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{names[0]} must be a number > 1, got {scale!r}")
+    try:
+        ok = size is None or (len(size) == 2 and min(int(v) for v in size) >= 1)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{names[1]} must be a positive (H, W), got {size!r}")
 
 
 def output_size(in_hw, scale=None, size=None):

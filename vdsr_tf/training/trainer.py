@@ -269,8 +269,10 @@ def load_initial_weights(model, init_from):
         init_from = weights_file(init_from)
         if init_from.endswith(".weights.h5"):
             load_weights(model, init_from)
-    except (OSError, ValueError) as e:
-        raise type(e)(f"init_from: {e}") from None
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"init_from: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"init_from: {e}") from None
     if init_from.endswith(".weights.h5"):
         meta_path = init_from[: -len(".weights.h5")] + ".weights.json"
         if os.path.exists(meta_path):
