@@ -40,12 +40,6 @@ def entry_point(prog):
     return wrap
 
 
-def _deprecated():
-    from vdsr_tf.cli.flags import _ALIASES
-
-    return _ALIASES
-
-
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Runs the first ``import tensorflow`` inside ``native_lines_dropped``.
 
@@ -100,14 +94,12 @@ def _plain_log_lines(prog):
     logging.get_absl_handler().setFormatter(Plain())
 
 
-def quiet_native_logging(argv):
-    """Silences TensorFlow's and absl's C++ logging unless ``argv`` asks for
-    it (``-v``, ``--verbose`` or ``--verbosity``): for this process through
+def quiet_native_logging():
+    """Silences TensorFlow's and absl's C++ logging: for this process through
     the environment (read when TensorFlow loads, and by subprocesses) and a
     filter on the import itself, whose first lines come before the
-    environment is read. Python warnings and the command's own lines stay."""
-    if _verbose(argv):
-        return
+    environment is read. Python warnings and the command's own lines stay.
+    ``run`` calls it unless ``-v``, ``--verbose`` or ``--verbosity`` is given."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" not in sys.modules and not any(
         isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
@@ -121,6 +113,8 @@ def help_text(module_name, doc):
     import textwrap
 
     from absl import flags
+
+    from vdsr_tf.cli.flags import DEPRECATED_ALIASES
 
     name = sys.argv[0] if module_name == "__main__" else module_name
     lines = [(doc or "").strip(), "", "Flags:"]
@@ -138,7 +132,7 @@ def help_text(module_name, doc):
             value = ",".join(map(str, value))
         default = "" if value in (None, "") else f" (default: {value})"
         text = (flag.help or "").split(">: ", 1)[-1] if flag.help.startswith("<") else flag.help
-        if flag.name in _deprecated():
+        if flag.name in DEPRECATED_ALIASES:
             text = text.rstrip(".") + "; deprecated, goes in the next release."
         lines.append(f"  {head}")
         lines += textwrap.wrap(
@@ -193,8 +187,8 @@ def run(main, prog, module_name, doc, known_only=False, aliases=None):
     """
     from absl import app, flags
 
-    quiet_native_logging(sys.argv)
     if not _verbose(sys.argv):
+        quiet_native_logging()
         _plain_log_lines(prog)
 
     def parse(argv):

@@ -14,17 +14,17 @@ import sys
 
 from absl import flags
 
+from vdsr_tf.inference.engines import BACKENDS
 from vdsr_tf.inference.precision import PRECISIONS
 from vdsr_tf.io.images import FORMATS
 from vdsr_tf.ops.tiling import DEFAULT_MAX_PIXELS, DEFAULT_TILE
 
 flags.disclaim_key_flags()
 
-# What the API calls "backend" (Upscaler(backend=)), spelled the same on the
-# command line; "tflite" is the old spelling of "litert".
-BACKENDS = ("keras", "litert")
+# --backend takes the API's names (engines.BACKENDS); "tflite" is the old
+# spelling of "litert".
 _OLD_BACKENDS = {"tflite": "litert"}
-_ALIASES = {}  # old flag name -> new flag name
+DEPRECATED_ALIASES = {}  # old flag name -> new flag name
 
 
 def define_resize_flags():
@@ -93,12 +93,12 @@ def backend(value, prog):
 def define_deprecated_alias(old, new):
     """``--old`` as another spelling of ``--new`` (absl sets ``--new`` from it)."""
     flags.DEFINE_alias(old, new)
-    _ALIASES[old] = new
+    DEPRECATED_ALIASES[old] = new
 
 
 def warn_deprecated(prog, flag_values=flags.FLAGS):
     """One stderr line for each deprecated alias given on the command line."""
-    for old, new in _ALIASES.items():
+    for old, new in DEPRECATED_ALIASES.items():
         if old in flag_values and flag_values[old].present:
             print(
                 f"{prog}: warning: --{old} is deprecated and goes in the next release; use --{new}",

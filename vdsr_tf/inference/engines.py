@@ -113,7 +113,10 @@ def load_network(weights=None, precision="fp32"):
     """
     from vdsr_tf.models.loading import weights_file
 
-    path = weights_file(weights)
+    path = bundled.bundled_weights_path() if weights is None else os.fspath(weights)
+    if not os.path.isfile(path):
+        weights_file(weights)  # raises the loader's own message
+    # The bundled file's sha256 is checked by load_pretrained, once per cache miss.
     return _cached_network(os.path.realpath(path), _stamp(path), precision)
 
 
