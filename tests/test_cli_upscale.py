@@ -52,18 +52,21 @@ def test_batch_with_bad_files_continues_and_fails_at_the_end(tmp_path, weights, 
     assert "2 written, 2 failed" in proc.stderr
     assert sorted(os.listdir(out)) == ["bird.png", "butterfly.png"]  # no temporary files left
     assert Image.open(out / "bird.png").size == (288, 288)
-    # Existing outputs are kept without --overwrite and replaced with it; --format changes
-    # the extension (vdsr-upscale's batch, in-process: the flags are tested below).
+    # Existing outputs are kept (a success), a failure with existing="fail", and replaced
+    # with "overwrite"; --format changes the extension (vdsr-upscale's batch, in-process:
+    # the flags are tested in tests/test_batch.py).
     from vdsr_tf.cli import batch
     from vdsr_tf.inference.upscaler import Upscaler
 
     up = Upscaler(weights)
     inputs = [str(src / "bird.png"), str(src / "butterfly.png")]
-    assert batch.run_batch(up, inputs[:1], [str(out / "bird.png")], scale=2) == 1
+    assert batch.run_batch(up, inputs[:1], [str(out / "bird.png")], scale=2) == 0
+    assert "0 written, 0 failed, 1 kept" in capsys.readouterr().err
+    assert batch.run_batch(up, inputs[:1], [str(out / "bird.png")], 2, existing="fail") == 1
     assert "exists" in capsys.readouterr().err
     webp = [str(out / "bird.webp"), str(out / "butterfly.webp")]
     assert batch.run_batch(up, inputs, webp, scale=2, fmt="webp") == 0
-    assert batch.run_batch(up, inputs, webp, scale=3, fmt="webp", overwrite=True) == 0
+    assert batch.run_batch(up, inputs, webp, scale=3, fmt="webp", existing="overwrite") == 0
     assert Image.open(out / "bird.webp").size == (432, 432)
 
 
@@ -254,9 +257,8 @@ def _score_folder(out_dir, set_dir, scale):
 def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
     """Acceptance: vdsr-upscale on LR folders scores what vdsr-eval reports.
 
-    vdsr-upscale's batch runs in-process (``vdsr_tf.cli.batch``, what the
+    vdsr-upscale's batch runs in-process (``Upscaler.upscale_files``, what the
     command runs after parsing its flags; the flags are tested above)."""
-    from vdsr_tf.cli import batch
     from vdsr_tf.cli.eval import run_eval
     from vdsr_tf.inference.upscaler import Upscaler
 
@@ -267,14 +269,8 @@ def test_upscale_scores_equal_eval_scores(tmp_path, weights, scale):
     for name, set_dir in sets:
         out = tmp_path / name
         out.mkdir()
-        jobs, _, _ = batch.collect_inputs([os.path.join(set_dir, "LR_bicubic", f"X{scale}")])
-        status = batch.run_batch(
-            Upscaler(weights),
-            [s for s, _ in jobs],
-            batch.output_paths(jobs, str(out), True, None),
-            scale=scale,
-        )
-        assert status == 0
+        lr_dir = os.path.join(set_dir, "LR_bicubic", f"X{scale}")
+        assert Upscaler(weights).upscale_files(lr_dir, str(out), scale=scale).status == 0
         got = _score_folder(str(out), set_dir, scale)
         expected = run_eval(
             os.path.dirname(set_dir),

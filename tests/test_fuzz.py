@@ -26,7 +26,7 @@ def fuzz():
 
 
 def test_every_seed_file_upscales(fuzz, tmp_path):
-    from vdsr_tf.cli.batch import upscale_one
+    from vdsr_tf.inference.batch import upscale_one
     from vdsr_tf.inference.upscaler import Upscaler
 
     up = Upscaler("bicubic")
@@ -36,8 +36,10 @@ def test_every_seed_file_upscales(fuzz, tmp_path):
         src = tmp_path / f"{variant}.{fmt}"
         src.write_bytes(data)
         ext = "png" if fmt in ("jpg", "tif") and variant == "animated" else fmt
-        line, _ = upscale_one(up, str(src), str(tmp_path / f"{variant}_x2.{ext}"), 2.0, None)
-        assert "->" in line
+        in_size, out_size, _, _ = upscale_one(
+            up, str(src), str(tmp_path / f"{variant}_x2.{ext}"), 2.0, None
+        )
+        assert out_size == (2 * in_size[0], 2 * in_size[1]), (fmt, variant)
 
 
 def test_mutations_change_the_files(fuzz):

@@ -14,6 +14,7 @@ from PIL import Image, ImageCms, ImageOps
 
 import vdsr_tf
 from vdsr_tf.cli import batch
+from vdsr_tf.inference import batch as batches
 from vdsr_tf.inference import engines
 from vdsr_tf.inference.upscaler import Upscaler
 from vdsr_tf.io import images as imageio
@@ -353,10 +354,10 @@ def _batch_files(tmp_path, n=3):
     src.mkdir()
     for i in range(n):
         Image.fromarray(RNG.integers(0, 256, (6, 7, 3)).astype(np.uint8)).save(src / f"{i}.png")
-    jobs, skipped, _ = batch.collect_inputs([str(src)])
+    jobs, skipped, _ = batches.collect_inputs([str(src)])
     out = tmp_path / "out"
     out.mkdir()
-    return [s for s, _ in jobs], batch.output_paths(jobs, str(out), True, None), out
+    return [s for s, _ in jobs], batches.output_paths(jobs, str(out), True, None), out
 
 
 @pytest.mark.parametrize("code,stops", [(errno.ENOSPC, True), (errno.EACCES, False)])
@@ -375,7 +376,7 @@ def test_write_failures_name_the_file_and_leave_nothing(tmp_path, monkeypatch, c
     errors = [l for l in err.splitlines() if ": error: cannot write " in l]
     assert len(errors) == (1 if stops else 3)
     assert os.strerror(code) in errors[0] and destinations[0] in errors[0]
-    assert ("stopping: nothing more can be written (2 files not processed)" in err) == stops
+    assert ("stopping: nothing more can be written; 2 files not processed" in err) == stops
     assert os.listdir(out) == []  # no partial file, no temporary file
 
 
@@ -386,10 +387,12 @@ def test_recursive_folders_mirror_and_count_skipped(tmp_path):
         Image.new("RGB", (5, 4)).save(src / rel)
     (src / "notes.txt").write_text("x")
     out = src / "big"  # inside the input folder: not read back as input
-    jobs, skipped, folder_given = batch.collect_inputs([str(src)], recursive=True, output=str(out))
+    jobs, skipped, folder_given = batches.collect_inputs(
+        [str(src)], recursive=True, output=str(out)
+    )
     assert folder_given and sorted(n for _, n in jobs) == ["2025/b.jpg", "2025/june/c.gif", "a.png"]
     assert skipped == [str(src / "notes.txt")]
-    destinations = batch.output_paths(jobs, str(out), True, "bmp")
+    destinations = batches.output_paths(jobs, str(out), True, "bmp")
     assert (
         batch.run_batch(Upscaler("bicubic"), [s for s, _ in jobs], destinations, scale=2, fmt="bmp")
         == 0
@@ -397,10 +400,10 @@ def test_recursive_folders_mirror_and_count_skipped(tmp_path):
     assert sorted(
         os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs
     ) == ["2025/b.bmp", "2025/june/c.bmp", "a.bmp"]
-    jobs, skipped, _ = batch.collect_inputs([str(src)], output=str(out))
+    jobs, skipped, _ = batches.collect_inputs([str(src)], output=str(out))
     assert [n for _, n in jobs] == ["a.png"] and str(src / "2025") + os.sep in skipped
-    with pytest.raises(batch.CliError, match="both be written"):
-        batch.output_paths([("x/a.png", "a.png"), ("y/a.jpg", "a.jpg")], str(out), True, "png")
+    with pytest.raises(batches.BatchError, match="both be written"):
+        batches.output_paths([("x/a.png", "a.png"), ("y/a.jpg", "a.jpg")], str(out), True, "png")
 
 
 def test_pages_of_different_sizes_are_a_clear_error(tmp_path, up):

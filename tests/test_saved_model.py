@@ -325,24 +325,13 @@ def test_rest_bodies(exported, upscaler):
 def test_acceptance_set5_files_match_vdsr_upscale(exported, tmp_path, datasets_dir):
     """upscale_image on Set5 LR files decodes within 1 grey level of vdsr-upscale
     (its batch, in-process: the command-line layer is tested in test_cli_upscale.py)."""
-    from vdsr_tf.cli import batch
-
     weights, loaded, _ = exported
     cli_upscaler = Upscaler(weights)  # vdsr-upscale's defaults
     for scale in (2, 3, 4):
         lr_dir = os.path.join(datasets_dir, "Set5", "LR_bicubic", f"X{scale}")
         out = tmp_path / f"x{scale}"
         out.mkdir()
-        jobs, _, _ = batch.collect_inputs([lr_dir])
-        assert (
-            batch.run_batch(
-                cli_upscaler,
-                [s for s, _ in jobs],
-                batch.output_paths(jobs, str(out), True, None),
-                scale=scale,
-            )
-            == 0
-        )
+        assert cli_upscaler.upscale_files(lr_dir, str(out), scale=scale).status == 0
         names = sorted(os.listdir(out))
         data = [open(os.path.join(lr_dir, n), "rb").read() for n in names]
         pngs = loaded.signatures["upscale_image"](

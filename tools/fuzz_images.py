@@ -6,7 +6,7 @@ mutated: bit flips, byte overwrites, truncation, and header fields (width,
 height, bit depth, colour type, chunk / segment / IFD lengths and offsets,
 frame sizes). Each mutant goes, in-process,
 
-* through the CLI's per-file path (``vdsr_tf.cli.batch.upscale_one``:
+* through the CLI's per-file path (``vdsr_tf.inference.batch.upscale_one``:
   decode, convert, upscale with a tiny untrained network, encode, write),
   and must end in a valid output file of the expected size or one clean
   ``FILE: error: ...`` line (``FileError``);
@@ -268,7 +268,7 @@ def run_cli_path(n, seed, workdir, limit_s=10.0, log=None):
     """Drives ``n`` mutants through the CLI's per-file path; returns the summary."""
     from PIL import Image
 
-    from vdsr_tf.cli.batch import FileError, upscale_one
+    from vdsr_tf.inference.batch import FileError, upscale_one
     from vdsr_tf.io.images import quiet_decoders
     from vdsr_tf.ops.tiling import output_size
 

@@ -25,7 +25,9 @@ class CliError(Exception):
 
 
 def entry_point(prog):
-    """Decorates an absl ``main``: a ``CliError`` becomes one stderr line, exit 2."""
+    """Decorates an absl ``main``: a ``CliError`` becomes one stderr line, exit
+    2; Ctrl-C (``KeyboardInterrupt``) one line, exit 130 (128 + SIGINT, as a
+    shell reports a program the signal killed)."""
 
     def wrap(main):
         def wrapped(argv):
@@ -34,6 +36,13 @@ def entry_point(prog):
             except CliError as e:
                 print(f"{prog}: error: {e}", file=sys.stderr)
                 return 2
+            except KeyboardInterrupt as e:
+                signum = getattr(e, "signum", 2)
+                print(
+                    f"\n{prog}: stopped ({'SIGTERM' if signum == 15 else 'interrupted'})",
+                    file=sys.stderr,
+                )
+                return 128 + signum
 
         return wrapped
 

@@ -2,7 +2,9 @@
 
     vdsr-upscale photo.jpg --scale=2 --output=photo_x2.jpg
     vdsr-upscale photos/ more.png --scale=3.5 --output=out/ [--format=png]
-    vdsr-upscale photos/ --recursive --scale=2 --output=out/
+    vdsr-upscale photos/ --recursive --scale=2 --output=out/ --report=run.json
+    vdsr-upscale photos/ --scale=2 --output=photos/ --suffix=_x2   # beside the inputs
+    vdsr-upscale photos/ --scale=2 --output=out/ --format=webp --quality=90
     vdsr-upscale img.png --size=1920x1080 --output=big.png
     vdsr-upscale photo.jpg --scale=2 --precision=fp32 --output=exact.jpg
     vdsr-upscale -v photo.jpg --scale=2 --output=photo_x2.jpg   # says which path runs
@@ -13,10 +15,25 @@ fp32 on Set5 (--precision=auto: LiteRT int8, Keras bf16, or fp32; timed once
 per machine and cached); --precision=fp32 is exact.
 
 Photos are read as a viewer shows them (EXIF orientation, colour profile) and
-written with their EXIF and a matching profile; animated GIF, WebP and PNG
-keep every frame. A bad file gets a one-line error and the batch goes on; the
-exit code is 1 if any file failed, 2 for a usage error. Outputs are written
-atomically (never half a file) and never overwritten without --overwrite.
+written with their EXIF (--strip drops it) and a matching profile; animated
+GIF, WebP and PNG keep every frame. Each output keeps its input's format
+unless --format; --quality and --compression set the encoder.
+
+A bad file gets a one-line error and the batch goes on. Outputs are written
+atomically (never half a file). An output that exists is kept, not redone
+(--existing=skip), so after a stop (Ctrl-C, SIGTERM, a full disk) the same
+command finishes exactly the rest; --overwrite redoes them, --existing=fail
+counts them as failures. No output may replace an input.
+
+Output: a line per written file on stdout ("IN (WxH) -> OUT (WxH)"); errors,
+notes, progress and the summary on stderr; --report=FILE.json records every
+file (written, kept, failed, not processed), also when the run stops.
+
+Exit status:
+    0    every file written or kept
+    1    a file failed, or the run stopped because nothing more could be written
+    2    a usage error (nothing was written)
+    130  stopped by Ctrl-C (SIGINT); 143: stopped by SIGTERM
 """
 
 import os
@@ -27,7 +44,7 @@ from absl import flags
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, batch, entry_point
 from vdsr_tf.cli import flags as shared
-from vdsr_tf.io.images import FORMATS
+from vdsr_tf.inference.batch import EXISTING, Progress, check_report_path, plan
 from vdsr_tf.ops.tiling import check_scale_size
 
 FLAGS = flags.FLAGS
@@ -79,7 +96,55 @@ flags.DEFINE_string(
     "With a static-size --model (vdsr-export "
     "--fixed_size): a dynamic .tflite for images smaller than its input.",
 )
-flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
+flags.DEFINE_enum(
+    "existing",
+    "skip",
+    list(EXISTING),
+    "An output file that already exists: skip (keep it, so a rerun "
+    "finishes a stopped batch), overwrite (redo it), fail (an error for that file).",
+)
+flags.DEFINE_boolean("overwrite", False, "Redo outputs that exist: --existing=overwrite.")
+flags.DEFINE_string(
+    "suffix",
+    "",
+    "Added to each output's name in an output folder (_x2: photo.jpg -> "
+    "photo_x2.jpg); with it, --output may be the input folder.",
+)
+flags.DEFINE_integer(
+    "quality",
+    None,
+    "Encoder quality 1-100 for jpg (default 95) and webp (lossy; default lossless).",
+    lower_bound=1,
+    upper_bound=100,
+)
+flags.DEFINE_integer(
+    "compression",
+    None,
+    "PNG's zlib compression level 0-9 (default 6; the pixels are the same).",
+    lower_bound=0,
+    upper_bound=9,
+)
+flags.DEFINE_boolean(
+    "strip",
+    False,
+    "Write no EXIF (camera, date, GPS); the ICC colour profile stays.",
+)
+flags.DEFINE_string(
+    "report",
+    None,
+    "Write a JSON report here: every file's input, output, status, sizes, "
+    "seconds and error; written atomically, also when the run fails or stops.",
+)
+flags.DEFINE_integer(
+    "gpu",
+    None,
+    "The GPU to run on (its number, as CUDA_VISIBLE_DEVICES counts; -1: the "
+    "CPU only). Default: the first visible GPU, else the CPU.",
+    lower_bound=-1,
+)
+flags.DEFINE_boolean(
+    "quiet", False, "Print only errors (also -q): no per-file lines, notes or summary."
+)
 flags.DEFINE_boolean("demo", False, "Upscale a bundled sample image x3 (no other arguments).")
 flags.DEFINE_boolean(
     "version",
@@ -175,46 +240,73 @@ def main(argv):
         return 0
     if FLAGS.fallback_model and not FLAGS.model:
         raise CliError("--fallback_model is for a static-size --model")
-    scale, output, overwrite, weights = FLAGS.scale, FLAGS.output, FLAGS.overwrite, FLAGS.weights
+    scale, output, existing, weights = FLAGS.scale, FLAGS.output, _existing(), FLAGS.weights
     if FLAGS.demo:
         if inputs:
             raise CliError("--demo takes no inputs")
-        inputs, scale, output, overwrite, weights = _demo(scale, output, weights)
+        inputs, scale, output, weights = _demo(scale, output, weights)
+        existing = "overwrite"
     if not inputs:
         raise CliError("give at least one input file or folder (or --demo)")
     try:
         size = batch.parse_size(FLAGS.size) if FLAGS.size else None
         check_scale_size(scale, size, names=("--scale", "--size"))
-    except ValueError as e:
+        work = plan(
+            inputs,
+            output,
+            FLAGS.recursive,
+            FLAGS.format,
+            FLAGS.suffix,
+            FLAGS.quality,
+            FLAGS.compression,
+        )
+        if FLAGS.report:
+            check_report_path(FLAGS.report, work.destinations)
+    except ValueError as e:  # BatchError included
         raise CliError(str(e))
-    if not output:
-        raise CliError("--output is required")
-    jobs, skipped, folder_given = batch.collect_inputs(inputs, FLAGS.recursive, output)
-    to_folder = folder_given or len(inputs) > 1
-    folder = _output_folder(output, to_folder, folder_given)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CliError(f"output folder {folder} is not writable")
-    destinations = batch.output_paths(jobs, output, to_folder, FLAGS.format)
+    if FLAGS.gpu is not None:
+        _choose_gpu(FLAGS.gpu)
     enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
-    progress = batch.Progress(len(jobs), enabled)
+    progress = Progress(len(work.files), enabled and not FLAGS.quiet)
     upscaler = make_upscaler(backend, weights, progress.tiles)
     if FLAGS.verbose:
         print(f"{PROG}: network path: {upscaler.describe()}", file=sys.stderr)
-    return batch.run_batch(
-        upscaler,
-        [src for src, _ in jobs],
-        destinations,
-        scale,
-        size,
-        FLAGS.format,
-        overwrite,
-        skipped,
-        progress,
-    )
+    with batch.sigterm_stops():
+        return batch.run_batch(
+            upscaler,
+            work.files,
+            work.destinations,
+            scale,
+            size,
+            FLAGS.format,
+            existing,
+            work.skipped,
+            progress,
+            quiet=FLAGS.quiet,
+            report=FLAGS.report,
+            quality=FLAGS.quality,
+            compression=FLAGS.compression,
+            strip=FLAGS.strip,
+        )
+
+
+def _existing():
+    """``--existing``, with ``--overwrite`` as its shorthand."""
+    if FLAGS.overwrite and FLAGS["existing"].present and FLAGS.existing != "overwrite":
+        raise CliError(f"--overwrite contradicts --existing={FLAGS.existing}")
+    return "overwrite" if FLAGS.overwrite else FLAGS.existing
+
+
+def _choose_gpu(number):
+    """``--gpu``: only that GPU is visible (none for -1), before any framework loads."""
+    loaded = [m for m in ("tensorflow", "jax", "torch") if m in sys.modules]
+    if loaded:  # cannot happen from the command line; a guard for in-process callers
+        raise CliError(f"--gpu must be chosen before {loaded[0]} is imported")
+    os.environ["CUDA_VISIBLE_DEVICES"] = "" if number < 0 else str(number)
 
 
 def _demo(scale, output, weights):
-    """``--demo``'s inputs, scale, output, overwrite and weights (flags given win)."""
+    """``--demo``'s inputs, scale, output and weights (flags given win)."""
     from vdsr_tf.io.bundled import bundled_weights_info
     from vdsr_tf.io.images import sample_images_dir
 
@@ -235,36 +327,7 @@ def _demo(scale, output, weights):
         weights = "bicubic"
     elif weights is None and FLAGS.model is None:
         print(f"{PROG}: bundled weights {info['version']}: {info['label']}", file=sys.stderr)
-    return inputs, scale, output, True, weights
-
-
-def _output_folder(output, to_folder, folder_given):
-    """The folder outputs go to (made when several inputs need it); CliError
-    for an output path that cannot be one."""
-    if to_folder:
-        if os.path.exists(output) and not os.path.isdir(output):
-            raise CliError(f"--output {output} is a file, but several inputs need a folder")
-        if os.path.splitext(output)[1].lower() in FORMATS and not os.path.isdir(output):
-            raise CliError(
-                f"--output {output} looks like a file name, but "
-                f"{'a folder' if folder_given else 'several inputs'} need an output "
-                "folder (e.g. --output=out/)"
-            )
-        try:
-            os.makedirs(output, exist_ok=True)
-        except OSError as e:
-            raise CliError(f"cannot create output folder {output}: {e.strerror or e}")
-        return output
-    if os.path.isdir(output):
-        return output
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise CliError(f"output folder {folder} does not exist")
-    if not FLAGS.format and os.path.splitext(output)[1].lower() not in FORMATS:
-        raise CliError(
-            f"--output {output}: unsupported extension; use one of {', '.join(sorted(FORMATS))}"
-        )
-    return folder
+    return inputs, scale, output, weights
 
 
 def make_upscaler(backend, weights, progress=None):
@@ -294,7 +357,7 @@ def make_upscaler(backend, weights, progress=None):
 
 
 def run_cli():
-    cli.run(main, "vdsr-upscale", __name__, __doc__, aliases={"-v": "--verbose"})
+    cli.run(main, "vdsr-upscale", __name__, __doc__, aliases={"-v": "--verbose", "-q": "--quiet"})
 
 
 if __name__ == "__main__":

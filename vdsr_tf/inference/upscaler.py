@@ -364,7 +364,18 @@ class Upscaler:
         out.info.update(meta)
         return out
 
-    def upscale_file(self, src, dst, scale=None, size=None, fmt=None, overwrite=False):
+    def upscale_file(
+        self,
+        src,
+        dst,
+        scale=None,
+        size=None,
+        fmt=None,
+        overwrite=False,
+        quality=None,
+        compression=None,
+        strip=False,
+    ):
         """Super-resolves an image file into another, every frame of it.
 
         The path the CLI takes for each file: the header is checked against
@@ -379,6 +390,10 @@ class Upscaler:
                 unless ``fmt`` (a Pillow format name).
             scale, size: as ``upscale``.
             overwrite: replace an existing ``dst``.
+            quality: 1-100 for JPEG (default 95) and WebP (lossy; default
+                lossless).
+            compression: 0-9, PNG's zlib level (default 6).
+            strip: write no EXIF (the ICC profile stays: it defines the colours).
 
         Returns:
             ``(input (w, h), output (w, h), frames, notes)``.
@@ -386,18 +401,57 @@ class Upscaler:
         Raises:
             vdsr_tf.io.images.ImageError: an unreadable or over-limit file.
             FileExistsError: ``dst`` exists and not ``overwrite``.
-            ValueError: an unsupported output format, or several frames
-                for a format that holds one.
+            ValueError: an unsupported output format, several frames for a
+                format that holds one, or a quality / compression the format
+                does not take.
             OSError: ``dst`` cannot be written (nothing is left behind).
         """
-        from vdsr_tf.io.images import format_for, save_frames
+        from vdsr_tf.io.images import check_encoding, format_for, save_frames
 
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"output {dst} exists (use --overwrite)")
         fmt = fmt or format_for(dst)
+        check_encoding([fmt], quality, compression)  # before the work
         frames, out, meta, notes = self._upscale_frames(src, scale, size, fmt)
-        notes += save_frames(out, dst, fmt, meta, overwrite)
+        notes += save_frames(
+            out, dst, fmt, meta, overwrite, quality=quality, compression=compression, strip=strip
+        )
         return frames[0].size, out[0].size, len(out), notes
+
+    def upscale_files(self, inputs, output, scale=None, size=None, **options):
+        """Super-resolves files and folders into a file or folder: ``vdsr-upscale``.
+
+        The command's batch, with the same options and the same code
+        (``vdsr_tf.inference.batch``): a file that fails is recorded and the
+        batch goes on; outputs that exist are kept (``existing="skip"``), so
+        running the same call again after a stop finishes the rest.
+
+        Args:
+            inputs: a path or a list of files and folders.
+            output: an output file (one input file) or folder.
+            scale, size: as ``upscale``.
+            **options: ``recursive``, ``fmt`` ("png", "jpg", ...: every
+                output's format; default each input's own), ``suffix``
+                (added to each output's name), ``existing`` ("skip",
+                "overwrite" or "fail"), ``quality``, ``compression``,
+                ``strip`` (as ``upscale_file``), ``report`` (a JSON file
+                path, written atomically, also when the batch stops) and
+                ``on_file`` (called with each file's record as it is done).
+
+        Returns:
+            A ``vdsr_tf.inference.batch.BatchResult``: ``.files`` (a record
+            per input: input, output, status, sizes, seconds, error),
+            ``.counts`` and ``.status`` (0, or 1 if any file failed).
+
+        Raises:
+            vdsr_tf.inference.batch.BatchError (a ValueError): inputs,
+                outputs or options that cannot make a batch, before any work.
+        """
+        from vdsr_tf.inference import batch
+
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        return batch.upscale_files(self, inputs, output, scale=scale, size=size, **options)
 
     def _upscale_frames(self, src, scale, size, fmt):
         """``(input frames, output frames, meta, notes)`` of a file path or
@@ -422,7 +476,9 @@ class Upscaler:
         ]
         return frames, out, meta, notes
 
-    def upscale_bytes(self, data, scale=None, size=None, fmt=None):
+    def upscale_bytes(
+        self, data, scale=None, size=None, fmt=None, quality=None, compression=None, strip=False
+    ):
         """``upscale_file`` for an encoded image in memory (bytes in, bytes out).
 
         Decoded and encoded in memory by the same code as ``upscale_file``,
@@ -434,6 +490,7 @@ class Upscaler:
             scale, size: as ``upscale``.
             fmt: output Pillow format name ("PNG", "JPEG", ...); None keeps
                 the input's format (PNG for one no output format holds).
+            quality, compression, strip: as ``upscale_file``.
 
         Returns:
             ``(output bytes, (input (w, h), output (w, h), frames, notes))``.
@@ -441,15 +498,18 @@ class Upscaler:
         Raises:
             vdsr_tf.io.images.ImageError, ValueError: as ``upscale_file``.
         """
-        from vdsr_tf.io.images import ImageError, encode_frames, sniff_format
+        from vdsr_tf.io.images import ImageError, check_encoding, encode_frames, sniff_format
 
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"Expected the bytes of an image file, got {type(data).__name__}")
         if not data:
             raise ImageError("empty file (0 bytes)")
         fmt = fmt or sniff_format(data)
+        check_encoding([fmt], quality, compression)
         frames, out, meta, notes = self._upscale_frames(bytes(data), scale, size, fmt)
-        encoded, more = encode_frames(out, fmt, meta)
+        encoded, more = encode_frames(
+            out, fmt, meta, quality=quality, compression=compression, strip=strip
+        )
         return encoded, (frames[0].size, out[0].size, len(out), notes + more)
 
 

@@ -68,6 +68,18 @@ _HOLDS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
 _HOLDS_ALPHA = {"PNG", "WEBP", "GIF", "TIFF", "BMP"}
 
 
+# The encoder settings a user may choose, and the formats that take each
+# (``check_encoding``): quality 1-100 for the lossy encoders (WebP is lossless
+# unless a quality is given), compression 0-9 for PNG's zlib level.
+TAKES_QUALITY = {"JPEG", "WEBP"}
+
+
+TAKES_COMPRESSION = {"PNG"}
+
+
+JPEG_QUALITY = 95  # without --quality
+
+
 # EXIF tags: orientation (IFD0), the Exif IFD, and the pixel size recorded in it.
 _ORIENTATION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x0112, 0x8769, 0xA002, 0xA003
 
@@ -620,16 +632,37 @@ def sample_images_dir():
     return os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples")
 
 
-def save_image(im, path, fmt=None, overwrite=False):
+def save_image(im, path, fmt=None, overwrite=False, **encoding):
     """Writes a PIL image atomically (``save_frames`` with its ``info``).
 
     Returns:
         Notes on what the format could not hold (alpha, EXIF, colours).
     """
-    return save_frames([im], path, fmt, dict(im.info), overwrite)
+    return save_frames([im], path, fmt, dict(im.info), overwrite, **encoding)
 
 
-def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
+def check_encoding(formats, quality=None, compression=None):
+    """Refuses encoder settings that are out of range, or that none of
+    ``formats`` (Pillow format names; empty: not known yet) would use.
+
+    Raises:
+        ValueError: one line naming the setting and the formats that take it.
+    """
+    formats = set(formats)
+    for name, value, low, high, takers, hint in (
+        ("quality", quality, 1, 100, TAKES_QUALITY, "jpg and webp (webp: lossy)"),
+        ("compression", compression, 0, 9, TAKES_COMPRESSION, "png (zlib level)"),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        if formats and not formats & takers:
+            shown = ", ".join(sorted(f.lower() for f in formats))
+            raise ValueError(f"{name} applies to {hint} outputs, not to {shown}")
+
+
+def save_frames(frames, path, fmt=None, meta=None, overwrite=False, **encoding):
     """Writes one image, or the frames of an animation, atomically.
 
     Args:
@@ -639,19 +672,22 @@ def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
         meta: ``icc_profile``, ``exif``, ``durations`` (ms per frame) and
             ``loop``, kept where the format holds them.
         overwrite: replace an existing file.
+        **encoding: ``quality`` (1-100: JPEG, default 95; WebP, lossy, default
+            lossless), ``compression`` (0-9: PNG's zlib level) and ``strip``
+            (True: no EXIF; the ICC profile stays, it defines the colours).
 
     Returns:
         Notes on what the format could not hold.
 
     Raises:
         FileExistsError: if ``path`` exists and not ``overwrite``.
-        ValueError: for an unsupported extension, or several frames for a
-            format that holds one (JPEG, BMP).
+        ValueError: for an unsupported extension, several frames for a
+            format that holds one (JPEG, BMP), or a bad encoder setting.
     """
     fmt = fmt or format_for(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite)")
-    frames, kwargs, notes = _save_args(frames, fmt, meta)
+    frames, kwargs, notes = _save_args(frames, fmt, meta, **encoding)
     # Pillow writes to the temporary file by name: a multi-page TIFF is read back while
     # it is written, which a write-only file object does not allow.
     with atomic_path(path) as tmp:
@@ -659,17 +695,20 @@ def save_frames(frames, path, fmt=None, meta=None, overwrite=False):
     return notes
 
 
-def encode_frames(frames, fmt, meta=None):
+def encode_frames(frames, fmt, meta=None, **encoding):
     """``save_frames`` into memory: ``(the file's bytes, notes)``."""
-    frames, kwargs, notes = _save_args(frames, fmt, meta)
+    frames, kwargs, notes = _save_args(frames, fmt, meta, **encoding)
     buffer = io.BytesIO()
     frames[0].save(buffer, format=fmt, **kwargs)
     return buffer.getvalue(), notes
 
 
-def _save_args(frames, fmt, meta):
+def _save_args(frames, fmt, meta, quality=None, compression=None, strip=False):
     """``(frames, Pillow save arguments, notes)`` of ``save_frames``."""
+    check_encoding([fmt], quality, compression)
     meta, notes, frames = dict(meta or {}), [], list(frames)
+    if strip:
+        meta.pop("exif", None)
     check_frames(len(frames), fmt)
     mode = frames[0].mode
     if mode in ("LA", "RGBA") and fmt not in _HOLDS_ALPHA:
@@ -691,9 +730,13 @@ def _save_args(frames, fmt, meta):
         if mode in ("LA", "RGBA"):
             kwargs["disposal"] = 2  # transparent pixels show the background, not the last frame
     if fmt == "JPEG":
-        kwargs["quality"] = 95
-    elif fmt == "WEBP":
+        kwargs["quality"] = JPEG_QUALITY if quality is None else quality
+    elif fmt == "WEBP" and quality is None:
         kwargs["lossless"] = True
+    elif fmt == "WEBP":
+        kwargs["quality"] = quality
+    elif fmt == "PNG" and compression is not None:
+        kwargs["compress_level"] = compression
     if len(frames) > 1:
         kwargs.update(save_all=True, append_images=frames[1:])
         if meta.get("durations") and fmt != "TIFF":
