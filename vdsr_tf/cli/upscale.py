@@ -33,7 +33,8 @@ Exit status:
     0    every file written or kept
     1    a file failed, or the run stopped because nothing more could be written
     2    a usage error (nothing was written)
-    130  stopped by Ctrl-C (SIGINT); 143: stopped by SIGTERM
+    130  stopped by Ctrl-C (SIGINT)
+    143  stopped by SIGTERM
 """
 
 import os
@@ -44,7 +45,7 @@ from absl import flags
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, batch, entry_point
 from vdsr_tf.cli import flags as shared
-from vdsr_tf.inference.batch import EXISTING, Progress, check_report_path, plan
+from vdsr_tf.inference.batch import EXISTING, Progress, plan
 from vdsr_tf.ops.tiling import check_scale_size
 
 FLAGS = flags.FLAGS
@@ -251,6 +252,11 @@ def main(argv):
     try:
         size = batch.parse_size(FLAGS.size) if FLAGS.size else None
         check_scale_size(scale, size, names=("--scale", "--size"))
+    except ValueError as e:
+        raise CliError(str(e))
+    if "-" in inputs or output == "-":
+        return _stdio(inputs, output, scale, size, existing, backend, weights)
+    try:
         work = plan(
             inputs,
             output,
@@ -259,9 +265,8 @@ def main(argv):
             FLAGS.suffix,
             FLAGS.quality,
             FLAGS.compression,
+            FLAGS.report,
         )
-        if FLAGS.report:
-            check_report_path(FLAGS.report, work.destinations)
     except ValueError as e:  # BatchError included
         raise CliError(str(e))
     if FLAGS.gpu is not None:
@@ -288,6 +293,88 @@ def main(argv):
             compression=FLAGS.compression,
             strip=FLAGS.strip,
         )
+
+
+def _stdio(inputs, output, scale, size, existing, backend, weights):
+    """One image through standard input and/or output (``-``), as filters do:
+    ``vdsr-upscale - --scale=2 --output=- --format=png < in.jpg > out.png``.
+    Every message goes to stderr; the output keeps the input's format
+    unless ``--format`` (or the output file's extension)."""
+    from vdsr_tf.io.atomic import atomic_write_bytes
+    from vdsr_tf.io.images import FORMATS, check_encoding, format_for, sniff_format
+
+    if len(inputs) != 1:
+        raise CliError("- (standard input) is one image: give no other inputs")
+    for flag in ("recursive", "report", "suffix"):
+        if FLAGS[flag].present:
+            raise CliError(f"--{flag} is for files and folders, not - (standard input or output)")
+    src = inputs[0]
+    if output == "-" and sys.stdout.isatty():
+        raise CliError("--output=- writes an image to standard output, which is a terminal")
+    if output is None:
+        raise CliError("--output is required (- for standard output)")
+    try:
+        if FLAGS.format:
+            fmt = FORMATS["." + FLAGS.format]
+        else:  # a file's extension; for standard output, the input's format (below)
+            fmt = None if output == "-" else format_for(output)
+        if fmt:
+            check_encoding([fmt], FLAGS.quality, FLAGS.compression)
+    except ValueError as e:
+        raise CliError(f"--{e}" if str(e).startswith(("quality", "compression")) else str(e))
+    if output != "-" and os.path.exists(output) and existing != "overwrite":
+        if existing == "skip":
+            print(
+                f"0 written, 0 failed, 1 kept ({output} exists; --overwrite redoes it)",
+                file=sys.stderr,
+            )
+            return 0
+        print(f"{src}: error: output {output} exists (--overwrite replaces it)", file=sys.stderr)
+        return 1
+    if src == "-":
+        data = sys.stdin.buffer.read()
+    elif os.path.isfile(src):
+        with open(src, "rb") as f:
+            data = f.read()
+    else:
+        raise CliError(f"input not found: {src}")
+    if fmt is None:
+        fmt = sniff_format(data)
+        try:
+            check_encoding([fmt], FLAGS.quality, FLAGS.compression)
+        except ValueError as e:
+            raise CliError(f"--{e}")
+    upscaler = make_upscaler(backend, weights)
+    try:
+        encoded, (in_size, out_size, frames, notes) = upscaler.upscale_bytes(
+            data,
+            scale,
+            size,
+            fmt,
+            quality=FLAGS.quality,
+            compression=FLAGS.compression,
+            strip=FLAGS.strip,
+        )
+        if output == "-":
+            sys.stdout.buffer.write(encoded)
+            sys.stdout.buffer.flush()
+        else:
+            atomic_write_bytes(output, encoded)
+    except ValueError as e:  # ImageError included: the one file's error
+        print(f"{src}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{src}: error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if not FLAGS.quiet:
+        for note in notes:
+            print(f"{src}: note: {note}", file=sys.stderr)
+        anim = f", {frames} frames" if frames > 1 else ""
+        print(
+            f"{src} ({in_size[0]}x{in_size[1]}{anim}) -> {output} ({out_size[0]}x{out_size[1]})",
+            file=sys.stderr if output == "-" else sys.stdout,
+        )
+    return 0
 
 
 def _existing():

@@ -162,8 +162,20 @@ class Plan:
         self.files, self.destinations, self.skipped = files, destinations, skipped
 
 
-def plan(inputs, output, recursive=False, fmt=None, suffix="", quality=None, compression=None):
+def plan(
+    inputs,
+    output,
+    recursive=False,
+    fmt=None,
+    suffix="",
+    quality=None,
+    compression=None,
+    report=None,
+):
     """The files of a batch and their destinations; makes the output folder.
+
+    Every check comes before the folder is made, so a refused batch writes
+    nothing.
 
     Args:
         inputs: files and folders.
@@ -172,6 +184,7 @@ def plan(inputs, output, recursive=False, fmt=None, suffix="", quality=None, com
         fmt: an extension ("png") for every output, or None: each input's own.
         suffix: added to each output's name in a folder ("_x2": a_x2.jpg).
         quality, compression: checked against the formats the outputs will have.
+        report: the JSON report's path, checked (``check_report_path``).
 
     Raises:
         BatchError: for anything that cannot make the batch, before any work.
@@ -191,9 +204,7 @@ def plan(inputs, output, recursive=False, fmt=None, suffix="", quality=None, com
         raise BatchError(
             f"--suffix names outputs in a folder; --output {output} names the file itself"
         )
-    folder = _output_folder(output, to_folder, folder_given, fmt)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise BatchError(f"output folder {folder} is not writable")
+    _check_output(output, to_folder, folder_given, fmt)
     if suffix:  # outputs beside their inputs: an earlier run's outputs are not inputs
         earlier = {os.path.realpath(d) for d in _destinations(jobs, output, to_folder, fmt, suffix)}
         skipped += [src for src, _ in jobs if os.path.realpath(src) in earlier]
@@ -203,6 +214,16 @@ def plan(inputs, output, recursive=False, fmt=None, suffix="", quality=None, com
         check_encoding({format_for(d) for d in destinations}, quality, compression)
     except ValueError as e:
         raise BatchError(f"--{e}") from None
+    if report is not None:
+        check_report_path(report, destinations, output if to_folder else None)
+    if to_folder:
+        try:
+            os.makedirs(output, exist_ok=True)
+        except OSError as e:
+            raise BatchError(f"cannot create output folder {output}: {e.strerror or e}") from None
+    folder = output if os.path.isdir(output) else os.path.dirname(os.path.abspath(output))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BatchError(f"output folder {folder} is not writable")
     return Plan([src for src, _ in jobs], destinations, skipped)
 
 
@@ -210,8 +231,8 @@ def _extensions():
     return ", ".join(sorted(FORMATS))
 
 
-def _output_folder(output, to_folder, folder_given, fmt):
-    """The folder outputs go to (made when several inputs need it)."""
+def _check_output(output, to_folder, folder_given, fmt):
+    """Refuses an output that cannot be what the inputs need (a folder, or a file)."""
     if to_folder:
         if os.path.exists(output) and not os.path.isdir(output):
             raise BatchError(f"--output {output} is a file, but several inputs need a folder")
@@ -221,30 +242,28 @@ def _output_folder(output, to_folder, folder_given, fmt):
                 f"{'a folder' if folder_given else 'several inputs'} need an output "
                 "folder (e.g. --output=out/)"
             )
-        try:
-            os.makedirs(output, exist_ok=True)
-        except OSError as e:
-            raise BatchError(f"cannot create output folder {output}: {e.strerror or e}") from None
-        return output
+        return
     if os.path.isdir(output):
-        return output
+        return
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise BatchError(f"output folder {folder} does not exist")
     if not fmt and os.path.splitext(output)[1].lower() not in FORMATS:
         raise BatchError(f"--output {output}: unsupported extension; use one of {_extensions()}")
-    return folder
 
 
-def check_report_path(path, destinations=()):
-    """Refuses a report path that cannot be written, before any work."""
+def check_report_path(path, destinations=(), made=None):
+    """Refuses a report path that cannot be written, before any work
+    (``made``: a folder the batch will make, where the report may go)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise BatchError(f"--report {path} is a folder; give a file name (run.json)")
-    if not os.path.isdir(folder):
+    if made is not None and os.path.realpath(folder) == os.path.realpath(made):
+        pass  # made with the outputs, writable as they are
+    elif not os.path.isdir(folder):
         raise BatchError(f"--report {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    elif not os.access(folder, os.W_OK | os.X_OK):
         raise BatchError(f"--report {path}: folder {folder} is not writable")
     key = os.path.realpath(path)
     if any(os.path.realpath(d) == key for d in destinations):
@@ -538,9 +557,7 @@ def upscale_files(
         check_scale_size(scale, size)
     except ValueError as e:
         raise BatchError(str(e)) from None
-    batch = plan(inputs, output, recursive, fmt, suffix, quality, compression)
-    if report is not None:
-        check_report_path(report, batch.destinations)
+    batch = plan(inputs, output, recursive, fmt, suffix, quality, compression, report)
     return run(
         upscaler,
         batch.files,
