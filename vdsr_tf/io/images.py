@@ -28,6 +28,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -63,6 +64,9 @@ _HOLDS_EXIF = {"PNG", "JPEG", "WEBP", "TIFF"}
 
 
 _HOLDS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
+
+
+_HOLDS_XMP = {"PNG", "JPEG", "WEBP", "TIFF"}
 
 
 _HOLDS_ALPHA = {"PNG", "WEBP", "GIF", "TIFF", "BMP"}
@@ -348,6 +352,7 @@ def prepare(im, orientation=None, exif=None):
         they apply, and notes on what was changed.
     """
     notes = []
+    xmp = _xmp(im)
     if orientation is None:
         orientation, exif, notes = _exif(im)
     if orientation not in (1, None) and orientation in _UPRIGHT:
@@ -366,8 +371,23 @@ def prepare(im, orientation=None, exif=None):
         elif space and space != _PROFILE_SPACE[im.mode]:
             notes.append(f"ICC profile dropped: it describes {space}, the pixels are {im.mode}")
             icc = None
-    meta = {k: v for k, v in (("icc_profile", icc), ("exif", exif)) if v}
+    meta = {k: v for k, v in (("icc_profile", icc), ("exif", exif), ("xmp", xmp)) if v}
     return im, meta, notes
+
+
+# XMP's copy of the orientation (tiff:Orientation, attribute or element): reset
+# with EXIF's, since the pixels are upright.
+_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation(?:=[\"']|>))\s*[2-8]\s*(?=[\"'<])")
+
+
+def _xmp(im):
+    """The XMP packet (bytes) a JPEG, WebP, PNG or TIFF carries, its orientation
+    reset to 1; None without one."""
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if not xmp:
+        return None
+    xmp = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
 
 
 def _check_size(w, h, max_pixels):
@@ -489,13 +509,25 @@ def open_image(path, max_pixels=None):
     """
 
     def read(im):
+        depth = _depth_notes(im)
         im.load()
         out, meta, notes = prepare(im)
         out = out.copy() if out is im else out
         out.info = dict(meta)
-        return out, notes
+        return out, depth + notes
 
     return _opened(path, read, max_pixels)
+
+
+def _depth_notes(im):
+    """A note when Pillow decodes a 16-bit colour image (PNG, TIFF) to 8 bits
+    per channel: read from the decoder's raw mode, before loading."""
+    tile = getattr(im, "tile", None) or []
+    args = tile[0][3] if tile and len(tile[0]) > 3 else None
+    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+    if im.mode in ("RGB", "RGBA") and isinstance(raw, str) and ";16" in raw:
+        return ["16-bit colour read as 8 bits per channel (Pillow decodes 8)"]
+    return []
 
 
 def _common_mode(modes):
@@ -530,6 +562,7 @@ def open_frames(path, max_pixels=None, check=None):
         if check is not None:
             check(w, h, n)
         orientation, exif, notes = _exif(im)
+        notes = _depth_notes(im) + notes
         frames, durations, meta = [], [], {}
         for i in range(n):
             im.seek(i)
@@ -709,6 +742,7 @@ def _save_args(frames, fmt, meta, quality=None, compression=None, strip=False):
     meta, notes, frames = dict(meta or {}), [], list(frames)
     if strip:
         meta.pop("exif", None)
+        meta.pop("xmp", None)
     check_frames(len(frames), fmt)
     mode = frames[0].mode
     if mode in ("LA", "RGBA") and fmt not in _HOLDS_ALPHA:
@@ -725,6 +759,19 @@ def _save_args(frames, fmt, meta, quality=None, compression=None, strip=False):
             kwargs["exif"] = exif_for_size(meta["exif"], *frames[0].size) or b""
         else:
             notes.append(f"EXIF not kept ({fmt} cannot hold it)")
+    if meta.get("xmp"):
+        if fmt not in _HOLDS_XMP:
+            notes.append(f"XMP not kept ({fmt} cannot hold it)")
+        elif fmt == "PNG":
+            from PIL import PngImagePlugin
+
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", meta["xmp"].decode("utf-8", "replace"))
+            kwargs["pnginfo"] = info
+        elif fmt == "TIFF":
+            kwargs["tiffinfo"] = {700: meta["xmp"]}
+        else:
+            kwargs["xmp"] = meta["xmp"]
     if fmt == "GIF":
         notes.append("GIF holds 256 colours: colours reduced")
         if mode in ("LA", "RGBA"):
