@@ -448,3 +448,56 @@ def test_gpu_choice_is_made_before_any_framework_loads(monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", object())
     with pytest.raises(CliError, match="before jax is imported"):
         upscale._choose_gpu(0)
+
+
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+    b'22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmp:Rating="5" tiff:Orientation="6"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "tif"])
+def test_xmp_is_kept_with_its_orientation_reset(tmp_path, up, ext):
+    src = tmp_path / "rated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the pixels are turned upright, both orientations reset
+    _photo((20, 10)).save(src, exif=exif.tobytes(), xmp=XMP)
+    dst = tmp_path / f"out.{ext}"
+    up.upscale_file(str(src), str(dst), scale=2)
+    with Image.open(dst) as im:
+        assert im.size == (20, 40)
+        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+        xmp = xmp.encode() if isinstance(xmp, str) else xmp
+        assert b'xmp:Rating="5"' in xmp and b'tiff:Orientation="1"' in xmp
+    up.upscale_file(str(src), str(dst), scale=2, overwrite=True, strip=True)
+    with Image.open(dst) as im:
+        assert not (im.info.get("xmp") or im.info.get("XML:com.adobe.xmp"))
+
+
+def test_16_bit_colour_read_as_8_bits_is_said(tmp_path, up):
+    import struct
+    import zlib
+
+    rgb = (np.arange(6 * 8 * 3).reshape(6, 8, 3) * 900).astype(">u2")
+    rows = b"".join(b"\x00" + row.tobytes() for row in rgb)
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    path = tmp_path / "deep.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 6, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    result = up.upscale_files(path, str(tmp_path / "out") + os.sep, scale=2)  # a new folder
+    assert result.status == 0 and os.listdir(tmp_path / "out") == ["deep.png"]
+    assert "16-bit colour read as 8 bits per channel" in " ".join(result.files[0]["notes"])
+    plain = tmp_path / "plain.png"
+    _photo().save(plain)
+    assert up.upscale_files(plain, tmp_path / "out", scale=2).files[0]["notes"] == []

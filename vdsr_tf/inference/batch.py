@@ -179,7 +179,8 @@ def plan(
 
     Args:
         inputs: files and folders.
-        output: a file (one input file) or a folder (made if needed).
+        output: a file (one input file) or a folder (made if needed; a
+            trailing slash makes one for a single file too).
         recursive: enter the subfolders of input folders, mirrored in ``output``.
         fmt: an extension ("png") for every output, or None: each input's own.
         suffix: added to each output's name in a folder ("_x2": a_x2.jpg).
@@ -199,7 +200,8 @@ def plan(
     if os.sep in suffix or (os.altsep and os.altsep in suffix) or suffix in (".", ".."):
         raise BatchError(f"--suffix {suffix!r} must be part of a file name, not a path")
     jobs, skipped, folder_given = collect_inputs(inputs, recursive, output)
-    to_folder = folder_given or len(inputs) > 1
+    # A trailing slash names a folder, made if needed, even for one input file.
+    to_folder = folder_given or len(inputs) > 1 or output.endswith(("/", os.sep))
     if suffix and not to_folder and not os.path.isdir(output):
         raise BatchError(
             f"--suffix names outputs in a folder; --output {output} names the file itself"

@@ -561,8 +561,9 @@ def open_frames(path, max_pixels=None, check=None):
             raise ImageError(f"{n} frames of {w}x{h} exceed the pixel limit of {max_pixels:,}")
         if check is not None:
             check(w, h, n)
+        depth = _depth_notes(im)  # before _exif, which may load a PNG
         orientation, exif, notes = _exif(im)
-        notes = _depth_notes(im) + notes
+        notes = depth + notes
         frames, durations, meta = [], [], {}
         for i in range(n):
             im.seek(i)
