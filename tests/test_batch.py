@@ -158,8 +158,14 @@ def test_a_killed_runs_temporary_files_are_removed(tmp_path, up):
     ).stdout.strip()
     stale = out / f".photo_00.jpg.{dead}-0123abcd.tmp"
     stale.write_bytes(b"half a file")
+    live = out / f".photo_01.png.{os.getppid()}-0123abcd.tmp"  # a running writer's
+    other = out / f".notes.txt.{dead}-0123abcd.tmp"  # not one of this batch's outputs
+    live.write_bytes(b"being written")
+    other.write_bytes(b"someone else's")
     assert up.upscale_files(src, out, scale=2).status == 0
-    assert sorted(os.listdir(out)) == ["photo_00.jpg", "photo_01.png"]
+    assert sorted(os.listdir(out)) == sorted(
+        ["photo_00.jpg", "photo_01.png", live.name, other.name]
+    )
 
 
 def test_a_full_disk_stops_with_a_complete_report(tmp_path, up, monkeypatch):
@@ -216,8 +222,12 @@ def test_suffix_writes_beside_the_inputs_and_never_over_them(tmp_path, up):
         up.upscale_files(src, src, scale=2)
     other = tmp_path / "photo_00.png"  # photo_00.jpg's output, were it written as png here
     _photo().save(other)
-    with pytest.raises(batch.BatchError, match=f"over the input {other}"):
-        up.upscale_files([src / "photo_00.jpg", other], tmp_path, scale=2, fmt="png")
+    with pytest.raises(batch.BatchError, match="--overwrite would replace it"):
+        up.upscale_files(
+            [src / "photo_00.jpg", other], tmp_path, scale=2, fmt="png", existing="overwrite"
+        )
+    kept = up.upscale_files([src / "photo_00.jpg", other], tmp_path, scale=2, fmt="png")
+    assert kept.counts["kept"] == 1 and kept.skipped == [str(other)]
     for bad in ("a/b", "..", "."):
         with pytest.raises(batch.BatchError, match="must be part of a file name"):
             up.upscale_files(src, tmp_path / "o", scale=2, suffix=bad)
@@ -247,7 +257,7 @@ def test_bad_batches_are_refused_before_any_work(tmp_path, up):
         options.setdefault("scale", 2)
         with pytest.raises(batch.BatchError, match=message):
             up.upscale_files(src, out, **options)
-    assert not out.exists() or os.listdir(out) == []
+    assert not out.exists()
 
 
 # -- encoder options ----------------------------------------------------------
@@ -436,18 +446,23 @@ def test_standard_input_and_output(tmp_path):
 
 
 def test_gpu_choice_is_made_before_any_framework_loads(monkeypatch):
-    from vdsr_tf.cli import CliError, upscale
-
+    # (vdsr_tf.cli.upscale is not imported here: its flags would clash with other commands'.)
     for name in ("tensorflow", "jax", "torch"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    upscale._choose_gpu(1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cli_batch.choose_gpu(1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
-    upscale._choose_gpu(-1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # a scheduler's allocation
+    cli_batch.choose_gpu(1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"  # counted within it
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with pytest.raises(ValueError, match="allows 2 GPUs"):
+        cli_batch.choose_gpu(2)
+    cli_batch.choose_gpu(-1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""  # the CPU only
     monkeypatch.setitem(sys.modules, "jax", object())
-    with pytest.raises(CliError, match="before jax is imported"):
-        upscale._choose_gpu(0)
+    with pytest.raises(ValueError, match="before jax is imported"):
+        cli_batch.choose_gpu(0)
 
 
 XMP = (
@@ -501,3 +516,75 @@ def test_16_bit_colour_read_as_8_bits_is_said(tmp_path, up):
     plain = tmp_path / "plain.png"
     _photo().save(plain)
     assert up.upscale_files(plain, tmp_path / "out", scale=2).files[0]["notes"] == []
+
+
+def test_earlier_outputs_beside_their_inputs_are_not_inputs(tmp_path, up):
+    src = tmp_path / "photos"
+    mixed_folder(src, n=3, corrupt=0)  # photo_00.jpg, photo_01.png, photo_02.webp
+    # --format into the input folder: photo_00.png and photo_02.png are written beside them;
+    # photo_01.png would be its own output, which is refused.
+    with pytest.raises(batch.BatchError, match="photo_01.png would be written over itself"):
+        up.upscale_files(src, src, scale=2, fmt="png")
+    (src / "photo_01.png").rename(src / "photo_01.gif")
+    assert up.upscale_files(src, src, scale=2, fmt="png").counts["written"] == 3
+    again = up.upscale_files(src, src, scale=2, fmt="png")  # the rerun resumes, not refuses
+    assert again.counts == {"written": 0, "kept": 3, "failed": 0, "not processed": 0}
+    assert len(again.skipped) == 3
+    # A photo that happens to have an output's name is never replaced.
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    _photo().save(dup / "photo.jpg")
+    _photo((30, 20)).save(dup / "photo_2.jpg")
+    original = (dup / "photo_2.jpg").read_bytes()
+    kept = up.upscale_files(dup, dup, scale=2, suffix="_2")
+    assert kept.counts["kept"] == 1 and str(dup / "photo_2.jpg") in kept.skipped
+    with pytest.raises(batch.BatchError, match="--overwrite would replace it"):
+        up.upscale_files(dup, dup, scale=2, suffix="_2", existing="overwrite")
+    assert (dup / "photo_2.jpg").read_bytes() == original
+
+
+def test_a_report_is_never_written_over_an_input(tmp_path, up):
+    src = tmp_path / "in"
+    names = mixed_folder(src, n=2, corrupt=0)
+    with pytest.raises(batch.BatchError, match="is one of the inputs"):
+        up.upscale_files(src, tmp_path / "out", scale=2, report=str(src / names[0]))
+
+
+def test_an_odd_file_among_the_inputs_fails_alone(tmp_path, up):
+    src = tmp_path / "in"
+    names = mixed_folder(src, n=2, corrupt=0)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    result = up.upscale_files([src / names[0], notes], tmp_path / "out", scale=2, quality=80)
+    assert [f["status"] for f in result.files] == ["written", "failed"]
+    assert "Unsupported output extension" in result.files[1]["error"]
+
+
+def test_an_unexpected_error_leaves_an_honest_report(tmp_path, up):
+    src = tmp_path / "in"
+    mixed_folder(src, n=3, corrupt=0)
+    report = tmp_path / "run.json"
+
+    def broken(record):
+        raise RuntimeError("the display went away")
+
+    with pytest.raises(RuntimeError):
+        up.upscale_files(src, tmp_path / "out", scale=2, report=report, on_file=broken)
+    data = json.loads(report.read_text())
+    assert not data["complete"] and data["stopped"].startswith("error: RuntimeError")
+    assert data["counts"]["not processed"] == 2 and data["exit_status"] == 1
+
+
+def test_xmp_orientation_follows_the_pixels(tmp_path, up):
+    # Pillow reads an orientation that only XMP gives, like a viewer: the pixels are turned
+    # upright and the XMP says so; an XMP without one is copied byte for byte.
+    src, dst = tmp_path / "xmp_only.jpg", tmp_path / "out.jpg"
+    _photo((20, 10)).save(src, xmp=XMP)
+    up.upscale_file(str(src), str(dst), scale=2)
+    with Image.open(dst) as im:
+        assert im.size == (20, 40) and b'tiff:Orientation="1"' in im.info["xmp"]
+    plain = XMP.replace(b' tiff:Orientation="6"', b"")
+    _photo((20, 10)).save(src, xmp=plain)
+    up.upscale_file(str(src), str(dst), scale=2, overwrite=True)
+    with Image.open(dst) as im:
+        assert im.size == (40, 20) and im.info["xmp"] == plain

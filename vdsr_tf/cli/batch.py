@@ -23,8 +23,43 @@ def parse_size(text):
     return h, w
 
 
-def _printer(prog, quiet):
-    """``on_file`` for the batch: what the command prints per file."""
+def choose_gpu(number):
+    """``--gpu``: only that GPU is visible (none for -1), before any framework
+    loads. Counts within ``CUDA_VISIBLE_DEVICES`` when it is already set (a
+    scheduler's allocation), as the frameworks do.
+
+    Raises:
+        ValueError: a framework is already loaded, or the number is not among
+            the GPUs ``CUDA_VISIBLE_DEVICES`` allows.
+    """
+    loaded = [m for m in ("tensorflow", "jax", "torch") if m in sys.modules]
+    if loaded:  # cannot happen from the command line; a guard for in-process callers
+        raise ValueError(f"--gpu must be chosen before {loaded[0]} is imported")
+    if number < 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return
+    allowed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if allowed is not None:
+        ids = [i.strip() for i in allowed.split(",") if i.strip()]
+        if number >= len(ids):
+            raise ValueError(
+                f"--gpu={number}, but CUDA_VISIBLE_DEVICES={allowed!r} allows {len(ids)} GPU"
+                f"{'s' * (len(ids) != 1)} (numbered from 0)"
+            )
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[number]
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(number)
+
+
+def _printer(quiet):
+    """``on_file`` for the batch: what the command prints per file. A closed
+    standard output (``| head``) stops the lines, not the batch."""
+
+    def say(line):
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def on_file(record):
         src = record["input"]
@@ -35,7 +70,7 @@ def _printer(prog, quiet):
                 print(f"{src}: note: {note}", file=sys.stderr)
             (w, h), (ow, oh) = record["input_size"], record["output_size"]
             anim = f", {record['frames']} frames" if record["frames"] > 1 else ""
-            print(f"{src} ({w}x{h}{anim}) -> {record['output']} ({ow}x{oh})", flush=True)
+            say(f"{src} ({w}x{h}{anim}) -> {record['output']} ({ow}x{oh})")
 
     return on_file
 
@@ -90,7 +125,7 @@ def run_batch(
             existing,
             skipped=skipped,
             report=report,
-            on_file=_printer(prog, quiet),
+            on_file=_printer(quiet),
             progress=progress,
             **encoding,
         )

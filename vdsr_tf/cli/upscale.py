@@ -128,7 +128,7 @@ flags.DEFINE_integer(
 flags.DEFINE_boolean(
     "strip",
     False,
-    "Write no EXIF (camera, date, GPS); the ICC colour profile stays.",
+    "Write no EXIF (camera, date, GPS) or XMP; the ICC colour profile stays.",
 )
 flags.DEFINE_string(
     "report",
@@ -266,11 +266,11 @@ def main(argv):
             FLAGS.quality,
             FLAGS.compression,
             FLAGS.report,
+            existing,
         )
     except ValueError as e:  # BatchError included
         raise CliError(str(e))
-    if FLAGS.gpu is not None:
-        _choose_gpu(FLAGS.gpu)
+    _gpu()
     enabled = FLAGS.progress if FLAGS.progress is not None else sys.stderr.isatty()
     progress = Progress(len(work.files), enabled and not FLAGS.quiet)
     upscaler = make_upscaler(backend, weights, progress.tiles)
@@ -304,7 +304,7 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
     from vdsr_tf.io.images import FORMATS, check_encoding, format_for, sniff_format
 
     if len(inputs) != 1:
-        raise CliError("- (standard input) is one image: give no other inputs")
+        raise CliError("- (standard input or output) is one image: give one input")
     for flag in ("recursive", "report", "suffix"):
         if FLAGS[flag].present:
             raise CliError(f"--{flag} is for files and folders, not - (standard input or output)")
@@ -313,6 +313,10 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
         raise CliError("--output=- writes an image to standard output, which is a terminal")
     if output is None:
         raise CliError("--output is required (- for standard output)")
+    if output != "-" and os.path.isdir(output):
+        raise CliError(f"--output {output} is a folder; name the file for - (standard input)")
+    if output != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise CliError(f"output folder {os.path.dirname(os.path.abspath(output))} does not exist")
     try:
         if FLAGS.format:
             fmt = FORMATS["." + FLAGS.format]
@@ -344,6 +348,7 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
             check_encoding([fmt], FLAGS.quality, FLAGS.compression)
         except ValueError as e:
             raise CliError(f"--{e}")
+    _gpu()
     upscaler = make_upscaler(backend, weights)
     try:
         encoded, (in_size, out_size, frames, notes) = upscaler.upscale_bytes(
@@ -377,19 +382,20 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
     return 0
 
 
+def _gpu():
+    """``--gpu``, applied before the upscaler (and its framework) is made."""
+    if FLAGS.gpu is not None:
+        try:
+            batch.choose_gpu(FLAGS.gpu)
+        except ValueError as e:
+            raise CliError(str(e))
+
+
 def _existing():
     """``--existing``, with ``--overwrite`` as its shorthand."""
     if FLAGS.overwrite and FLAGS["existing"].present and FLAGS.existing != "overwrite":
         raise CliError(f"--overwrite contradicts --existing={FLAGS.existing}")
     return "overwrite" if FLAGS.overwrite else FLAGS.existing
-
-
-def _choose_gpu(number):
-    """``--gpu``: only that GPU is visible (none for -1), before any framework loads."""
-    loaded = [m for m in ("tensorflow", "jax", "torch") if m in sys.modules]
-    if loaded:  # cannot happen from the command line; a guard for in-process callers
-        raise CliError(f"--gpu must be chosen before {loaded[0]} is imported")
-    os.environ["CUDA_VISIBLE_DEVICES"] = "" if number < 0 else str(number)
 
 
 def _demo(scale, output, weights):

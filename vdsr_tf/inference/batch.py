@@ -171,11 +171,16 @@ def plan(
     quality=None,
     compression=None,
     report=None,
+    existing="skip",
 ):
-    """The files of a batch and their destinations; makes the output folder.
+    """The files of a batch and their destinations, checked; writes nothing
+    (``run`` makes the output folders as it writes into them).
 
-    Every check comes before the folder is made, so a refused batch writes
-    nothing.
+    An input that is another input's destination (outputs written beside
+    their inputs by an earlier run: ``--suffix``, or ``--format`` into the
+    input folder) is not an input: it is listed as skipped, and the file
+    whose output it is keeps it, or counts it as a failure; ``existing=
+    "overwrite"`` is refused then, since it could be a photo of the same name.
 
     Args:
         inputs: files and folders.
@@ -186,10 +191,13 @@ def plan(
         suffix: added to each output's name in a folder ("_x2": a_x2.jpg).
         quality, compression: checked against the formats the outputs will have.
         report: the JSON report's path, checked (``check_report_path``).
+        existing: as ``run``.
 
     Raises:
         BatchError: for anything that cannot make the batch, before any work.
     """
+    if existing not in EXISTING:
+        raise BatchError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     if not inputs:
         raise BatchError("give at least one input file or folder")
     if not output:
@@ -207,26 +215,37 @@ def plan(
             f"--suffix names outputs in a folder; --output {output} names the file itself"
         )
     _check_output(output, to_folder, folder_given, fmt)
-    if suffix:  # outputs beside their inputs: an earlier run's outputs are not inputs
-        earlier = {os.path.realpath(d) for d in _destinations(jobs, output, to_folder, fmt, suffix)}
-        skipped += [src for src, _ in jobs if os.path.realpath(src) in earlier]
-        jobs = [(src, name) for src, name in jobs if os.path.realpath(src) not in earlier]
+    # Outputs beside their inputs: an earlier run's outputs are not inputs.
+    outputs = _destinations(jobs, output, to_folder, fmt, suffix)
+    earlier = {os.path.realpath(d) for d, (src, _) in zip(outputs, jobs) if not _same(d, src)}
+    both = [src for src, _ in jobs if os.path.realpath(src) in earlier]
+    if both and existing == "overwrite":
+        raise BatchError(
+            f"{both[0]} is an input and another input's output; --overwrite would replace "
+            "it: write into another --output folder"
+        )
+    skipped += both
+    jobs = [(src, name) for src, name in jobs if os.path.realpath(src) not in earlier]
     destinations = output_paths(jobs, output, to_folder, fmt, suffix)
+    known = {
+        FORMATS[e] for e in (os.path.splitext(d)[1].lower() for d in destinations) if e in FORMATS
+    }
     try:
-        check_encoding({format_for(d) for d in destinations}, quality, compression)
+        check_encoding(known, quality, compression)
     except ValueError as e:
         raise BatchError(f"--{e}") from None
     if report is not None:
-        check_report_path(report, destinations, output if to_folder else None)
-    if to_folder:
-        try:
-            os.makedirs(output, exist_ok=True)
-        except OSError as e:
-            raise BatchError(f"cannot create output folder {output}: {e.strerror or e}") from None
-    folder = output if os.path.isdir(output) else os.path.dirname(os.path.abspath(output))
+        check_report_path(report, destinations, output if to_folder else None, jobs)
+    folder = output if to_folder else os.path.dirname(os.path.abspath(output))
+    while not os.path.isdir(folder):  # the folder run will make: its nearest existing parent
+        folder = os.path.dirname(os.path.abspath(folder))
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BatchError(f"output folder {folder} is not writable")
     return Plan([src for src, _ in jobs], destinations, skipped)
+
+
+def _same(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _extensions():
@@ -254,15 +273,16 @@ def _check_output(output, to_folder, folder_given, fmt):
         raise BatchError(f"--output {output}: unsupported extension; use one of {_extensions()}")
 
 
-def check_report_path(path, destinations=(), made=None):
-    """Refuses a report path that cannot be written, before any work
-    (``made``: a folder the batch will make, where the report may go)."""
+def check_report_path(path, destinations=(), made=None, jobs=()):
+    """Refuses a report path that cannot be written, or that is an input or
+    an output, before any work (``made``: a folder the batch will make,
+    where the report may go)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise BatchError(f"--report {path} is a folder; give a file name (run.json)")
     if made is not None and os.path.realpath(folder) == os.path.realpath(made):
-        pass  # made with the outputs, writable as they are
+        pass  # made with the outputs (plan checks that they can be)
     elif not os.path.isdir(folder):
         raise BatchError(f"--report {path}: folder {folder} does not exist")
     elif not os.access(folder, os.W_OK | os.X_OK):
@@ -270,6 +290,8 @@ def check_report_path(path, destinations=(), made=None):
     key = os.path.realpath(path)
     if any(os.path.realpath(d) == key for d in destinations):
         raise BatchError(f"--report {path} is also an image output")
+    if any(os.path.realpath(src) == key for src, _ in jobs):
+        raise BatchError(f"--report {path} is one of the inputs")
 
 
 class Progress:
@@ -338,6 +360,14 @@ def _size(path):
         return None
 
 
+def _stamp(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -376,6 +406,11 @@ class BatchResult:
         return counts
 
     @property
+    def complete(self):
+        """Whether every file was processed (written, kept or failed)."""
+        return self.stopped is None and not self.counts[NOT_PROCESSED]
+
+    @property
     def status(self):
         if self.signum is not None:
             return 128 + self.signum
@@ -389,7 +424,7 @@ class BatchResult:
             "started": self.started,
             "finished": self.finished,
             "seconds": round(self.seconds, 3),
-            "complete": self.stopped is None,
+            "complete": self.complete,
             "stopped": self.stopped,
             "exit_status": self.status,
             "options": self.options,
@@ -467,9 +502,15 @@ def run(
     result = BatchResult((files, destinations), skipped, options)
     progress = progress or Progress(len(files), False)
     encoding = dict(quality=quality, compression=compression, strip=strip)
-    for folder in sorted({os.path.dirname(os.path.abspath(d)) for d in destinations}):
+    folders = {}
+    for dst in destinations:
+        folder, name = os.path.split(os.path.abspath(dst))
+        folders.setdefault(folder, set()).add(name)
+    for folder, names in sorted(folders.items()):  # only this batch's own outputs' temporaries
         if os.path.isdir(folder):
-            remove_stale_temporaries(folder)
+            remove_stale_temporaries(folder, names)
+    if report is not None:  # a report in the output folder: the folder exists from the start
+        os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
     start = time.monotonic()
     try:
         with quiet_decoders():  # C decoders' messages go into the error lines
@@ -486,15 +527,37 @@ def run(
         result.signum = getattr(e, "signum", int(signal.SIGINT))
         e.result = result
         raise
+    except BaseException as e:  # a bug, or the process told to exit: the report says so
+        result.stopped = f"error: {type(e).__name__}: {e}".splitlines()[0]
+        raise
     finally:
         result.seconds, result.finished = time.monotonic() - start, _now()
         if report is not None:
-            try:
-                result.write(report)
-            except OSError as e:
-                e.result = result
-                raise
+            with _signals_held():  # a second Ctrl-C must not cut the report short
+                try:
+                    result.write(report)
+                except OSError as e:
+                    e.result = result
+                    raise
     return result
+
+
+class _signals_held:
+    """Holds SIGINT and SIGTERM until the block ends (main thread, POSIX)."""
+
+    _SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+    def __enter__(self):
+        try:
+            self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+        except (AttributeError, ValueError, OSError):
+            self.old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+        return False
 
 
 def _one(upscaler, record, scale, size, fmt, existing, encoding, progress):
@@ -507,6 +570,7 @@ def _one(upscaler, record, scale, size, fmt, existing, encoding, progress):
         return
     progress.start(os.path.basename(src))
     start = time.monotonic()
+    before = _stamp(dst)
     try:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
@@ -530,6 +594,10 @@ def _one(upscaler, record, scale, size, fmt, existing, encoding, progress):
         record.update(status=FAILED, error=str(e))
         if e.fatal:
             record["fatal"] = True
+    except KeyboardInterrupt:  # stopped after the rename, before the record: it is written
+        if record["status"] == NOT_PROCESSED and _stamp(dst) not in (None, before):
+            record.update(status=WRITTEN, output_bytes=_size(dst))
+        raise
     finally:
         record["seconds"] = round(time.monotonic() - start, 4)
         progress.finish_file()
@@ -553,13 +621,11 @@ def upscale_files(
     progress=None,
 ):
     """``plan`` then ``run``: ``Upscaler.upscale_files`` and ``vdsr-upscale``."""
-    if existing not in EXISTING:
-        raise BatchError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     try:
         check_scale_size(scale, size)
     except ValueError as e:
         raise BatchError(str(e)) from None
-    batch = plan(inputs, output, recursive, fmt, suffix, quality, compression, report)
+    batch = plan(inputs, output, recursive, fmt, suffix, quality, compression, report, existing)
     return run(
         upscaler,
         batch.files,

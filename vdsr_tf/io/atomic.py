@@ -37,11 +37,12 @@ def _running(pid):
     return True
 
 
-def remove_stale_temporaries(folder):
+def remove_stale_temporaries(folder, names=None):
     """Removes the temporary files a killed writer left in ``folder``.
 
     Only names of this module's pattern whose process is gone (and not this
-    process) are touched. A run that resumes after ``kill -9`` calls this.
+    process) are touched; with ``names``, only the temporaries of those
+    destination file names. A run that resumes after ``kill -9`` calls this.
 
     Returns:
         The removed paths.
@@ -52,6 +53,8 @@ def remove_stale_temporaries(folder):
     for name in sorted(os.listdir(folder)):
         match = _TEMPORARY.match(name)
         if not match or int(match.group(1)) == os.getpid() or _running(int(match.group(1))):
+            continue
+        if names is not None and not any(name.startswith(f".{n}.") for n in names):
             continue
         path = os.path.join(folder, name)
         with contextlib.suppress(OSError):

@@ -352,10 +352,11 @@ def prepare(im, orientation=None, exif=None):
         they apply, and notes on what was changed.
     """
     notes = []
-    xmp = _xmp(im)
     if orientation is None:
         orientation, exif, notes = _exif(im)
-    if orientation not in (1, None) and orientation in _UPRIGHT:
+    turned = orientation not in (1, None) and orientation in _UPRIGHT
+    xmp = _xmp(im, turned)
+    if turned:
         im = _upright(im, orientation)
         notes.append("EXIF orientation applied")
     icc = im.info.get("icc_profile") or None
@@ -380,14 +381,14 @@ def prepare(im, orientation=None, exif=None):
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation(?:=[\"']|>))\s*[2-8]\s*(?=[\"'<])")
 
 
-def _xmp(im):
+def _xmp(im, turned):
     """The XMP packet (bytes) a JPEG, WebP, PNG or TIFF carries, its orientation
-    reset to 1; None without one."""
+    reset to 1 when the pixels were turned upright (``turned``); None without one."""
     xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
     if not xmp:
         return None
     xmp = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if turned else xmp
 
 
 def _check_size(w, h, max_pixels):
@@ -761,7 +762,7 @@ def _save_args(frames, fmt, meta, quality=None, compression=None, strip=False):
         else:
             notes.append(f"EXIF not kept ({fmt} cannot hold it)")
     if meta.get("xmp"):
-        if fmt not in _HOLDS_XMP:
+        if fmt not in _HOLDS_XMP or (fmt == "JPEG" and len(meta["xmp"]) > 65000):
             notes.append(f"XMP not kept ({fmt} cannot hold it)")
         elif fmt == "PNG":
             from PIL import PngImagePlugin
@@ -769,8 +770,13 @@ def _save_args(frames, fmt, meta, quality=None, compression=None, strip=False):
             info = PngImagePlugin.PngInfo()
             info.add_itxt("XML:com.adobe.xmp", meta["xmp"].decode("utf-8", "replace"))
             kwargs["pnginfo"] = info
-        elif fmt == "TIFF":
-            kwargs["tiffinfo"] = {700: meta["xmp"]}
+        elif fmt == "TIFF":  # tag 700 beside the EXIF tags (tiffinfo would replace them)
+            from PIL import Image
+
+            tags = Image.Exif()
+            tags.load(kwargs.get("exif") or b"")
+            tags[700] = meta["xmp"]
+            kwargs["exif"] = tags.tobytes()
         else:
             kwargs["xmp"] = meta["xmp"]
     if fmt == "GIF":
