@@ -9,6 +9,7 @@ and exit 0. Every command starts through ``run``.
 import importlib.abc
 import importlib.util
 import os
+import signal
 import sys
 
 from vdsr_tf.io.stderr import native_lines_dropped  # noqa: E402
@@ -24,6 +25,14 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+def stopped_by(signum):
+    """How a stop by signal ``signum`` is said: "interrupted" (Ctrl-C) or
+    "terminated (SIGTERM)"."""
+    return (
+        "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+    )
+
+
 def entry_point(prog):
     """Decorates an absl ``main``: a ``CliError`` becomes one stderr line, exit
     2; Ctrl-C (``KeyboardInterrupt``) one line, exit 130 (128 + SIGINT, as a
@@ -37,11 +46,8 @@ def entry_point(prog):
                 print(f"{prog}: error: {e}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt as e:
-                signum = getattr(e, "signum", 2)
-                print(
-                    f"\n{prog}: stopped ({'SIGTERM' if signum == 15 else 'interrupted'})",
-                    file=sys.stderr,
-                )
+                signum = getattr(e, "signum", signal.SIGINT)
+                print(f"\n{prog}: stopped: {stopped_by(signum)}", file=sys.stderr)
                 return 128 + signum
 
         return wrapped

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from vdsr_tf.cli import stopped_by
 from vdsr_tf.inference import batch
 
 
@@ -51,15 +52,17 @@ def choose_gpu(number):
         os.environ["CUDA_VISIBLE_DEVICES"] = str(number)
 
 
-def _printer(quiet):
-    """``on_file`` for the batch: what the command prints per file. A closed
-    standard output (``| head``) stops the lines, not the batch."""
+def printer(quiet, lines=None):
+    """``on_file`` for a batch: what the command prints per file (a written
+    file's line goes to ``lines``, default stdout). A closed standard output
+    (``| head``) stops the lines, not the batch."""
 
     def say(line):
+        out = lines or sys.stdout
         try:
-            print(line, flush=True)
+            print(line, file=out, flush=True)
         except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
     def on_file(record):
         src = record["input"]
@@ -125,7 +128,7 @@ def run_batch(
             existing,
             skipped=skipped,
             report=report,
-            on_file=_printer(quiet),
+            on_file=printer(quiet),
             progress=progress,
             **encoding,
         )
@@ -144,9 +147,7 @@ def run_batch(
         return max(result.status, 1)
     left = result.counts[batch.NOT_PROCESSED]
     if result.stopped:
-        why = {"SIGINT": "interrupted", "SIGTERM": "terminated (SIGTERM)"}.get(
-            result.stopped, result.stopped
-        )
+        why = stopped_by(result.signum) if result.signum else result.stopped
         print(
             f"{prog}: stopping: {why}; {left} file{'s' * (left != 1)} not processed"
             + ("; run the same command again to finish them" if result.signum else ""),

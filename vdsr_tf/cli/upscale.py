@@ -298,8 +298,10 @@ def main(argv):
 def _stdio(inputs, output, scale, size, existing, backend, weights):
     """One image through standard input and/or output (``-``), as filters do:
     ``vdsr-upscale - --scale=2 --output=- --format=png < in.jpg > out.png``.
-    Every message goes to stderr; the output keeps the input's format
-    unless ``--format`` (or the output file's extension)."""
+    The output keeps the input's format unless ``--format`` (or the output
+    file's extension). The lines are a batch's (``batch.printer``,
+    ``batch.summary``), all on stderr when the image goes to stdout."""
+    from vdsr_tf.inference.batch import FAILED, FLAG_NAMES, KEPT, WRITTEN, BatchResult
     from vdsr_tf.io.atomic import atomic_write_bytes
     from vdsr_tf.io.images import FORMATS, check_encoding, format_for, sniff_format
 
@@ -309,31 +311,24 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
         if FLAGS[flag].present:
             raise CliError(f"--{flag} is for files and folders, not - (standard input or output)")
     src = inputs[0]
-    if output == "-" and sys.stdout.isatty():
-        raise CliError("--output=- writes an image to standard output, which is a terminal")
     if output is None:
         raise CliError("--output is required (- for standard output)")
+    if output == "-" and sys.stdout.isatty():
+        raise CliError("--output=- writes an image to standard output, which is a terminal")
     if output != "-" and os.path.isdir(output):
         raise CliError(f"--output {output} is a folder; name the file for - (standard input)")
     if output != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise CliError(f"output folder {os.path.dirname(os.path.abspath(output))} does not exist")
-    try:
-        if FLAGS.format:
-            fmt = FORMATS["." + FLAGS.format]
-        else:  # a file's extension; for standard output, the input's format (below)
-            fmt = None if output == "-" else format_for(output)
-        if fmt:
-            check_encoding([fmt], FLAGS.quality, FLAGS.compression)
-    except ValueError as e:
-        raise CliError(f"--{e}" if str(e).startswith(("quality", "compression")) else str(e))
+    result = BatchResult(([src], [output]), (), {})
+    record = result.files[0]
+    on_file = batch.printer(FLAGS.quiet, sys.stderr if output == "-" else None)
     if output != "-" and os.path.exists(output) and existing != "overwrite":
         if existing == "skip":
-            print(
-                f"0 written, 0 failed, 1 kept ({output} exists; --overwrite redoes it)",
-                file=sys.stderr,
-            )
+            record["status"] = KEPT
+            print(batch.summary(result), file=sys.stderr)
             return 0
-        print(f"{src}: error: output {output} exists (--overwrite replaces it)", file=sys.stderr)
+        record.update(status=FAILED, error=f"output {output} exists (use --overwrite)")
+        on_file(record)
         return 1
     if src == "-":
         data = sys.stdin.buffer.read()
@@ -342,12 +337,12 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
             data = f.read()
     else:
         raise CliError(f"input not found: {src}")
-    if fmt is None:
-        fmt = sniff_format(data)
-        try:
-            check_encoding([fmt], FLAGS.quality, FLAGS.compression)
-        except ValueError as e:
-            raise CliError(f"--{e}")
+    try:  # --format, else the output file's extension, else (stdout) the input's format
+        fmt = FORMATS["." + FLAGS.format] if FLAGS.format else None
+        fmt = fmt or (sniff_format(data) if output == "-" else format_for(output))
+        check_encoding([fmt], FLAGS.quality, FLAGS.compression, names=FLAG_NAMES)
+    except ValueError as e:
+        raise CliError(str(e))
     _gpu()
     upscaler = make_upscaler(backend, weights)
     try:
@@ -365,21 +360,15 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
             sys.stdout.buffer.flush()
         else:
             atomic_write_bytes(output, encoded)
-    except ValueError as e:  # ImageError included: the one file's error
-        print(f"{src}: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"{src}: error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    if not FLAGS.quiet:
-        for note in notes:
-            print(f"{src}: note: {note}", file=sys.stderr)
-        anim = f", {frames} frames" if frames > 1 else ""
-        print(
-            f"{src} ({in_size[0]}x{in_size[1]}{anim}) -> {output} ({out_size[0]}x{out_size[1]})",
-            file=sys.stderr if output == "-" else sys.stdout,
+        record.update(
+            status=WRITTEN, input_size=in_size, output_size=out_size, frames=frames, notes=notes
         )
-    return 0
+    except ValueError as e:  # ImageError included: the one file's error
+        record.update(status=FAILED, error=str(e))
+    except OSError as e:
+        record.update(status=FAILED, error=f"cannot write {output}: {e.strerror or e}")
+    on_file(record)
+    return result.status
 
 
 def _gpu():

@@ -33,6 +33,9 @@ from vdsr_tf.io.images import (
 )
 from vdsr_tf.ops.tiling import check_scale_size
 
+# How messages name the encoder settings (the command's flags, as elsewhere here).
+FLAG_NAMES = ("--quality", "--compression")
+
 # What to do with an output that already exists.
 EXISTING = ("skip", "overwrite", "fail")
 
@@ -231,9 +234,9 @@ def plan(
         FORMATS[e] for e in (os.path.splitext(d)[1].lower() for d in destinations) if e in FORMATS
     }
     try:
-        check_encoding(known, quality, compression)
+        check_encoding(known, quality, compression, names=FLAG_NAMES)
     except ValueError as e:
-        raise BatchError(f"--{e}") from None
+        raise BatchError(str(e)) from None
     if report is not None:
         check_report_path(report, destinations, output if to_folder else None, jobs)
     folder = output if to_folder else os.path.dirname(os.path.abspath(output))
@@ -620,7 +623,8 @@ def upscale_files(
     on_file=None,
     progress=None,
 ):
-    """``plan`` then ``run``: ``Upscaler.upscale_files`` and ``vdsr-upscale``."""
+    """``plan`` then ``run``: ``Upscaler.upscale_files``. (``vdsr-upscale``
+    calls the two itself, making its upscaler in between.)"""
     try:
         check_scale_size(scale, size)
     except ValueError as e:

@@ -676,17 +676,21 @@ def save_image(im, path, fmt=None, overwrite=False, **encoding):
     return save_frames([im], path, fmt, dict(im.info), overwrite, **encoding)
 
 
-def check_encoding(formats, quality=None, compression=None):
+def check_encoding(formats, quality=None, compression=None, names=("quality", "compression")):
     """Refuses encoder settings that are out of range, or that none of
     ``formats`` (Pillow format names; empty: not known yet) would use.
+
+    Args:
+        names: how the messages name the two (``("--quality", "--compression")``
+            for a command line).
 
     Raises:
         ValueError: one line naming the setting and the formats that take it.
     """
     formats = set(formats)
     for name, value, low, high, takers, hint in (
-        ("quality", quality, 1, 100, TAKES_QUALITY, "jpg and webp (webp: lossy)"),
-        ("compression", compression, 0, 9, TAKES_COMPRESSION, "png (zlib level)"),
+        (names[0], quality, 1, 100, TAKES_QUALITY, "jpg and webp (webp: lossy)"),
+        (names[1], compression, 0, 9, TAKES_COMPRESSION, "png (zlib level)"),
     ):
         if value is None:
             continue
