@@ -173,6 +173,56 @@ def resume(out):
     }
 
 
+class _SignalAtEpoch(keras.callbacks.Callback):
+    """SIGTERM to this process as epoch ``epoch`` begins (after the checkpoint
+    callback's check), so the engine stops after that epoch's first call."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def preempt(out):
+    """SIGTERM inside an epoch: the checkpoint at the current call's step, exit
+    by ``Preempted``; the resumed run ends with the uninterrupted run's weights."""
+    from vdsr_tf.io.checkpoint import read_state
+    from vdsr_tf.training.callbacks import Preempted
+
+    cfg = tiny(steps=12, steps_per_epoch=6)
+    options = dict(engine="fast", steps_per_call=2, verbose=0, pool_workers=1)
+    plain, _ = train(cfg, HR, out + "_plain", **options)
+    stopped = None
+    try:
+        train(cfg, HR, out, extra_callbacks=[_SignalAtEpoch(1)], **options)
+    except Preempted as e:
+        stopped = e.step
+    meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
+    resumed = {}
+    model, _ = train(cfg, HR, out, extra_callbacks=[_AtStart(resumed)], **options)
+    diff = max(
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(model.weights, plain.weights)
+    )
+    return {
+        "stopped_step": stopped,
+        "checkpoint": [meta["epoch"], meta["step"]],
+        "resumed_step": resumed["step"],
+        "resumed_epochs": resumed["epochs"],
+        "final_step": int(np.asarray(model.optimizer.iterations)),
+        "max_diff_vs_uninterrupted": diff,
+        "history_epochs": [
+            line.split(",")[0]
+            for line in open(os.path.join(out, "history.csv")).read().splitlines()[1:]
+        ],
+    }
+
+
 def pool_check():
     """Every device batch is a crop of a degraded image, flipped/rotated alike in x and y."""
     plane = degradation.load_y_planes(HR)[0][:40, :44]
@@ -223,6 +273,8 @@ if __name__ == "__main__":
         result = equivalence(*sys.argv[2:4])
     elif check == "resume":
         result = resume(sys.argv[2])
+    elif check == "preempt":
+        result = preempt(sys.argv[2])
     elif check == "pool":
         result = pool_check()
     elif check == "forward":
@@ -235,6 +287,7 @@ if __name__ == "__main__":
             "pool": pool_check(),
             "forward": forward_check(),
             "resume": resume(sys.argv[2]),
+            "preempt": preempt(sys.argv[2] + "_preempt"),
         }
     else:
         raise SystemExit(f"unknown check {check}")

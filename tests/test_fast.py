@@ -76,6 +76,16 @@ def test_fast_resume_continues_bit_for_bit(checks):
     assert r["history_rows"] == 4  # header + epochs 1, 2 and 3
 
 
+def test_fast_sigterm_resume_ends_with_the_uninterrupted_weights(checks):
+    r = checks["preempt"]
+    # Signalled as epoch 1 began: stopped after its first call (K = 2), mid-epoch.
+    assert r["stopped_step"] == 8 and r["checkpoint"] == [1, 8]
+    assert r["resumed_step"] == 8 and r["resumed_epochs"] == [1]
+    assert r["final_step"] == 12 and r["history_epochs"] == ["0", "1"]
+    # The batches after the resume are drawn from the step: the same as uninterrupted.
+    assert r["max_diff_vs_uninterrupted"] <= 1e-6
+
+
 def _vdsr_train(args, backend, block_tf):
     code = (
         "import sys\n"

@@ -1,6 +1,7 @@
 """Training with fit: a tiny run learns, checkpoints resume, schedules behave."""
 
 import os
+import signal
 
 import keras
 import numpy as np
@@ -135,6 +136,54 @@ def test_resume_after_interruption(tmp_path):
         f.write("3,0.1,0.2\n4,0.1")
     _truncate_history(history_csv, 2)
     assert open(history_csv).read().splitlines() == rows[:3]
+
+
+class _SignalAt(keras.callbacks.Callback):
+    """Sends this process SIGTERM at the end of batch ``batch`` of epoch ``epoch``
+    (after the checkpoint callback's own check of that batch)."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self._now = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._now = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self._now, batch) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow(reason="trains, is stopped by SIGTERM twice, resumes")
+def test_sigterm_checkpoints_the_current_step_and_the_run_resumes_there(tmp_path):
+    from vdsr_tf.training.callbacks import Preempted
+
+    cfg = tiny_config(steps=12, steps_per_epoch=4)
+    out = str(tmp_path / "run")
+    previous = signal.getsignal(signal.SIGTERM)
+    # Mid-epoch: signalled at epoch 1's first batch end, stopped after its second step.
+    with pytest.raises(Preempted) as stop:
+        train(cfg, HR, out, verbose=0, extra_callbacks=[_SignalAt(1, 0)])
+    assert (stop.value.signum, stop.value.step) == (signal.SIGTERM, 6)
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+    meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
+    assert (meta["epoch"], meta["step"], meta["patches_total"]) == (1, 6, 6 * 8)
+    assert os.path.exists(os.path.join(out, "vdsr.weights.h5"))  # the weights so far
+    # The same command resumes at step 6, finishes epoch 1 (2 steps), and is
+    # signalled again on its last step: the epoch ends first (history row, checkpoint).
+    at_resume = {}
+    with pytest.raises(Preempted) as stop:
+        train(cfg, HR, out, verbose=0, extra_callbacks=[_Record(at_resume), _SignalAt(1, 0)])
+    assert at_resume["iterations"] == 6 and at_resume["epochs"] == [1]
+    assert stop.value.step == 8
+    meta = read_state(os.path.join(out, "checkpoint.npz"))[0]
+    assert (meta["epoch"], meta["step"]) == (2, 8)
+    at_resume = {}
+    model, history = train(cfg, HR, out, verbose=0, extra_callbacks=[_Record(at_resume)])
+    assert at_resume["iterations"] == 8 and at_resume["epochs"] == [2]
+    assert int(np.asarray(model.optimizer.iterations)) == 12
+    rows = open(os.path.join(out, "history.csv")).read().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]  # each epoch once
 
 
 @pytest.mark.slow(reason="trains, then resumes")

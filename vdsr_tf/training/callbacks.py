@@ -4,7 +4,8 @@
   epoch, through the same ``Upscaler`` users run (so training validates
   the inference path), and comparison images for TensorBoard.
 * ``CheckpointCallback``: the whole training state in one atomic file
-  (``vdsr_tf.io.checkpoint``) after each epoch.
+  (``vdsr_tf.io.checkpoint``) after each epoch, and at the current step when
+  a SIGTERM or Ctrl-C stops the run (``Preempted``).
 * ``TimeBudget``: stops resumably before a wall-clock budget runs out.
 
 Example:
@@ -15,7 +16,9 @@ model.fit(vdsr_tf.patch_dataset("images/"), steps_per_epoch=100, epochs=10,
 ```
 """
 
+import contextlib
 import os
+import signal
 import time
 
 import keras
@@ -37,10 +40,13 @@ class ValidationCallback(keras.callbacks.Callback):
         set_dir: a folder with ``HR/`` and ``LR_bicubic/X{s}/``.
         scales: scales to score.
         log_dir: TensorBoard directory for the images, or None.
+        skip: a callable; when it returns True the epoch is not scored (a
+            stopping run: ``CheckpointCallback.stopping``).
     """
 
-    def __init__(self, set_dir, scales, log_dir=None):
+    def __init__(self, set_dir, scales, log_dir=None, skip=None):
         super().__init__()
+        self.skip = skip
         self.set_dir = set_dir
         self.scales = tuple(scales)
         self.log_dir = log_dir
@@ -56,6 +62,9 @@ class ValidationCallback(keras.callbacks.Callback):
         from vdsr_tf.inference.upscaler import Upscaler
 
         logs = logs if logs is not None else {}
+        if self.skip is not None and self.skip():
+            logging.info("epoch %d validation skipped: the run is stopping", epoch + 1)
+            return
         if self._upscaler is None or self._upscaler.model is not self.model:
             # One compiled forward for the whole run (it reads the current
             # weights at each call).
@@ -91,13 +100,35 @@ class ValidationCallback(keras.callbacks.Callback):
         self._writer.flush()
 
 
+class Preempted(KeyboardInterrupt):
+    """Training stopped by a signal, after writing a checkpoint at ``step``
+    (None: a second signal, which stops without one).
+
+    A ``KeyboardInterrupt``, so that the command exits with 128 + ``signum``
+    (143 for SIGTERM, 130 for Ctrl-C) and nothing catches it by accident.
+    """
+
+    def __init__(self, signum, step=None):
+        where = f" at step {step}" if step is not None else ""
+        super().__init__(f"{signal.Signals(signum).name}{where}")
+        self.signum, self.step = int(signum), step
+
+
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves the training state (model, optimizer, counters) atomically each epoch.
+    """Saves the training state (model, optimizer, counters) atomically each
+    epoch, and at the current step when a signal asks the run to stop.
+
+    Inside ``signals_caught()``, SIGTERM (a preemptible machine's notice) and
+    SIGINT (Ctrl-C) only set a flag; after the step that is running (``fit``:
+    its batch end; the fast engine: its jitted call), the state is written at
+    that step and ``Preempted`` is raised. A second signal stops at once,
+    without a new checkpoint (the last one stays).
 
     Args:
         output_dir: the run folder (``checkpoint.npz`` goes there).
         meta: dict stored with every state (config, data fingerprint, ...);
-            ``epoch``, ``step`` and ``patches_total`` are added.
+            ``epoch`` (epochs finished), ``step`` and ``patches_total`` are
+            added.
         batch_size: patches per step, to count patches.
         patches_before: patches seen by the runs this one started from.
     """
@@ -108,16 +139,75 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.meta = dict(meta)
         self.batch_size = batch_size
         self.patches_before = patches_before
+        self.signum = None  # the signal that asked the run to stop
+        self._epoch = 0  # the epoch in progress
 
-    def on_epoch_end(self, epoch, logs=None):
+    def save(self, epochs_done):
+        """Writes the state now; returns its step."""
         step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         meta = dict(
             self.meta,
-            epoch=epoch + 1,
+            epoch=epochs_done,
             step=step,
             patches_total=self.patches_before + step * self.batch_size,
         )
         save_state(os.path.join(self.output_dir, CHECKPOINT), self.model, meta)
+        return step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self.stop_if_signalled()
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = self.save(epoch + 1)
+        if self.signum is not None:  # came during the epoch's last step
+            self._stop(step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # After an epoch's last step the epoch end comes first (its history
+        # row, then the checkpoint), so that the epoch is logged once.
+        if batch + 1 < self.params.get("steps", batch + 2):
+            self.stop_if_signalled()
+
+    @property
+    def stopping(self):
+        """Whether a signal asked the run to stop (validation is skipped then)."""
+        return self.signum is not None
+
+    def stop_if_signalled(self):
+        """After a signal: the checkpoint at the current step, then ``Preempted``."""
+        if self.signum is not None:
+            self._stop(self.save(self._epoch))
+
+    def _stop(self, step):
+        logging.info(
+            "Stopped by %s at step %d: checkpoint written (run the same command to resume).",
+            signal.Signals(self.signum).name,
+            step,
+        )
+        raise Preempted(self.signum, step)
+
+    @contextlib.contextmanager
+    def signals_caught(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        """While active, ``signals`` ask for a stop at the next step's end
+        (main thread only; elsewhere signals are left alone)."""
+
+        def on_signal(signum, frame):
+            if self.signum is not None:  # the second one: stop now
+                raise Preempted(signum)
+            self.signum = signum
+
+        previous = {}
+        try:
+            for s in signals:
+                previous[s] = signal.signal(s, on_signal)
+        except ValueError:  # not the main thread
+            pass
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -135,7 +225,8 @@ class TimeBudget(keras.callbacks.Callback):
         self._start = self._epoch_start = None
 
     def on_train_begin(self, logs=None):
-        self._start = time.monotonic()
+        if self._start is None:  # a resumed partial epoch is a second fit call
+            self._start = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.monotonic()

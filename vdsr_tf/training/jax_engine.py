@@ -294,6 +294,8 @@ def fit_fast(
     seed=0,
     callbacks=(),
     verbose=True,
+    initial_step=None,
+    preemption=None,
 ):
     """Trains like ``model.fit`` with the data on the device.
 
@@ -302,8 +304,9 @@ def fit_fast(
     variable may change during training: ``FitScheduleToDeadline``). Keras
     callbacks see the same hooks and logs as under ``fit``; the model's
     variables hold the current state whenever a callback runs. The batches
-    of epoch e come from ``fold_in(key(seed), e)``, so a resumed run draws
-    what an uninterrupted one would.
+    of the call that starts at step s come from ``fold_in(key(seed), s)``,
+    so a run resumed at any call boundary (an epoch's end, or the step a
+    signal stopped it at) draws exactly what an uninterrupted one would.
 
     Args:
         model: a compiled VDSR model (JAX backend).
@@ -312,11 +315,17 @@ def fit_fast(
         total_steps: the run's length when the schedule has no bound variable.
         steps_per_epoch: steps between callbacks' epoch ends.
         initial_epoch: the epoch to start at (resume).
+        initial_step: the step to start at, inside ``initial_epoch`` (a
+            checkpoint written on a signal); None: the epoch's first.
         steps_per_call: K, train steps per jitted call; reduced to a divisor
             of ``steps_per_epoch``.
         seed: sampling seed.
         callbacks: Keras callbacks.
         verbose: log each epoch.
+        preemption: a ``CheckpointCallback`` checked after each call:
+            when it is ``stopping`` (a signal came), the state is copied into
+            the model and its ``stop_if_signalled`` writes the checkpoint
+            and raises (after an epoch's last call, its epoch end does).
 
     Returns:
         The ``keras.callbacks.History``, with ``compile_seconds`` (the first
@@ -340,32 +349,36 @@ def fit_fast(
     cbs.on_train_begin()
     start = time.monotonic()
     epoch = initial_epoch
+    first = initial_epoch * steps_per_epoch if initial_step is None else initial_step
     while not model.stop_training:
-        step = epoch * steps_per_epoch
-        end = min(step + steps_per_epoch, run_length(model, total_steps))
+        step = start_step = max(epoch * steps_per_epoch, first)
+        end = min((epoch + 1) * steps_per_epoch, run_length(model, total_steps))
         if step >= end:
             break
         model.reset_metrics()
         cbs.on_epoch_begin(epoch)
         state = get_state(model)
-        key = jax.random.fold_in(jax.random.key(seed), epoch)
         t0 = time.monotonic()
         compile_s = 0.0
         while step < end:
             n = min(k, end - step)
+            key = jax.random.fold_in(jax.random.key(seed), step)
             if n not in compiled:
                 c0 = time.monotonic()
                 fn = make_multi_step(model, pool, batch_size, n)
                 compiled[n] = fn.lower(state, key, pool.arrays).compile()
                 compile_s += time.monotonic() - c0
-            state, key, logs = compiled[n](state, key, pool.arrays)
+            state, _, logs = compiled[n](state, key, pool.arrays)
             step += n
+            if preemption is not None and preemption.stopping and step < end:
+                set_state(model, state)
+                preemption.stop_if_signalled()
         jax.block_until_ready(state)
         seconds = time.monotonic() - t0 - compile_s
         history.compile_seconds += compile_s
         set_state(model, state)
         logs = {name: float(np.asarray(v)) for name, v in logs.items()}
-        logs["patches_per_s"] = (end - epoch * steps_per_epoch) * batch_size / max(seconds, 1e-9)
+        logs["patches_per_s"] = (end - start_step) * batch_size / max(seconds, 1e-9)
         if verbose:
             logging.info(
                 "epoch %d (step %d): %s",

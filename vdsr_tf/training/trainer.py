@@ -12,17 +12,21 @@ It writes into ``output_dir``:
 
 * ``config.json``: the recipe;
 * ``checkpoint.npz``: model, optimizer (step, schedule position), the
-  data's fingerprint and counters after the last finished epoch, in one
-  atomic write (``vdsr_tf.io.checkpoint``);
+  data's fingerprint and counters after the last finished epoch, or at the
+  step a SIGTERM or Ctrl-C stopped the run, in one atomic write
+  (``vdsr_tf.io.checkpoint``);
 * ``logs/``: TensorBoard scalars and validation images (TF backend), and
   ``history.csv`` (with ``clip_fraction``: the share of gradient values the
   theta/lr clip cut);
 * ``vdsr.weights.h5``: the weights at the end of the run, also when a time
   budget stopped it early.
 
-Running the same command again resumes from the checkpoint at the right step;
-a different config or different training data is refused, naming the
-difference. ``init_from`` starts a new run from earlier weights instead.
+Running the same command again resumes from the checkpoint at its step (in
+the middle of an epoch after a signal); a different config or different
+training data is refused, naming the difference. A SIGTERM (a preemptible
+machine's notice) or Ctrl-C is honoured after the running step (``fit``) or
+jitted call (fast engine): the checkpoint is written at that step, and
+``Preempted`` raised (``vdsr-train`` exits 143 or 130). ``init_from`` starts a new run from earlier weights instead.
 """
 
 import contextlib
@@ -50,6 +54,7 @@ from vdsr_tf.models.losses import get_loss
 from vdsr_tf.models.vdsr import build_vdsr
 from vdsr_tf.training.callbacks import (
     CheckpointCallback,
+    Preempted,
     TimeBudget,
     ValidationCallback,
 )
@@ -316,7 +321,7 @@ def _train(
         )
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
-    initial_epoch, patches_before = 0, 0
+    initial_epoch, initial_step, patches_before = 0, 0, 0
     meta = {"config": config_lib.to_dict(config), "data": data_hash, "engine": engine}
     if os.path.exists(state_path):
         saved, weights, optimizer = read_state(state_path)
@@ -338,7 +343,7 @@ def _train(
             )
         model.optimizer.build(model.trainable_variables)
         restore(model, weights, optimizer)
-        initial_epoch = saved["epoch"]
+        initial_epoch, initial_step = saved["epoch"], saved["step"]
         patches_before = saved.get("patches_total", 0) - saved["step"] * config.data.batch_size
         meta["init_from"] = saved.get("init_from")
         _truncate_history(os.path.join(output_dir, HISTORY), initial_epoch)
@@ -364,20 +369,84 @@ def _train(
         return model, None
 
     log_dir = os.path.join(output_dir, "logs")
+    checkpoints = CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before)
     callbacks = []
     if val_dir:
-        callbacks.append(ValidationCallback(val_dir, config.data.scales, log_dir))
+        callbacks.append(
+            ValidationCallback(
+                val_dir, config.data.scales, log_dir, skip=lambda: checkpoints.stopping
+            )
+        )
     # The history row first, then the checkpoint: a kill between the two leaves
     # a row past the checkpoint, which the resume removes (_truncate_history).
-    callbacks += [
-        keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY), append=initial_epoch > 0),
-        CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before),
-    ]
+    csv_log = keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY), append=initial_epoch > 0)
+    callbacks += [csv_log, checkpoints]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
     if time_budget_s:
         callbacks.append(TimeBudget(time_budget_s))
     callbacks += list(extra_callbacks)
+    try:
+        with checkpoints.signals_caught():
+            history = _run_engine(
+                engine,
+                model,
+                config,
+                sources,
+                planes,
+                callbacks,
+                checkpoints,
+                csv_log,
+                initial_epoch,
+                initial_step,
+                steps_per_epoch,
+                epochs,
+                steps_per_call,
+                pool_workers,
+                data_dir,
+                manual_dir,
+                verbose,
+            )
+    except Preempted as e:
+        if e.step is not None:
+            _write_weights(model, output_dir)
+        raise
+    step = int(ops.convert_to_numpy(model.optimizer.iterations))
+    weights_path = _write_weights(model, output_dir)
+    total = run_length(model, config.steps)
+    if step >= total:
+        logging.info("Training complete (%d steps); weights in %s", step, weights_path)
+    else:
+        logging.info(
+            "Stopped at step %d of %d (run the same command to resume); weights so far in %s",
+            step,
+            total,
+            weights_path,
+        )
+    return model, history
+
+
+def _run_engine(
+    engine,
+    model,
+    config,
+    sources,
+    planes,
+    callbacks,
+    checkpoints,
+    csv_log,
+    initial_epoch,
+    initial_step,
+    steps_per_epoch,
+    epochs,
+    steps_per_call,
+    pool_workers,
+    data_dir,
+    manual_dir,
+    verbose,
+):
+    """Trains from ``initial_step`` (inside epoch ``initial_epoch`` after a
+    signal's checkpoint) to the run's end; returns the History."""
     if engine == "fast":
         from vdsr_tf.training import jax_engine
 
@@ -396,39 +465,53 @@ def _train(
             config.steps,
             steps_per_epoch,
             initial_epoch=initial_epoch,
+            initial_step=initial_step,
             steps_per_call=steps_per_call,
             seed=config.seed,
             callbacks=callbacks,
             verbose=verbose != 0,
+            preemption=checkpoints,
         )
         history.pool_seconds = pool.build_seconds
-    else:
+        return history
+
+    def stream(epoch, offset=0):
         # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
-        dataset = training_data(
-            sources, config.data, config.seed + 7919 * initial_epoch, data_dir, manual_dir
-        )
+        seed = config.seed + 7919 * epoch + offset
+        return training_data(sources, config.data, seed, data_dir, manual_dir)
+
+    history = None
+    done_in_epoch = initial_step - initial_epoch * steps_per_epoch
+    if done_in_epoch > 0:  # stopped by a signal inside this epoch: finish it first
+        end = min((initial_epoch + 1) * steps_per_epoch, run_length(model, config.steps))
         history = model.fit(
-            dataset,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
+            stream(initial_epoch, done_in_epoch),
+            epochs=initial_epoch + 1,
+            steps_per_epoch=end - initial_step,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=verbose,
             shuffle=False,
         )
-    step = int(ops.convert_to_numpy(model.optimizer.iterations))
-    weights_path = _write_weights(model, output_dir)
-    total = run_length(model, config.steps)
-    if step >= total:
-        logging.info("Training complete (%d steps); weights in %s", step, weights_path)
-    else:
-        logging.info(
-            "Stopped at step %d of %d (run the same command to resume); weights so far in %s",
-            step,
-            total,
-            weights_path,
-        )
-    return model, history
+        initial_epoch += 1
+        csv_log.append = True
+        if model.stop_training or initial_epoch >= epochs:
+            return history
+    rest = model.fit(
+        stream(initial_epoch),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
+    if history is not None:
+        for name, values in rest.history.items():
+            history.history.setdefault(name, []).extend(values)
+        history.epoch += rest.epoch
+        return history
+    return rest
 
 
 def _write_weights(model, output_dir):
