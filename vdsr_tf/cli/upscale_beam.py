@@ -7,7 +7,9 @@ r"""vdsr-upscale-beam: upscale every image a glob matches, on Apache Beam.
 
 Needs ``pip install "vdsr-tf[beam]"``. Each output is what vdsr-upscale writes
 for the same file, written atomically; inputs whose output exists are skipped,
-so a rerun after a crash does only the rest. Files that fail are listed in
+so a rerun after a crash (a worker killed, a machine lost) does only the rest,
+and first removes the temporary files the crash left. Run one job per output
+folder at a time. Files that fail are listed in
 OUTPUT_DIR/vdsr_failed.tsv (path, tab, reason) and the pipeline goes on. Any
 flag not listed below is a Beam pipeline option (--runner, --direct_num_workers,
 ...); the default runner is the DirectRunner. Exit status: 0, 1 if any file
@@ -64,6 +66,7 @@ def main(argv):
         UpscaleModelHandler,
         build_pipeline,
         metric_totals,
+        remove_stale_temporaries,
         unknown_options,
     )
     from vdsr_tf.ops.tiling import check_scale_size
@@ -112,10 +115,33 @@ def main(argv):
         except Exception as e:  # noqa: BLE001
             raise CliError(f"cannot create {FLAGS.output_dir}: {str(e).splitlines()[0]}")
 
+    left = remove_stale_temporaries(FLAGS.output_dir)
+    if left:
+        print(
+            f"vdsr-upscale-beam: removed {len(left)} temporary files of an earlier, "
+            "interrupted run",
+            file=sys.stderr,
+        )
+    if not FLAGS["verbosity"].present and not any(
+        a.lstrip("-").startswith("default_sdk_harness_log_level") for a in beam_args
+    ):  # worker processes (multi_processing, Dataflow) log INFO lines by default
+        beam_args = beam_args + ["--default_sdk_harness_log_level=ERROR"]
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     build_pipeline(pipeline, FLAGS.input_pattern, FLAGS.output_dir, handler, FLAGS.format)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        with _runner_errors_quiet(not FLAGS["verbosity"].present) as lost:
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as e:  # noqa: BLE001 -- a runner's failure: a worker lost, a job failed
+        why = (str(e).strip().splitlines() or ["no message"])[0]
+        print(
+            f"vdsr-upscale-beam: error: the pipeline failed ({type(e).__name__}: {why}"
+            + (f"; {lost[0]}" if lost else "")
+            + "). The outputs already written are complete; run the same command "
+            "again to do the rest.",
+            file=sys.stderr,
+        )
+        return 1
     totals = metric_totals(result)
     seconds = totals.get("upscale_milliseconds", 0) / 1000
     print(
@@ -127,6 +153,39 @@ def main(argv):
         file=sys.stderr,
     )
     return 1 if totals.get("failures", 0) else 0
+
+
+class _runner_errors_quiet:
+    """While the pipeline runs (unless ``active`` is False: -v or --verbosity),
+    the runner's own error logs and its threads' tracebacks (a worker that
+    died: the DirectRunner logs its gRPC errors, and its launcher thread
+    raises) are kept from the terminal; the threads' errors are collected, as
+    one line each, for the command's own error line."""
+
+    def __init__(self, active):
+        self.active, self.lines = active, []
+
+    def __enter__(self):
+        import logging as std_logging
+        import threading
+
+        if self.active:
+            self.level = std_logging.getLogger().level
+            std_logging.getLogger().setLevel(std_logging.CRITICAL)
+            self.hook = threading.excepthook
+            threading.excepthook = lambda args: self.lines.append(
+                (str(args.exc_value).strip().splitlines() or [args.exc_type.__name__])[0]
+            )
+        return self.lines
+
+    def __exit__(self, *exc):
+        import logging as std_logging
+        import threading
+
+        if self.active:
+            std_logging.getLogger().setLevel(self.level)
+            threading.excepthook = self.hook
+        return False
 
 
 def run():

@@ -24,6 +24,7 @@ Two pieces:
 """
 
 import os
+import re
 import time
 from typing import NamedTuple
 
@@ -349,6 +350,39 @@ class _Write(beam.DoFn):
             return
         Metrics.counter(NAMESPACE, "written").inc()
         yield src, dst, out
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{8}\.tmp$")  # _Write's temporary outputs
+
+
+def remove_stale_temporaries(output_dir):
+    """Deletes what an aborted run left in ``output_dir``: ``_Write``'s
+    temporary outputs (``.NAME.XXXXXXXX.tmp``, at any depth) and the
+    dead-letter file's staging folder (``beam-temp-vdsr_failed.tsv-*``).
+    ``vdsr-upscale-beam`` calls it before each run, so run one job per
+    output folder at a time.
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    for meta in FileSystems.match([FileSystems.join(output_dir, "**.tmp")])[0].metadata_list:
+        if _TEMPORARY.match(meta.path.rsplit("/", 1)[-1]):
+            FileSystems.delete([meta.path])
+            removed.append(meta.path)
+    staging = FileSystems.join(output_dir, f"beam-temp-{DEAD_LETTER}-*")
+    if FileSystems.get_scheme(output_dir) in (None, "file"):  # a local folder, maybe empty
+        import glob
+        import shutil
+
+        for folder in glob.glob(staging):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    else:  # an object store has no empty folders: its files are what is left
+        for meta in FileSystems.match([FileSystems.join(staging, "*")])[0].metadata_list:
+            FileSystems.delete([meta.path])
+            removed.append(meta.path)
+    return removed
 
 
 def _failed_inferences(failure):
