@@ -433,6 +433,45 @@ def test_full_hd_request_has_bounded_memory(exported, tmp_path):
     assert peak_kib < 2 * 1024 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
 
 
+def test_concurrent_requests_equal_one_request(exported):
+    """Four requests at once (TF Serving runs each on its own thread) give the
+    single request's PNG, byte for byte."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = _png(RNG.integers(0, 256, (90, 130, 3)).astype(np.uint8))
+
+    def request(_=None):
+        return (
+            exported[1]
+            .signatures["upscale_image"](image_bytes=tf.constant([data]), scale=tf.constant([2.0]))[
+                "png_bytes"
+            ]
+            .numpy()[0]
+        )
+
+    single = request()
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(request, range(8)))
+    assert all(out == single for out in outputs)
+    assert _decode(single).shape == (180, 260, 3)
+
+
+def test_graph_runs_one_image_and_one_tile_at_a_time(exported):
+    """Every loop of upscale_image (tf.map_fn over a batch's images, the tile
+    loops) has parallel_iterations = 1 (tf.while_loop's default is 10), so a
+    batch of requests holds one image's working memory at a time: the bound
+    that BUILD.md's serving memory figures rest on."""
+    graph = exported[1].signatures["upscale_image"].graph.as_graph_def()
+    loops = [
+        node.attr["parallel_iterations"].i
+        for nodes in [graph.node] + [f.node_def for f in graph.library.function]
+        for node in nodes
+        if node.op in ("While", "StatelessWhile")
+    ]
+    assert len(loops) == 9  # map_fn, and two tile loops for each of 4 channel counts
+    assert set(loops) == {1}
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -240,9 +240,13 @@ class VDSRServing(tf.Module):
             net, rest = _plain(pipeline.split)(image, channels, _XP)
         step_h, step_w = tiling.tile_steps(out_h, out_w, self.tile)
         strips = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
+        # One tile at a time (tf.while_loop would run up to 10 iterations at
+        # once): a request's memory is one tile's network activations.
         for top in tf.range(0, out_h, step_h):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             row = tf.TensorArray(tf.uint8, size=0, dynamic_size=True, infer_shape=False)
             for left in tf.range(0, out_w, step_w):
+                tf.autograph.experimental.set_loop_options(parallel_iterations=1)
                 bottom, right, *src = _plain(tiling.tile_window)(
                     top, left, step_h, step_w, out_h, out_w, self.context, tf.minimum, tf.maximum
                 )
@@ -304,10 +308,13 @@ class VDSRServing(tf.Module):
             tf.shape(scale),
             message="image_bytes and scale need one entry per image",
         )
+        # One image at a time, so that a batch of N requests (TF Serving's
+        # batching) holds one image's working memory, not up to 10.
         png = tf.map_fn(
             lambda args: self._upscale_encoded(*args),
             (image_bytes, scale),
             fn_output_signature=tf.string,
+            parallel_iterations=1,
         )
         return {"png_bytes": png}
 
