@@ -23,3 +23,20 @@ def test_three_kills_resume_bit_for_bit(tmp_path):
     assert summary["resumes_checked"] >= 1
     assert summary["resumes_bit_identical"] == summary["resumes_checked"]
     assert summary["history_epochs"] == summary["planned_steps"] // 3
+
+
+@pytest.mark.slow(reason="sends a training process SIGTERM twice and resumes it")
+def test_sigterm_checkpoints_the_step_and_exits_143(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "kill_soak", os.path.join(REPO, "tools", "kill_soak.py")
+    )
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    # Seed 3 with 10 steps per epoch: both signals land in training, inside an epoch.
+    summary = soak.soak(
+        kills=2, seed=3, workdir=str(tmp_path), steps_per_epoch=10, sig="TERM", log=lambda m: None
+    )
+    assert summary["ok"], summary["failures"]
+    assert summary["term_checkpoints"] >= 1  # each: exit 143 within 30 s, checkpoint at its step
+    assert summary["resumes_bit_identical"] == summary["resumes_checked"] >= 1
+    assert summary["final_step"] == 150 and summary["history_epochs"] == 15

@@ -90,6 +90,18 @@ class Upscaler:
             ("litert", "int8"); None for bicubic and a predictor.
         why: why this path runs (``auto``'s measurement, or "asked for").
 
+    Thread safety: one ``Upscaler`` may serve many threads (a web service's
+    request handlers, a Beam worker's threads). Every method may be called
+    from several threads at once, and each result equals what one thread
+    gets for the same input, bit for bit (``benchmarks/concurrency.py
+    threads``: 8 threads, 800 calls, BUILD.md "Reliability"). A LiteRT
+    engine runs one network call at a time (one interpreter, already on
+    every core, behind a lock); the Keras engine runs concurrent calls in
+    its backend's thread pools. Do not change the attributes while calls
+    run, and give concurrent ``upscale_file`` calls different outputs. Memory
+    stays flat over a long life: no state grows with the number of calls or
+    of distinct image sizes (``benchmarks/concurrency.py rss``).
+
     Raises:
         FileNotFoundError: if the weights file (or bundled weights) is missing.
         ValueError: for an unknown backend or precision, int8 on Keras, bf16
