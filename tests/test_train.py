@@ -186,6 +186,23 @@ def test_sigterm_checkpoints_the_current_step_and_the_run_resumes_there(tmp_path
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]  # each epoch once
 
 
+@pytest.mark.slow(reason="trains, is stopped by SIGTERM, resumes")
+def test_sigterm_in_a_last_epoch_past_the_planned_steps(tmp_path):
+    """10 steps of 4 per epoch: fit runs 3 whole epochs (12 steps). Stopped at step
+    10, the resumed run finishes the epoch (2 steps) and ends at 12, as uninterrupted."""
+    from vdsr_tf.training.callbacks import Preempted
+
+    cfg = tiny_config(steps=10, steps_per_epoch=4)
+    out = str(tmp_path / "run")
+    with pytest.raises(Preempted) as stop:
+        train(cfg, HR, out, verbose=0, extra_callbacks=[_SignalAt(2, 0)])
+    assert stop.value.step == 10
+    model, _ = train(cfg, HR, out, verbose=0)
+    assert int(np.asarray(model.optimizer.iterations)) == 12
+    rows = open(os.path.join(out, "history.csv")).read().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+
+
 @pytest.mark.slow(reason="trains, then resumes")
 def test_resume_refuses_a_different_config(tmp_path):
     out = str(tmp_path / "run")

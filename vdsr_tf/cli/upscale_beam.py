@@ -138,10 +138,12 @@ def main(argv):
             f"vdsr-upscale-beam: error: the pipeline failed ({type(e).__name__}: {why}"
             + (f"; {lost[0]}" if lost else "")
             + "). The outputs already written are complete; run the same command "
-            "again to do the rest.",
+            "again to do the rest (-v shows the runner's log).",
             file=sys.stderr,
         )
         return 1
+    for line in lost:  # a thread of the runner failed, yet the pipeline finished
+        print(f"vdsr-upscale-beam: note: the runner reported: {line}", file=sys.stderr)
     totals = metric_totals(result)
     seconds = totals.get("upscale_milliseconds", 0) / 1000
     print(

@@ -64,6 +64,8 @@ class ValidationCallback(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         if self.skip is not None and self.skip():
             logging.info("epoch %d validation skipped: the run is stopping", epoch + 1)
+            for s in self.scales:  # the same history.csv columns as every other epoch
+                logs[f"val_psnr_x{s}"] = logs[f"val_ssim_x{s}"] = float("nan")
             return
         if self._upscaler is None or self._upscaler.model is not self.model:
             # One compiled forward for the whole run (it reads the current
@@ -121,8 +123,9 @@ class CheckpointCallback(keras.callbacks.Callback):
     Inside ``signals_caught()``, SIGTERM (a preemptible machine's notice) and
     SIGINT (Ctrl-C) only set a flag; after the step that is running (``fit``:
     its batch end; the fast engine: its jitted call), the state is written at
-    that step and ``Preempted`` is raised. A second signal stops at once,
-    without a new checkpoint (the last one stays).
+    that step and ``Preempted`` is raised. A second signal stops as soon as
+    the running native call returns, without a new checkpoint (the last one
+    stays). A signal in the run's last step stops nothing (``finished``).
 
     Args:
         output_dir: the run folder (``checkpoint.npz`` goes there).
@@ -140,7 +143,9 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.patches_before = patches_before
         self.signum = None  # the signal that asked the run to stop
+        self.finished = lambda step: False  # whether ``step`` ends the run
         self._epoch = 0  # the epoch in progress
+        self._closing = False
 
     def save(self, epochs_done):
         """Writes the state now; returns its step."""
@@ -160,13 +165,13 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = self.save(epoch + 1)
-        if self.signum is not None:  # came during the epoch's last step
+        if self.signum is not None and not self.finished(step):  # came in its last step
             self._stop(step)
 
     def on_train_batch_end(self, batch, logs=None):
         # After an epoch's last step the epoch end comes first (its history
         # row, then the checkpoint), so that the epoch is logged once.
-        if batch + 1 < self.params.get("steps", batch + 2):
+        if batch + 1 < (self.params or {}).get("steps", batch + 2):
             self.stop_if_signalled()
 
     @property
@@ -193,7 +198,9 @@ class CheckpointCallback(keras.callbacks.Callback):
         (main thread only; elsewhere signals are left alone)."""
 
         def on_signal(signum, frame):
-            if self.signum is not None:  # the second one: stop now
+            if self._closing:
+                return
+            if self.signum is not None:  # the second one: stop now (after a native call)
                 raise Preempted(signum)
             self.signum = signum
 
@@ -203,11 +210,13 @@ class CheckpointCallback(keras.callbacks.Callback):
                 previous[s] = signal.signal(s, on_signal)
         except ValueError:  # not the main thread
             pass
+        self._closing = False
         try:
             yield self
         finally:
+            self._closing = True  # a signal while the handlers are put back is ignored
             for s, handler in previous.items():
-                signal.signal(s, handler)
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -216,12 +225,16 @@ class TimeBudget(keras.callbacks.Callback):
     Args:
         seconds: budget counted from the start of training, or None.
         deadline: a ``time.monotonic()`` value not to pass, or None.
+        steps_per_epoch: the steps of a full epoch; with it, an epoch of
+            fewer steps (the rest of one, after a resume) is scaled up to a
+            full one in the estimate.
     """
 
-    def __init__(self, seconds=None, deadline=None):
+    def __init__(self, seconds=None, deadline=None, steps_per_epoch=None):
         super().__init__()
         self.seconds = seconds
         self.deadline = deadline
+        self.steps_per_epoch = steps_per_epoch
         self._start = self._epoch_start = None
 
     def on_train_begin(self, logs=None):
@@ -233,7 +246,11 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
-        next_end = now + (now - self._epoch_start)
+        took = now - self._epoch_start
+        steps = (self.params or {}).get("steps")
+        if self.steps_per_epoch and steps and steps < self.steps_per_epoch:
+            took *= self.steps_per_epoch / steps
+        next_end = now + took
         limits = [self._start + self.seconds if self.seconds else None, self.deadline]
         if any(limit is not None and next_end > limit for limit in limits):
             logging.info(

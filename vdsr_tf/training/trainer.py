@@ -19,7 +19,7 @@ It writes into ``output_dir``:
   ``history.csv`` (with ``clip_fraction``: the share of gradient values the
   theta/lr clip cut);
 * ``vdsr.weights.h5``: the weights at the end of the run, also when a time
-  budget stopped it early.
+  budget or a signal stopped it early.
 
 Running the same command again resumes from the checkpoint at its step (in
 the middle of an epoch after a signal); a different config or different
@@ -364,12 +364,17 @@ def _train(
         _write_json(os.path.join(output_dir, "config.json"), config_lib.to_dict(config))
     if initial_epoch >= epochs:
         logging.info("Run in %s is already complete (%d epochs).", output_dir, epochs)
-        if not os.path.exists(os.path.join(output_dir, FINAL_WEIGHTS)):
-            _write_weights(model, output_dir)  # killed after its last checkpoint
+        # Killed after its last checkpoint, a run may have no final weights, or a
+        # signal's weights from earlier: write the checkpoint's (cheap).
+        _write_weights(model, output_dir)
         return model, None
 
     log_dir = os.path.join(output_dir, "logs")
     checkpoints = CheckpointCallback(output_dir, meta, config.data.batch_size, patches_before)
+    # A signal during the run's last step stops nothing: the run is finished.
+    checkpoints.finished = lambda step: (
+        step >= (epochs * steps_per_epoch if engine == "fit" else run_length(model, config.steps))
+    )
     callbacks = []
     if val_dir:
         callbacks.append(
@@ -384,7 +389,7 @@ def _train(
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
     if time_budget_s:
-        callbacks.append(TimeBudget(time_budget_s))
+        callbacks.append(TimeBudget(time_budget_s, steps_per_epoch=steps_per_epoch))
     callbacks += list(extra_callbacks)
     try:
         with checkpoints.signals_caught():
@@ -407,12 +412,12 @@ def _train(
                 manual_dir,
                 verbose,
             )
+            step = int(ops.convert_to_numpy(model.optimizer.iterations))
+            weights_path = _write_weights(model, output_dir)  # a signal now: exit 0
     except Preempted as e:
         if e.step is not None:
             _write_weights(model, output_dir)
         raise
-    step = int(ops.convert_to_numpy(model.optimizer.iterations))
-    weights_path = _write_weights(model, output_dir)
     total = run_length(model, config.steps)
     if step >= total:
         logging.info("Training complete (%d steps); weights in %s", step, weights_path)
@@ -477,13 +482,13 @@ def _run_engine(
 
     def stream(epoch, offset=0):
         # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
-        seed = config.seed + 7919 * epoch + offset
+        seed = config.seed + 7919 * epoch + 1_000_003 * offset
         return training_data(sources, config.data, seed, data_dir, manual_dir)
 
     history = None
     done_in_epoch = initial_step - initial_epoch * steps_per_epoch
-    if done_in_epoch > 0:  # stopped by a signal inside this epoch: finish it first
-        end = min((initial_epoch + 1) * steps_per_epoch, run_length(model, config.steps))
+    end = (initial_epoch + 1) * steps_per_epoch  # fit's epochs are all this long
+    if done_in_epoch > 0 and initial_step < end:  # stopped inside this epoch: finish it
         history = model.fit(
             stream(initial_epoch, done_in_epoch),
             epochs=initial_epoch + 1,
