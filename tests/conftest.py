@@ -1,5 +1,6 @@
 """Shared pytest fixtures."""
 
+import importlib.util
 import os
 import pathlib
 
@@ -13,6 +14,24 @@ def _timing_cache(tmp_path_factory):
     """``precision="auto"``'s per-machine timing cache lives in a folder of
     this test session (subprocesses inherit it), never in the user's home."""
     os.environ["VDSR_TF_CACHE"] = str(tmp_path_factory.mktemp("vdsr_tf_cache"))
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("tools/kill_soak.py")``: a script of the repository (not
+    a package module) imported by path, once per session."""
+    loaded = {}
+
+    def load(relative):
+        if relative not in loaded:
+            path = _REPO_ROOT / relative
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[relative] = module
+        return loaded[relative]
+
+    return load
 
 
 @pytest.fixture(scope="session")

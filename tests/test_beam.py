@@ -260,16 +260,10 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
 
 
 @pytest.mark.slow(reason="runs vdsr-upscale-beam with two worker processes three times")
-def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(tmp_path):
+def test_a_killed_worker_loses_nothing_and_the_rerun_finishes(tmp_path, load_script):
     """Issue 34's trial at small scale (tools/beam_kill_trial.py has the full one):
     one of the DirectRunner's two worker processes is SIGKILLed mid-run."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "beam_kill_trial", os.path.join(REPO, "tools", "beam_kill_trial.py")
-    )
-    trial = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(trial)
+    trial = load_script("tools/beam_kill_trial.py")
     summary = trial.trial(
         str(tmp_path), files=30, corrupt_every=10, kill_after=5, hang_s=90, log=lambda m: None
     )

@@ -1,7 +1,6 @@
 """A shared Upscaler under threads, and a long-lived one's memory: issue 34's
 figures at small scale (benchmarks/concurrency.py makes the full ones)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,18 +12,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "benchmarks", "concurrency.py")
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("concurrency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow(reason="the bundled 20 x 64 network on 4 threads, three engines")
 @pytest.mark.parametrize("path", ["litert-fp32", "litert-int8", "keras-fp32"])
-def test_shared_upscaler_on_threads_equals_one_thread_bit_for_bit(path):
+def test_shared_upscaler_on_threads_equals_one_thread_bit_for_bit(path, load_script):
     pytest.importorskip("ai_edge_litert")
-    r = _bench().threads_check(path, n_threads=4, calls=8, largest=40)
+    r = load_script("benchmarks/concurrency.py").threads_check(
+        path, n_threads=4, calls=8, largest=40
+    )
     assert r["calls_n_threads"] == 32
     assert r["error_count"] == 0, r["errors"]
     assert r["hung_threads"] == 0

@@ -3,26 +3,14 @@ TIFF files through the CLI's per-file path end in a valid output or one clean
 error line, quickly, leaving no stray file. (The full run and the SavedModel's
 share are in BUILD.md; tests/test_saved_model.py runs a SavedModel sample.)"""
 
-import importlib.util
 import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def fuzz_module():
-    spec = importlib.util.spec_from_file_location(
-        "fuzz_images", os.path.join(REPO, "tools", "fuzz_images.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def fuzz():
-    return fuzz_module()
+def fuzz(load_script):
+    return load_script("tools/fuzz_images.py")
 
 
 def test_every_seed_file_upscales(fuzz, tmp_path):

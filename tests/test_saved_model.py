@@ -2,7 +2,6 @@
 called directly, through PredictRequest protos and through REST JSON bodies."""
 
 import base64
-import importlib.util
 import io
 import json
 import os
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.slow(
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = sample_images_dir()
 RNG = np.random.default_rng(0)
-
-
-def _client(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO, "export", "serving", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +209,11 @@ def test_versions_are_numbered_and_never_overwritten(exported, tmp_path):
     assert added == os.path.join(base, "2") and sorted(os.listdir(base)) == ["1", "2"]
 
 
-def test_predict_request_protos(exported, upscaler):
+def test_predict_request_protos(exported, upscaler, load_script):
     from tensorflow_serving.apis import predict_pb2
 
     lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X4", "bird.png")))
-    request = _client("grpc_client").build_request(_png(lr), 4.0)
+    request = load_script("export/serving/grpc_client.py").build_request(_png(lr), 4.0)
     response = _serve_proto(exported[1], request)
     got = _decode(response.outputs["png_bytes"].string_val[0])
     assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=4)).max() <= 1
@@ -288,8 +278,8 @@ def _serve_rest(loaded, body_text):
     return json.dumps({"outputs": {k: encode(k, v) for k, v in outputs.items()}})
 
 
-def test_rest_bodies(exported, upscaler):
-    rest = _client("rest_client")
+def test_rest_bodies(exported, upscaler, load_script):
+    rest = load_script("export/serving/rest_client.py")
     lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X3", "butterfly.png")))
     want = upscaler.upscale(lr, scale=3)
     # Row format with b64, exactly what rest_client.py sends.
@@ -483,7 +473,7 @@ def _free_port():
     reason="tensorflow_model_server is not on PATH (TF Serving's binary cannot "
     "be installed on this machine); see export/serving/",
 )
-def test_real_tensorflow_model_server(exported, upscaler):
+def test_real_tensorflow_model_server(exported, upscaler, load_script):
     _, _, path = exported
     grpc_port, rest_port = _free_port(), _free_port()
     server = subprocess.Popen(
@@ -504,7 +494,7 @@ def test_real_tensorflow_model_server(exported, upscaler):
             except OSError:
                 time.sleep(0.5)
         lr = np.asarray(Image.open(os.path.join(SAMPLES, "LR_bicubic", "X2", "bird.png")))
-        rest = _client("rest_client")
+        rest = load_script("export/serving/rest_client.py")
         req = urllib.request.Request(
             url + ":predict", data=json.dumps(rest.request_body(_png(lr), 2.0)).encode()
         )
@@ -517,7 +507,9 @@ def test_real_tensorflow_model_server(exported, upscaler):
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         )
-        response = stub.Predict(_client("grpc_client").build_request(_png(lr), 2.0), timeout=120)
+        response = stub.Predict(
+            load_script("export/serving/grpc_client.py").build_request(_png(lr), 2.0), timeout=120
+        )
         got = _decode(response.outputs["png_bytes"].string_val[0])
         assert np.abs(got.astype(int) - upscaler.upscale(lr, scale=2)).max() <= 1
     finally:
@@ -525,13 +517,9 @@ def test_real_tensorflow_model_server(exported, upscaler):
         server.wait(timeout=30)
 
 
-def test_fuzzed_files_are_png_or_invalid_argument(exported):
+def test_fuzzed_files_are_png_or_invalid_argument(exported, load_script):
     """A seeded sample of tools/fuzz_images.py through ``upscale_image``."""
-    import importlib.util as iu
-
-    spec = iu.spec_from_file_location("fuzz_images", os.path.join(REPO, "tools", "fuzz_images.py"))
-    fuzz = iu.module_from_spec(spec)
-    spec.loader.exec_module(fuzz)
+    fuzz = load_script("tools/fuzz_images.py")
     summary = fuzz.run_signature(exported[1].signatures["upscale_image"], 120, seed=2026)
     assert summary["crashes"] == 0, summary["first_crashes"]
     assert summary["hangs"] == 0

@@ -1,21 +1,12 @@
 """Training survives kill -9: a three-kill run of tools/kill_soak.py (the
 twenty-kill run is in BUILD.md)."""
 
-import importlib.util
-import os
-
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow(reason="kills a training process three times and resumes it")
-def test_three_kills_resume_bit_for_bit(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "kill_soak", os.path.join(REPO, "tools", "kill_soak.py")
-    )
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
+def test_three_kills_resume_bit_for_bit(tmp_path, load_script):
+    soak = load_script("tools/kill_soak.py")
     # Seed 3 puts one kill in the start-up and two in training (so two resumes are checked).
     summary = soak.soak(kills=3, seed=3, workdir=str(tmp_path), log=lambda m: None)
     assert summary["ok"], summary["failures"]
@@ -26,12 +17,8 @@ def test_three_kills_resume_bit_for_bit(tmp_path):
 
 
 @pytest.mark.slow(reason="sends a training process SIGTERM twice and resumes it")
-def test_sigterm_checkpoints_the_step_and_exits_143(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "kill_soak", os.path.join(REPO, "tools", "kill_soak.py")
-    )
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
+def test_sigterm_checkpoints_the_step_and_exits_143(tmp_path, load_script):
+    soak = load_script("tools/kill_soak.py")
     # Seed 3 with 10 steps per epoch: both signals land in training, inside an epoch.
     summary = soak.soak(
         kills=2, seed=3, workdir=str(tmp_path), steps_per_epoch=10, sig="TERM", log=lambda m: None

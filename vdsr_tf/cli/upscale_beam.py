@@ -16,7 +16,10 @@ flag not listed below is a Beam pipeline option (--runner, --direct_num_workers,
 failed, 2 for a usage error.
 """
 
+import contextlib
+import logging as std_logging
 import sys
+import threading
 
 from absl import flags
 
@@ -157,37 +160,28 @@ def main(argv):
     return 1 if totals.get("failures", 0) else 0
 
 
-class _runner_errors_quiet:
+@contextlib.contextmanager
+def _runner_errors_quiet(active):
     """While the pipeline runs (unless ``active`` is False: -v or --verbosity),
     the runner's own error logs and its threads' tracebacks (a worker that
     died: the DirectRunner logs its gRPC errors, and its launcher thread
-    raises) are kept from the terminal; the threads' errors are collected, as
-    one line each, for the command's own error line."""
-
-    def __init__(self, active):
-        self.active, self.lines = active, []
-
-    def __enter__(self):
-        import logging as std_logging
-        import threading
-
-        if self.active:
-            self.level = std_logging.getLogger().level
-            std_logging.getLogger().setLevel(std_logging.CRITICAL)
-            self.hook = threading.excepthook
-            threading.excepthook = lambda args: self.lines.append(
-                (str(args.exc_value).strip().splitlines() or [args.exc_type.__name__])[0]
-            )
-        return self.lines
-
-    def __exit__(self, *exc):
-        import logging as std_logging
-        import threading
-
-        if self.active:
-            std_logging.getLogger().setLevel(self.level)
-            threading.excepthook = self.hook
-        return False
+    raises) are kept from the terminal. Yields the list the threads' errors
+    are collected in, one line each, for the command's own lines."""
+    lines = []
+    if not active:
+        yield lines
+        return
+    root, hook = std_logging.getLogger(), threading.excepthook
+    level = root.level
+    root.setLevel(std_logging.CRITICAL)
+    threading.excepthook = lambda args: lines.append(
+        (str(args.exc_value).strip().splitlines() or [args.exc_type.__name__])[0]
+    )
+    try:
+        yield lines
+    finally:
+        root.setLevel(level)
+        threading.excepthook = hook
 
 
 def run():

@@ -391,27 +391,73 @@ def _train(
     if time_budget_s:
         callbacks.append(TimeBudget(time_budget_s, steps_per_epoch=steps_per_epoch))
     callbacks += list(extra_callbacks)
+
+    def run_engine():
+        """Trains from ``initial_step`` (inside epoch ``initial_epoch`` after a
+        signal's checkpoint) to the run's end; returns the History."""
+        if engine == "fast":
+            from vdsr_tf.training import jax_engine
+
+            pool = jax_engine.DevicePool(planes, config.data, workers=pool_workers)
+            logging.info(
+                "Device pool: %d degraded images, %.1f M pixels, %.0f MB, built in %.1f s.",
+                pool.variants,
+                pool.pixels / 1e6,
+                pool.nbytes / 1e6,
+                pool.build_seconds,
+            )
+            history = jax_engine.fit_fast(
+                model,
+                pool,
+                config.data.batch_size,
+                config.steps,
+                steps_per_epoch,
+                initial_epoch=initial_epoch,
+                initial_step=initial_step,
+                steps_per_call=steps_per_call,
+                seed=config.seed,
+                callbacks=callbacks,
+                verbose=verbose != 0,
+                preemption=checkpoints,
+            )
+            history.pool_seconds = pool.build_seconds
+            return history
+
+        def fit(epoch, offset, **kwargs):
+            # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
+            seed = config.seed + 7919 * epoch + 1_000_003 * offset
+            data = training_data(sources, config.data, seed, data_dir, manual_dir)
+            return model.fit(
+                data,
+                initial_epoch=epoch,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
+                **kwargs,
+            )
+
+        epoch, history = initial_epoch, None
+        done_in_epoch = initial_step - epoch * steps_per_epoch
+        end = (epoch + 1) * steps_per_epoch  # fit's epochs are all this long
+        if done_in_epoch > 0 and initial_step < end:  # stopped inside this epoch: finish it
+            history = fit(
+                epoch, done_in_epoch, epochs=epoch + 1, steps_per_epoch=end - initial_step
+            )
+            epoch += 1
+            csv_log.append = True
+            if model.stop_training or epoch >= epochs:
+                return history
+        rest = fit(epoch, 0, epochs=epochs, steps_per_epoch=steps_per_epoch)
+        if history is None:
+            return rest
+        for name, values in rest.history.items():
+            history.history.setdefault(name, []).extend(values)
+        history.epoch += rest.epoch
+        return history
+
     try:
         with checkpoints.signals_caught():
-            history = _run_engine(
-                engine,
-                model,
-                config,
-                sources,
-                planes,
-                callbacks,
-                checkpoints,
-                csv_log,
-                initial_epoch,
-                initial_step,
-                steps_per_epoch,
-                epochs,
-                steps_per_call,
-                pool_workers,
-                data_dir,
-                manual_dir,
-                verbose,
-            )
+            history = run_engine()
             step = int(ops.convert_to_numpy(model.optimizer.iterations))
             weights_path = _write_weights(model, output_dir)  # a signal now: exit 0
     except Preempted as e:
@@ -429,94 +475,6 @@ def _train(
             weights_path,
         )
     return model, history
-
-
-def _run_engine(
-    engine,
-    model,
-    config,
-    sources,
-    planes,
-    callbacks,
-    checkpoints,
-    csv_log,
-    initial_epoch,
-    initial_step,
-    steps_per_epoch,
-    epochs,
-    steps_per_call,
-    pool_workers,
-    data_dir,
-    manual_dir,
-    verbose,
-):
-    """Trains from ``initial_step`` (inside epoch ``initial_epoch`` after a
-    signal's checkpoint) to the run's end; returns the History."""
-    if engine == "fast":
-        from vdsr_tf.training import jax_engine
-
-        pool = jax_engine.DevicePool(planes, config.data, workers=pool_workers)
-        logging.info(
-            "Device pool: %d degraded images, %.1f M pixels, %.0f MB, built in %.1f s.",
-            pool.variants,
-            pool.pixels / 1e6,
-            pool.nbytes / 1e6,
-            pool.build_seconds,
-        )
-        history = jax_engine.fit_fast(
-            model,
-            pool,
-            config.data.batch_size,
-            config.steps,
-            steps_per_epoch,
-            initial_epoch=initial_epoch,
-            initial_step=initial_step,
-            steps_per_call=steps_per_call,
-            seed=config.seed,
-            callbacks=callbacks,
-            verbose=verbose != 0,
-            preemption=checkpoints,
-        )
-        history.pool_seconds = pool.build_seconds
-        return history
-
-    def stream(epoch, offset=0):
-        # A resumed run draws a fresh patch stream rather than replaying epoch 0's.
-        seed = config.seed + 7919 * epoch + 1_000_003 * offset
-        return training_data(sources, config.data, seed, data_dir, manual_dir)
-
-    history = None
-    done_in_epoch = initial_step - initial_epoch * steps_per_epoch
-    end = (initial_epoch + 1) * steps_per_epoch  # fit's epochs are all this long
-    if done_in_epoch > 0 and initial_step < end:  # stopped inside this epoch: finish it
-        history = model.fit(
-            stream(initial_epoch, done_in_epoch),
-            epochs=initial_epoch + 1,
-            steps_per_epoch=end - initial_step,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,
-        )
-        initial_epoch += 1
-        csv_log.append = True
-        if model.stop_training or initial_epoch >= epochs:
-            return history
-    rest = model.fit(
-        stream(initial_epoch),
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
-    )
-    if history is not None:
-        for name, values in rest.history.items():
-            history.history.setdefault(name, []).extend(values)
-        history.epoch += rest.epoch
-        return history
-    return rest
 
 
 def _write_weights(model, output_dir):
