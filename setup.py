@@ -4,7 +4,8 @@ Two distributions are built from this repository:
 
 * ``pip install .`` (``vdsr-tf``): the whole package: training, evaluation,
   export, ``vdsr-upscale`` on Keras or LiteRT. Extras: ``beam`` (Apache Beam
-  batch upscaling), ``litert`` (the LiteRT runner), ``test``.
+  batch upscaling), ``litert`` (the LiteRT runner), ``hub`` (``hf://`` and
+  ``kaggle://`` weights handles), ``test``.
 * ``VDSR_TF_DIST=lite pip install .`` (``vdsr-tf-lite``): ``vdsr-upscale``
   on LiteRT with the bundled ``.tflite`` model, for devices and edge boxes:
   numpy, Pillow, absl-py and ai-edge-litert; no TensorFlow, no Keras. It
@@ -29,6 +30,7 @@ if os.environ.get("VDSR_TF_DIST", "full") not in ("full", "lite"):
 # export need TensorFlow or Keras and stay out.
 LITE_ROOMS = ["ops", "io", "inference", "cli"]
 SAMPLES = ["samples/*/*.png", "samples/*/*/*.png"]
+BUNDLED = "presets/bundled"  # the bundled weights' preset folder
 
 
 class BuildPy(build_py):
@@ -45,7 +47,7 @@ class BuildPy(build_py):
 
 if LITE:
     NAME, PACKAGES = "vdsr-tf-lite", ["vdsr_tf"] + [f"vdsr_tf.{room}" for room in LITE_ROOMS]
-    PACKAGE_DATA = {"vdsr_tf": ["weights/*.tflite", "weights/*.json"] + SAMPLES}
+    PACKAGE_DATA = {"vdsr_tf": [f"{BUNDLED}/*.tflite", f"{BUNDLED}/*.json"] + SAMPLES}
     INSTALL_REQUIRES = ["numpy", "pillow", "absl-py", "ai-edge-litert>=2.3"]
     EXTRAS = {}
     SCRIPTS = ["vdsr-upscale=vdsr_tf.cli.upscale:run_cli"]
@@ -53,7 +55,10 @@ if LITE:
 else:
     NAME = "vdsr-tf"
     PACKAGES = find_packages(include=["vdsr_tf", "vdsr_tf.*"])
-    PACKAGE_DATA = {"vdsr_tf": ["weights/*.h5", "weights/*.json", "weights/*.tflite"] + SAMPLES}
+    PACKAGE_DATA = {
+        "vdsr_tf": [f"{BUNDLED}/{files}" for files in ("*.h5", "*.json", "*.tflite", "*.md")]
+        + SAMPLES
+    }
     INSTALL_REQUIRES = [
         # CI tests exactly these minor versions (the oldest and newest claimed are the same).
         "tensorflow>=2.21,<2.22",
@@ -69,8 +74,11 @@ else:
     ]
     # apache-beam 2.77 needs protobuf < 7; TensorFlow 2.21 needs >= 6.31.1.
     BEAM = ["apache-beam>=2.77,<2.78", "protobuf>=6.31.1,<7"]
+    # hf:// and kaggle:// weights handles, through the hubs' own clients.
+    HUB = ["huggingface_hub>=2.4,<3", "kagglehub>=1.0,<2"]
     EXTRAS = {
         "beam": BEAM,
+        "hub": HUB,
         "litert": ["ai-edge-litert>=2.3"],
         "serving": [],  # kept for old install lines: tensorflow-serving-api is a dependency
         "test": [
@@ -83,7 +91,8 @@ else:
             "matplotlib",
             "ruff==0.17.6",
         ]
-        + BEAM,
+        + BEAM
+        + HUB,
     }
     SCRIPTS = [
         "vdsr-train=vdsr_tf.cli.train:run",

@@ -72,7 +72,7 @@ def test_pipeline_matches_vdsr_upscale_and_reruns_do_nothing(tmp_path, tiny_weig
             f"--input_pattern={src}/**",
             f"--output_dir={out}",
             "--scale=2",
-            f"--weights={tiny_weights}",
+            f"--weights={os.path.dirname(tiny_weights)}",  # a handle: the run's folder
             f"--tile={TILE}",
             "--runner=DirectRunner",
         ],

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from vdsr_tf.io import images as imageio
@@ -100,6 +101,23 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert (tmp_path / "cmp" / "samples.png").exists()
     assert "bicubic PSNR/SSIM" in proc.stdout and "VDSR PSNR/SSIM" in proc.stdout
 
+    # The run's final weights as a preset, with those scores: loaded back, the same network.
+    preset = tmp_path / "preset"
+    proc = run_cli(
+        "export", "--format=preset", f"--weights={out}", f"--scores={js}", f"--output={preset}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from vdsr_tf.models.loading import load_pretrained
+
+    meta = json.loads((preset / "metadata.json").read_text())
+    assert meta["scores"] == {"samples": results["samples"]}
+    assert meta["patches_seen"] == 4 * 8 and meta["recipe"].startswith("vdsr-train: adam")
+    assert meta["architecture"] == {"depth": 3, "filters": 8, "residual": True}
+    x = np.random.default_rng(0).random((1, 21, 19, 1), dtype=np.float32)
+    a, b = load_pretrained(str(preset)), load_pretrained(str(weights))
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
+    assert json.loads((preset / "config.json").read_text())["config"]["zero_init_residual"]
+
 
 @pytest.mark.slow(reason="scores the samples in a subprocess")
 def test_eval_demo_runs_without_arguments():
@@ -114,7 +132,7 @@ def test_eval_demo_runs_without_arguments():
     [
         (["--data_dir=/nonexistent", "--sets=Set5"], "not found"),
         (["--demo", "--scales=1"], ">= 2"),
-        (["--demo", "--weights=/nonexistent.weights.h5"], "No such weights file"),
+        (["--demo", "--weights=/nonexistent.weights.h5"], "No such preset, folder or weights file"),
     ],
 )
 def test_eval_bad_arguments_give_clear_errors(args, message):

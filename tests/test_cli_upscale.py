@@ -206,7 +206,7 @@ def test_several_inputs_need_an_output_folder(tmp_path):
         (["IN", "--scale=2", "--output=o.xyz"], "unsupported extension"),
         (
             ["IN", "--scale=2", "--output=o.png", "--weights=/nope.weights.h5"],
-            "No such weights file",
+            "No such preset, folder or weights file",
         ),
     ],
 )

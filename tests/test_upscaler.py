@@ -161,14 +161,18 @@ def test_one_call_form_and_model_attribute(small, tmp_path):
 
 def test_missing_bundled_weights_message(monkeypatch, tmp_path):
     import vdsr_tf.io.bundled as b
+    from vdsr_tf.io import presets
 
-    monkeypatch.setattr(b, "bundled_weights_path", lambda: str(tmp_path / "none.weights.h5"))
-    with pytest.raises(FileNotFoundError, match="no bundled weights"):
+    # An install whose bundled preset folder has no Keras weights (the lite one).
+    monkeypatch.setattr(presets, "BUNDLED", str(tmp_path))
+    monkeypatch.setitem(presets._REGISTRY, "bundled", str(tmp_path))
+    monkeypatch.setattr(b, "_WEIGHTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no bundled Keras weights"):
         Upscaler(backend="keras")
     monkeypatch.setattr(b, "bundled_tflite_path", lambda precision="fp32": str(tmp_path / "x"))
     with pytest.raises(FileNotFoundError, match="No such TFLite model file"):
         Upscaler(backend="litert")
-    with pytest.raises(FileNotFoundError, match="no bundled weights"):
+    with pytest.raises(FileNotFoundError, match="no bundled Keras weights"):
         Upscaler()  # no bundled .tflite either: the default is Keras
 
 

@@ -8,10 +8,12 @@ DIR is a train_release.sh output folder (vdsr.weights.h5, state.npz,
 log.json); EVAL.json is ``vdsr-eval --json`` of those weights on Set5, Set14
 and B100 at x2/x3/x4 (the reference scores). The weights are bundled when
 their mean PSNR over the nine cells beats the bundled weights' (or with
---force): a clean 20 x 64 ``vdsr_tf/weights/vdsr.weights.h5`` (no optimizer
-state) and ``vdsr.weights.json`` beside it with the architecture, recipe,
-patches seen, scores, date, version and the file's sha256, and the LiteRT
-conversions ``vdsr.fp32.tflite`` and ``vdsr.mixed_int8.tflite`` (the CPU
+--force): the ``"bundled"`` preset folder ``vdsr_tf/presets/bundled``
+(``vdsr_tf.io.presets``), written in one swap: a clean 20 x 64
+``model.weights.h5`` (no optimizer state), ``config.json``, ``metadata.json``
+with the architecture, recipe, patches seen, scores, date, version and the
+file's sha256, the ``README.md`` model card, and the LiteRT conversions
+``vdsr.fp32.tflite`` and ``vdsr.mixed_int8.tflite`` (the CPU
 default and ``--precision=int8``; int8 calibrated on --calibration_data and
 checked on Set5) with their sha256 under ``"tflite"``, and every inference
 path's Set5 PSNR change against Keras fp32 under ``"set5_psnr_change"``
@@ -21,7 +23,6 @@ and the BUILD.md training-history row by hand.
 """
 
 import datetime
-import hashlib
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from vdsr_tf.io.presets import PAPER_PSNR  # noqa: E402 (the repository's package)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "A train_release.sh output folder.")
@@ -40,13 +42,13 @@ flags.DEFINE_boolean(
     "tflite_only",
     False,
     "Only convert the bundled weights to the bundled "
-    ".tflite files again (and record them in vdsr.weights.json).",
+    ".tflite files again (and record them in metadata.json).",
 )
 flags.DEFINE_boolean(
     "costs_only",
     False,
     "Only measure the inference paths' Set5 PSNR "
-    "change against Keras fp32 again (and record it in vdsr.weights.json).",
+    "change against Keras fp32 again (and record it in metadata.json).",
 )
 flags.DEFINE_list(
     "calibration_data",
@@ -59,51 +61,25 @@ flags.DEFINE_string(
     "Set5 (HR + LR_bicubic) for the inference paths' PSNR change.",
 )
 
-PAPER = {
-    "Set5": {"x2": 37.53, "x3": 33.66, "x4": 31.35},
-    "Set14": {"x2": 33.03, "x3": 29.77, "x4": 28.01},
-    "B100": {"x2": 31.90, "x3": 28.82, "x4": 27.29},
-}
+PAPER = {s: PAPER_PSNR[s] for s in ("Set5", "Set14", "B100")}
 
 
 def mean_psnr(scores):
     return sum(scores[s][x]["psnr"] for s in PAPER for x in PAPER[s]) / 9
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def bundle_tflite(model, info):
-    """Writes the bundled fp32 and mixed_int8 ``.tflite`` files of ``model``
-    and records them in ``info["tflite"]``."""
+def bundle_tflite(model, info, folder):
+    """Writes the fp32 and mixed_int8 ``.tflite`` files of ``model`` into the
+    preset ``folder`` and records them in ``info["tflite"]``."""
     from vdsr_tf.data.degradation import load_y_planes
-    from vdsr_tf.export.tflite import export_tflite
-    from vdsr_tf.io.bundled import BUNDLED_TFLITE, bundled_tflite_path
+    from vdsr_tf.export.preset import add_tflite
 
     planes = load_y_planes(FLAGS.calibration_data)
-    records = {}
-    for precision, quantization in (("fp32", "fp32"), ("int8", "mixed_int8")):
-        result = export_tflite(
-            model,
-            bundled_tflite_path(precision),
-            quantization=quantization,
-            representative_planes=planes,
-        )
-        records[precision] = {
-            "file": BUNDLED_TFLITE[precision],
-            "quantization": quantization,
-            "bytes": result["bytes"],
-            "sha256": sha256(result["path"]),
-            "weights_sha256": info["sha256"],
-            "ops": result["ops"],
-        }
-        print(f"Bundled {result['path']} ({quantization}, {result['bytes']:,} bytes)")
-    records["int8"]["calibration"] = f"{len(planes)} images: " + ", ".join(
+    calibration = f"{len(planes)} images: " + ", ".join(
         os.path.basename(os.path.normpath(p)) for p in FLAGS.calibration_data
     )
-    info["tflite"] = records
+    for record in add_tflite(folder, model, info, planes, calibration).values():
+        print(f"Bundled {record['file']} ({record['quantization']}, {record['bytes']:,} bytes)")
 
 
 def record_costs(model, info):
@@ -151,20 +127,20 @@ def record_costs(model, info):
 
 def main(argv):
     del argv
-    from vdsr_tf.io.atomic import atomic_path, atomic_write_text
-    from vdsr_tf.io.bundled import bundled_weights_info, bundled_weights_path
+    from vdsr_tf.io.atomic import atomic_directory
+    from vdsr_tf.io.bundled import bundled_weights_info
     from vdsr_tf.io.checkpoint import read_state
-    from vdsr_tf.models.vdsr import build_vdsr
+    from vdsr_tf.io.presets import BUNDLED
+    from vdsr_tf.models.vdsr import build_args, build_vdsr, write_preset, write_preset_files
 
-    json_path = bundled_weights_path()[: -len(".weights.h5")] + ".weights.json"
     if FLAGS.tflite_only or FLAGS.costs_only:
         from vdsr_tf.models.loading import load_pretrained
 
         info, model = bundled_weights_info(), load_pretrained()
         if FLAGS.tflite_only:
-            bundle_tflite(model, info)
+            bundle_tflite(model, info, BUNDLED)
         record_costs(model, info)
-        atomic_write_text(json_path, json.dumps(info, indent=2))
+        write_preset_files(BUNDLED, build_args(model), info)
         return 0
     if not FLAGS.run or not FLAGS.eval_json:
         raise app.UsageError("--run and --eval_json are required (or --tflite_only)")
@@ -185,50 +161,49 @@ def main(argv):
     model_cfg = meta["config"]["model"]
     model = build_vdsr(depth=model_cfg["depth"], filters=model_cfg["filters"])
     model.set_weights(weights)
-    path = bundled_weights_path()
-    with atomic_path(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    sha = sha256(path)
     with open(os.path.join(FLAGS.run, "log.json")) as f:
         log = json.load(f)
     runs = meta.get("runs", [])
     below = [f"{s} {x}" for s in PAPER for x in PAPER[s] if scores[s][x]["psnr"] < PAPER[s][x]]
-    info = {
-        "version": FLAGS.version or f"{datetime.date.today().isoformat()}.c{meta['cycles']}",
-        "date": datetime.date.today().isoformat(),
-        "sha256": sha,
-        "architecture": {
-            "depth": model_cfg["depth"],
-            "filters": model_cfg["filters"],
-            "residual": model_cfg["residual"],
-        },
-        "recipe": (
-            f"release preset: {meta['config']['optim']['optimizer']}, cosine warm "
-            f"restarts ({meta['cycles']} cycles), {meta['config']['data']['patch_size']}"
-            f"x{meta['config']['data']['patch_size']} patches, batch "
-            f"{meta['config']['data']['batch_size']}, {meta['config']['mixed_precision']},"
-            " scales 2/3/4 in one model, the 291 images (T91 + BSD200)"
-        ),
-        "patches_seen": meta["patches_total"],
-        "gpu_seconds": round(sum(r.get("train_seconds", 0) for r in runs), 1),
-        "device": log.get("device"),
-        "scores": {s: {x: scores[s][x] for x in PAPER[s]} for s in PAPER},
-        "paper": PAPER,
-        "below_paper": below,
-        "label": (
-            f"GPU-trained, {meta['cycles']} cycles, {meta['patches_total'] / 1e6:.1f} M "
-            f"patches, Set5 x2 = {scores['Set5']['x2']['psnr']:.2f} dB"
-            + (
-                f"; below the paper in {len(below)} of 9 cells"
-                if below
-                else "; at or above the paper in all 9 cells"
-            )
-        ),
-    }
-    bundle_tflite(model, info)
-    record_costs(model, info)
-    atomic_write_text(json_path, json.dumps(info, indent=2))
-    print(f"Bundled {path} ({info['label']}); sha256 {sha}")
+    # What the preset's metadata keeps of the weights and of the data's terms.
+    keep = ("name", "handle", "training_data", "terms", "license")
+    info = {k: current[k] for k in keep if current and k in current}
+    info.update(
+        {
+            "version": FLAGS.version or f"{datetime.date.today().isoformat()}.c{meta['cycles']}",
+            "date": datetime.date.today().isoformat(),
+            "recipe": (
+                f"release preset: {meta['config']['optim']['optimizer']}, cosine warm "
+                f"restarts ({meta['cycles']} cycles), {meta['config']['data']['patch_size']}"
+                f"x{meta['config']['data']['patch_size']} patches, batch "
+                f"{meta['config']['data']['batch_size']}, {meta['config']['mixed_precision']},"
+                " scales 2/3/4 in one model, the 291 images (T91 + BSD200)"
+            ),
+            "patches_seen": meta["patches_total"],
+            "gpu_seconds": round(sum(r.get("train_seconds", 0) for r in runs), 1),
+            "device": log.get("device"),
+            "scores": {s: {x: scores[s][x] for x in PAPER[s]} for s in PAPER},
+            "paper": PAPER,
+            "below_paper": below,
+            "label": (
+                f"GPU-trained, {meta['cycles']} cycles, {meta['patches_total'] / 1e6:.1f} M "
+                f"patches, Set5 x2 = {scores['Set5']['x2']['psnr']:.2f} dB"
+                + (
+                    f"; below the paper in {len(below)} of 9 cells"
+                    if below
+                    else "; at or above the paper in all 9 cells"
+                )
+            ),
+        }
+    )
+    # The whole preset folder in one swap: weights, metadata, card, LiteRT files.
+    with atomic_directory(BUNDLED, overwrite=True) as tmp:
+        info = write_preset(model, tmp, info)
+        bundle_tflite(model, info, tmp)
+        write_preset_files(tmp, build_args(model), info)
+    record_costs(model, info)  # runs the bundled files, now in place
+    write_preset_files(BUNDLED, build_args(model), info)
+    print(f"Bundled {BUNDLED} ({info['label']}); sha256 {info['sha256']}")
     return 0
 
 

@@ -13,6 +13,7 @@ from absl import flags
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.cli import flags as shared
+from vdsr_tf.io.presets import LOAD_ERRORS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -170,7 +171,7 @@ def main(argv):
             manual_dir=FLAGS.manual_dir,
             precision=FLAGS.precision,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except LOAD_ERRORS as e:
         raise CliError(str(e))
     if FLAGS.json:
         from vdsr_tf.io.atomic import atomic_write_text

@@ -1,14 +1,20 @@
-r"""vdsr-export: write the model for TF Serving (SavedModel) or devices (TFLite).
+r"""vdsr-export: write the model for TF Serving (SavedModel), devices (TFLite)
+or sharing (a preset folder).
 
     vdsr-export --format=saved_model --output=models [--model_name=vdsr] [--version=N]
     vdsr-export --format=tflite --quantization=fp32|fp16|dynamic|int8|mixed_int8 --output=vdsr.tflite \
         [--calibration_data=../shared/datasets/train/T91] [--fixed_size=256]
+    vdsr-export --format=preset --weights=runs/mine --output=my-vdsr [--scores=eval.json] [--tflite]
 
 --fixed_size writes a static 1 x S x S x 1 model for GPU and NPU delegates (the
 LiteRT runner tiles any image with it; pass a dynamic model as vdsr-upscale's
 --fallback_model for images smaller than S).
 
---weights picks the weights (default: the bundled ones).
+--weights picks the weights (default: the bundled ones): any handle (a preset
+name or folder, a .keras or .weights.h5 file, a vdsr-train run folder, hf://,
+kaggle://). A preset keeps what is known of the weights in its metadata.json
+and README.md model card: the source preset's metadata, a run's recipe and
+patches seen, and --scores (vdsr-eval --json of these weights).
 """
 
 import os
@@ -19,10 +25,15 @@ from vdsr_tf import cli
 from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.cli import flags as shared
 from vdsr_tf.export.tflite import CALIBRATED, QUANTIZATIONS
+from vdsr_tf.io.presets import LOAD_ERRORS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("format", None, ["saved_model", "tflite"], "What to write.")
-flags.DEFINE_string("output", None, "saved_model: the base folder; tflite: the .tflite file.")
+flags.DEFINE_enum("format", None, ["saved_model", "tflite", "preset"], "What to write.")
+flags.DEFINE_string(
+    "output",
+    None,
+    "saved_model: the base folder; tflite: the .tflite file; preset: the preset folder.",
+)
 shared.define_weights_flag()
 flags.DEFINE_string("model_name", "vdsr", "saved_model: model folder name.")
 flags.DEFINE_integer(
@@ -54,6 +65,15 @@ flags.DEFINE_integer(
     None,
     "tflite: a static 1 x S x S x 1 input (GPU/NPU delegates need one); default: dynamic H x W.",
 )
+flags.DEFINE_string(
+    "scores", None, "preset: vdsr-eval --json results of these weights, for the metadata and card."
+)
+flags.DEFINE_boolean(
+    "tflite",
+    False,
+    "preset: also write the LiteRT variants (fp32 and mixed_int8, int8 calibrated "
+    "on --calibration_data).",
+)
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output.")
 
 
@@ -62,14 +82,29 @@ def main(argv):
     if len(argv) > 1:
         raise CliError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.format:
-        raise CliError("--format is required (saved_model or tflite)")
+        raise CliError("--format is required (saved_model, tflite or preset)")
     if not FLAGS.output:
         raise CliError("--output is required")
+    if FLAGS.format == "preset":
+        others = [
+            f"--{n}"
+            for n in ("quantization", "fixed_size", "model_name", "version", "tile", "max_pixels")
+            if FLAGS[n].present
+        ]
+        if others or (FLAGS.calibration_data and not FLAGS.tflite):
+            raise CliError(
+                f"{', '.join(others) or '--calibration_data'}: not for --format=preset "
+                "(--calibration_data goes with --tflite)"
+            )
+        return _preset()
+    if FLAGS.scores or FLAGS.tflite:
+        raise CliError("--scores and --tflite are for --format=preset")
     from vdsr_tf.models.loading import load_pretrained
+    from vdsr_tf.models.vdsr import float32_copy
 
     try:
-        model = load_pretrained(FLAGS.weights)
-    except (FileNotFoundError, ValueError) as e:
+        model = float32_copy(load_pretrained(FLAGS.weights))
+    except LOAD_ERRORS as e:
         raise CliError(str(e))
     if FLAGS.tile < 1 or FLAGS.max_pixels < 1:
         raise CliError("--tile and --max_pixels must be positive")
@@ -101,15 +136,9 @@ def main(argv):
         raise CliError(f"--output {FLAGS.output} should end in .tflite")
     if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
         raise CliError(f"{FLAGS.output} exists (use --overwrite)")
-    from vdsr_tf.data.degradation import load_y_planes
     from vdsr_tf.export.tflite import export_tflite
 
-    planes = None
-    if FLAGS.quantization in CALIBRATED and FLAGS.calibration_data:
-        try:
-            planes = load_y_planes(FLAGS.calibration_data)
-        except FileNotFoundError as e:
-            raise CliError(str(e))
+    planes = _calibration()[0] if FLAGS.quantization in CALIBRATED else None
     try:
         info = export_tflite(
             model,
@@ -125,6 +154,64 @@ def main(argv):
     print(
         f"TFLite ({info['quantization']}, {shape}) written to {info['path']} "
         f"({info['bytes']:,} bytes; ops: {ops})"
+    )
+    return 0
+
+
+def _calibration():
+    """``--calibration_data``'s Y planes and their description (None: the
+    exporter's default, the bundled samples)."""
+    if not FLAGS.calibration_data:
+        return None, None
+    from vdsr_tf.data.degradation import load_y_planes
+
+    try:
+        planes = load_y_planes(FLAGS.calibration_data)
+    except FileNotFoundError as e:
+        raise CliError(str(e))
+    names = ", ".join(os.path.basename(os.path.normpath(p)) for p in FLAGS.calibration_data)
+    return planes, f"{len(planes)} images: {names}"
+
+
+def _preset():
+    """``--format=preset``: the preset folder of --weights."""
+    import json
+
+    from vdsr_tf.export.preset import export_preset, scores_from_eval
+
+    if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
+        raise CliError(f"{FLAGS.output} exists (use --overwrite)")
+    scores = None
+    if FLAGS.scores:
+        try:
+            with open(FLAGS.scores) as f:
+                scores = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--scores {FLAGS.scores}: {str(e).splitlines()[0]}")
+        try:
+            if not isinstance(scores, dict):
+                raise ValueError("not vdsr-eval --json results")
+            scores_from_eval(scores)
+        except ValueError as e:
+            raise CliError(f"--scores {FLAGS.scores}: {e}")
+    planes, calibration = _calibration() if FLAGS.tflite else (None, None)
+    try:
+        meta = export_preset(
+            FLAGS.weights,
+            FLAGS.output,
+            scores=scores,
+            tflite=FLAGS.tflite,
+            representative_planes=planes,
+            calibration=calibration,
+            overwrite=FLAGS.overwrite,
+        )
+    except LOAD_ERRORS as e:
+        raise CliError(str(e))
+    files = sorted(os.listdir(FLAGS.output))
+    print(
+        f"Preset written to {FLAGS.output} ({', '.join(files)}; weights sha256 "
+        f"{meta['sha256'][:16]}...). Load it with --weights={FLAGS.output} or "
+        f'vdsr_tf.Upscaler.from_preset("{FLAGS.output}")'
     )
     return 0
 

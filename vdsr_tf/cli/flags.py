@@ -57,9 +57,14 @@ def define_tile_flags(
 
 
 def define_weights_flag(extra=""):
-    """``--weights``: a Keras weights or model file; default the bundled weights."""
+    """``--weights``: a preset or weights handle; default the bundled weights."""
     flags.DEFINE_string(
-        "weights", None, "A .keras or .weights.h5 file" + extra + "; default: the bundled weights."
+        "weights",
+        None,
+        "The model: a preset name (bundled), a preset folder, a .keras or .weights.h5 "
+        "file, a vdsr-train run folder, hf://owner/name[@revision] or "
+        "kaggle://owner/model/framework/variation[/version] (pip install "
+        "'vdsr-tf[hub]')" + extra + "; default: the bundled weights.",
     )
 
 

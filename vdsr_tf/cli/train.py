@@ -13,6 +13,7 @@ from vdsr_tf import cli
 from vdsr_tf import config as config_lib
 from vdsr_tf.cli import CliError, entry_point
 from vdsr_tf.cli import flags as shared
+from vdsr_tf.io.presets import LOAD_ERRORS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -91,8 +92,9 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "init_from",
     None,
-    "Start a new run from these weights (not a resume): a "
-    "checkpoint.npz, a .weights.h5, or 'bundled' for the shipped weights.",
+    "Start a new run from these weights (not a resume): a checkpoint.npz, or a "
+    "preset or weights handle (bundled, a preset folder, a .weights.h5 or .keras "
+    "file, hf://owner/name, kaggle://...).",
 )
 flags.DEFINE_string("pack_to", None, "Instead of training, pack --data's Y planes into this .npz.")
 flags.DEFINE_boolean("print_config", False, "Print the resolved config as JSON and exit.")
@@ -171,7 +173,7 @@ def main(argv):
             init_from=FLAGS.init_from,
             pool_workers=FLAGS.pool_workers,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except LOAD_ERRORS as e:
         raise CliError(str(e))
     return 0
 

@@ -46,6 +46,7 @@ from vdsr_tf import cli
 from vdsr_tf.cli import CliError, batch, entry_point
 from vdsr_tf.cli import flags as shared
 from vdsr_tf.inference.batch import EXISTING, Progress, plan
+from vdsr_tf.io.presets import LOAD_ERRORS
 from vdsr_tf.ops.tiling import check_scale_size
 
 FLAGS = flags.FLAGS
@@ -434,7 +435,7 @@ def make_upscaler(backend, weights, progress=None):
         return Upscaler(
             weights, backend=backend, precision=FLAGS.precision, threads=FLAGS.threads, **options
         )
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except LOAD_ERRORS as e:
         raise CliError(str(e))
 
 

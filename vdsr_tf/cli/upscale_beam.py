@@ -68,6 +68,7 @@ def main(argv):
         DEAD_LETTER,
         UpscaleModelHandler,
         build_pipeline,
+        local_copy,
         metric_totals,
         remove_stale_temporaries,
         unknown_options,
@@ -109,9 +110,17 @@ def main(argv):
         raise CliError(f"cannot list {FLAGS.input_pattern}: {str(e).splitlines()[0]}")
     if not matched:
         raise CliError(f"no file matches {FLAGS.input_pattern}")
-    for path in (FLAGS.weights, FLAGS.model):
-        if path and path != "bicubic" and not FileSystems.exists(path):
-            raise CliError(f"no such file: {path}")
+    if FLAGS.model and not FileSystems.exists(FLAGS.model):
+        raise CliError(f"no such file: {FLAGS.model}")
+    if FLAGS.weights and FLAGS.weights != "bicubic":
+        from vdsr_tf.io.presets import LOAD_ERRORS, resolve
+
+        try:  # here, before any worker: a bucket's copy, a hub download, the checks
+            resolve(local_copy(FLAGS.weights, ["config.json", "metadata.json"]))
+        except LOAD_ERRORS as e:
+            raise CliError(str(e))
+        except Exception as e:  # noqa: BLE001 -- each filesystem raises its own errors
+            raise CliError(f"cannot read {FLAGS.weights}: {str(e).splitlines()[0]}")
     if not FileSystems.exists(FLAGS.output_dir):
         try:
             FileSystems.mkdirs(FLAGS.output_dir)

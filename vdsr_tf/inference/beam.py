@@ -83,8 +83,11 @@ class UpscaleModelHandler(ModelHandler):
     Args:
         scale, size: the enlargement (factor > 1) or the exact output
             (H, W); exactly one.
-        weights: None (bundled), a ``.keras`` / ``.weights.h5`` path or
-            "bicubic"; read on each worker, so a path must exist there.
+        weights: None (bundled), a weights handle (a preset name or folder,
+            a ``.keras`` / ``.weights.h5`` file, ``hf://``, ``kaggle://``;
+            ``vdsr_tf.io.presets``), a file or preset folder on a Beam
+            filesystem (``gs://...``, copied to each worker), or "bicubic".
+            Read on each worker, so a local path must exist there.
         tflite_model: a ``.tflite`` file to run with LiteRT instead of Keras.
         tile, ensemble, max_pixels: as ``Upscaler``.
         output_format: Pillow format name for encoded outputs, or None.
@@ -138,11 +141,11 @@ class UpscaleModelHandler(ModelHandler):
 
         # A LiteRT predictor takes one call at a time (it holds a lock), so
         # the threads of a worker can share it as Beam shares one model.
-        predictor, weights = None, _local(self.weights, ["config.json"])
+        predictor, weights = None, local_copy(self.weights, ["config.json", "metadata.json"])
         if self.tflite_model is not None:
             from vdsr_tf.inference.litert import LiteRTPredictor
 
-            predictor = LiteRTPredictor(_local(self.tflite_model))
+            predictor = LiteRTPredictor(local_copy(self.tflite_model))
         return Upscaler(
             weights,
             tile=self.tile,
@@ -213,23 +216,53 @@ class UpscaleModelHandler(ModelHandler):
         return NAMESPACE
 
 
-def _local(path, siblings=()):
-    """``path``, or for a URL (``gs://...``) a local copy of it and of the
-    ``siblings`` beside it that exist (a weights file's config.json)."""
-    if path is None or "://" not in path:
+def on_filesystem(handle):
+    """Whether a weights handle is a Beam filesystem URL (``gs://...``), not
+    a local path, a preset name or a hub handle (``hf://``, ``kaggle://``),
+    which every worker resolves itself."""
+    scheme = handle.partition("://")[0] if handle and "://" in handle else None
+    return scheme is not None and scheme not in ("hf", "kaggle")
+
+
+def local_copy(path, siblings=()):
+    """``path``, or for a Beam filesystem URL (``gs://...``) a local copy of
+    it: of a preset (or ``vdsr-train`` run) folder, the files a preset
+    loads; of a file, it and the ``siblings`` beside it that exist."""
+    if path is None or not on_filesystem(path):
         return path
+    import json
     import tempfile
 
+    from vdsr_tf.io import presets
+
+    def there(name):
+        return FileSystems.exists(f"{base}/{name}")
+
     folder = tempfile.mkdtemp(prefix="vdsr-model-")
-    base = path.rsplit("/", 1)[0]
-    for source in [path] + [f"{base}/{name}" for name in siblings]:
-        if source != path and not FileSystems.exists(source):
-            continue
-        with FileSystems.open(source, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    base = path.rstrip("/")
+    if there(presets.CONFIG):  # a folder: its config, weights and metadata
+        names = [presets.CONFIG, presets.WEIGHTS, presets.RUN_WEIGHTS, presets.METADATA]
+        names, target = [n for n in names if there(n)], folder
+    else:
+        base, name = path.rsplit("/", 1)
+        names, target = [name] + [n for n in siblings if there(n)], os.path.join(folder, name)
+    for name in names:
+        with FileSystems.open(
+            f"{base}/{name}", compression_type=CompressionTypes.UNCOMPRESSED
+        ) as f:
             data = f.read()
-        with open(os.path.join(folder, source.rsplit("/", 1)[1]), "wb") as f:
+        with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
-    return os.path.join(folder, path.rsplit("/", 1)[1])
+        if name == presets.METADATA:  # and the LiteRT files it lists (bare names only)
+            listed = (json.loads(data or b"{}").get("tflite") or {}).values()
+            names += [
+                e["file"]
+                for e in listed
+                if isinstance(e, dict)
+                and os.path.basename(str(e.get("file", ""))) == e.get("file")
+                and there(e["file"])
+            ]
+    return target
 
 
 # -- vdsr-upscale-beam -------------------------------------------------------

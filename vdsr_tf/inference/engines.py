@@ -38,7 +38,7 @@ from vdsr_tf.inference.precision import (
     within_bound,
     write_timings,
 )
-from vdsr_tf.io import bundled
+from vdsr_tf.io import bundled, presets
 
 BACKENDS = ("keras", "litert")
 
@@ -81,43 +81,56 @@ def _in_precision(model, precision):
     return compute_copy(model, _BF16_POLICY)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_network(path, stamp, precision):
-    """``(model, forward)`` for a weights file; ``stamp`` (the file's and its
-    config.json's mtime and size) makes a changed file a new entry."""
-    from vdsr_tf.models.loading import load_pretrained
+class _Loaded:
+    """A resolved ``Source``, equal to another (as a cache key) when it names
+    the same weights file, in the same version (``stamp``: the mtimes and
+    sizes of the weights and of the config beside them that was read)."""
 
-    model = _in_precision(load_pretrained(path), precision)
+    def __init__(self, source):
+        self.source = source
+        stamps = []
+        for p in (source.weights, os.path.join(os.path.dirname(source.weights), presets.CONFIG)):
+            try:
+                st = os.stat(p)
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append(None)
+        self.key = (source.kind, os.path.realpath(source.path), tuple(stamps))
+
+    def __eq__(self, other):
+        return isinstance(other, _Loaded) and other.key == self.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def model(self):
+        """The Keras model, computing in float32 (a preset may record the
+        mixed policy it was trained under)."""
+        from vdsr_tf.models.vdsr import float32_copy, load_source
+
+        return float32_copy(load_source(self.source))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_network(loaded, precision):
+    """``(model, forward)`` for a resolved handle (``_Loaded``): a changed
+    file is a new entry."""
+    model = _in_precision(loaded.model(), precision)
     return model, compile_forward(model)
 
 
-def _stamp(path):
-    stamps = []
-    for p in (path, os.path.join(os.path.dirname(path), "config.json")):
-        try:
-            st = os.stat(p)
-            stamps.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            stamps.append(None)
-    return tuple(stamps)
-
-
 def load_network(weights=None, precision="fp32"):
-    """``(model, forward)`` for ``weights`` (None: the bundled weights) in
-    ``precision`` ("fp32" or "bf16"), loaded and compiled once per process
-    and file version: Upscalers made with the same weights file share them,
-    and a file that changes is loaded again.
+    """``(model, forward)`` for ``weights`` (a handle, ``vdsr_tf.io.presets``;
+    None: the bundled weights) in ``precision`` ("fp32" or "bf16"), loaded
+    and compiled once per process and file version: Upscalers made with the
+    same weights share them, and a file that changes is loaded again.
 
     Raises:
-        FileNotFoundError: if the file (or the bundled weights) is missing.
+        FileNotFoundError, ValueError, ImportError, OSError: as
+            ``vdsr_tf.io.presets.resolve``.
     """
-    from vdsr_tf.models.loading import weights_file
-
-    path = bundled.bundled_weights_path() if weights is None else os.fspath(weights)
-    if not os.path.isfile(path):
-        weights_file(weights)  # raises the loader's own message
-    # The bundled file's sha256 is checked by load_pretrained, once per cache miss.
-    return _cached_network(os.path.realpath(path), _stamp(path), precision)
+    source = presets.resolve(weights)  # downloads a hub handle; checks the sha256
+    return _cached_network(_Loaded(source), precision)
 
 
 def keras_network(weights=None, model=None, precision="fp32"):
@@ -230,12 +243,10 @@ def check_path(backend, precision):
 
 
 @functools.lru_cache(maxsize=4)
-def _converted(path, stamp, precision, threads):
-    """A ``LiteRTPredictor`` of a weights file converted to ``.tflite``
-    (once per process, file version, precision and thread count)."""
-    from vdsr_tf.models.loading import load_pretrained
-
-    return _convert(load_pretrained(path), precision, threads)
+def _converted(loaded, precision, threads):
+    """A ``LiteRTPredictor`` of a resolved handle (``_Loaded``) converted to
+    ``.tflite`` (once per process, file version, precision and thread count)."""
+    return _convert(loaded.model(), precision, threads)
 
 
 def _convert(model, precision, threads):
@@ -256,11 +267,12 @@ def _convert(model, precision, threads):
 
 def litert_predictor(weights=None, model=None, precision="fp32", threads=None):
     """A ``LiteRTPredictor`` for the bundled weights (their bundled
-    ``.tflite``), a weights file or a Keras model (converted), on ``threads``
-    threads (None: every core this process may use).
+    ``.tflite``), a preset or weights handle (the preset's own ``.tflite``
+    of that precision, else converted) or a Keras model (converted), on
+    ``threads`` threads (None: every core this process may use).
 
     Raises:
-        FileNotFoundError: if the weights file or bundled model is missing.
+        FileNotFoundError: if the weights or the bundled model is missing.
         ValueError: for a precision LiteRT does not run.
     """
     from vdsr_tf.inference.litert import LiteRTPredictor
@@ -270,10 +282,16 @@ def litert_predictor(weights=None, model=None, precision="fp32", threads=None):
         return _convert(model, precision, threads)
     if weights is None:
         return LiteRTPredictor(bundled.bundled_tflite_path(precision), num_threads=threads)
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such weights file: {path}")
-    return _converted(os.path.realpath(path), _stamp(path), precision, threads)
+    source = presets.resolve(weights)
+    own = source.tflite(precision)  # the preset's variant, converted from these weights
+    if own is not None:
+        return LiteRTPredictor(own, num_threads=threads)
+    if not _has("keras"):
+        raise ValueError(
+            f"{source.handle} has no .tflite model of precision {precision!r}, and "
+            "converting its weights needs Keras (pip install vdsr-tf)"
+        )
+    return _converted(_Loaded(source), precision, threads)
 
 
 def _keras_backend_name():

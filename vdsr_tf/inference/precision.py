@@ -15,7 +15,7 @@ on others), and int8 or bf16 are 2-7x faster where the CPU has the
 instructions for them. So ``auto`` measures rather than guesses. Every path
 whose quality cost is within ``QUALITY_BOUND_DB`` at every scale (the Set5
 PSNR change against Keras fp32, measured when the weights are bundled and
-recorded in ``vdsr.weights.json``; fp32 paths cost nothing) runs once on a
+recorded in the bundled preset's ``metadata.json``; fp32 paths cost nothing) runs once on a
 ``PROBE_SIDE`` plane, and the fastest wins. The timings are cached per
 machine, keyed by CPU model, thread count, package and engine versions and
 the weights' sha256, in ``cache_dir()``.

@@ -38,6 +38,7 @@ from vdsr_tf.inference.engines import (
     set_keras_threads,
 )
 from vdsr_tf.inference.precision import PATHS, check_precision, path_name
+from vdsr_tf.io.presets import is_bundled
 from vdsr_tf.ops import pipeline
 from vdsr_tf.ops.dihedral import dihedral, undo_dihedral
 from vdsr_tf.ops.imresize import imresize, quantise
@@ -56,8 +57,11 @@ class Upscaler:
     """VDSR super-resolution of numpy arrays and PIL images.
 
     Args:
-        weights: None for the bundled pretrained weights, a ``.keras`` or
-            ``.weights.h5`` path, or ``"bicubic"`` for the MATLAB bicubic
+        weights: None (or ``"bundled"``) for the bundled pretrained
+            weights; a preset or weights handle: a registered preset name, a
+            preset folder, a ``.keras`` or ``.weights.h5`` file,
+            ``"hf://owner/name"`` or ``"kaggle://owner/model/framework/variation"``
+            (``vdsr_tf.io.presets``); or ``"bicubic"`` for the MATLAB bicubic
             baseline (no network).
         model: a VDSR Keras model to use instead of ``weights``.
         tile: tile side in output pixels (memory is bounded by it); None or 0
@@ -103,10 +107,13 @@ class Upscaler:
     of distinct image sizes (``benchmarks/concurrency.py rss``).
 
     Raises:
-        FileNotFoundError: if the weights file (or bundled weights) is missing.
+        FileNotFoundError: if the weights (or the bundled weights) are missing.
         ValueError: for an unknown backend or precision, int8 on Keras, bf16
-            on LiteRT or on a CPU without bf16, or a backend, precision or
-            thread count given with a predictor.
+            on LiteRT or on a CPU without bf16, a backend, precision or
+            thread count given with a predictor, or weights that are not a
+            VDSR preset of this architecture or fail their sha256.
+        ImportError: a hub handle whose client is not installed.
+        OSError: a hub that cannot give the files.
     Example:
 
     ```python
@@ -146,6 +153,8 @@ class Upscaler:
             raise ValueError(
                 "A predictor is already a network: give no backend, precision or threads"
             )
+        if weights is not None and weights != "bicubic" and is_bundled(weights):
+            weights = None  # "bundled", or the bundled folder: the bundled paths
         network = predictor is None and (model is not None or weights != "bicubic")
         forward, why = predictor, None
         if network:
@@ -172,6 +181,19 @@ class Upscaler:
         self.progress = progress
         self.predictor = predictor
         self._forward = forward
+
+    @classmethod
+    def from_preset(cls, handle="bundled", **options):
+        """An ``Upscaler`` of the weights a preset handle names
+        (``Upscaler(weights=handle, **options)``).
+
+        Example:
+
+        ```python
+        upscaler = vdsr_tf.Upscaler.from_preset("bundled", tile=256)
+        ```
+        """
+        return cls(weights=handle, **options)
 
     def describe(self):
         """One line: what runs the network and why (for ``vdsr-upscale -v``)."""

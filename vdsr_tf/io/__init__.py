@@ -1,3 +1,3 @@
-"""Files in and out: images, atomic writes, training state, bundled files, ``.tflite``
-reading, native libraries' stderr lines.
+"""Files in and out: images, atomic writes, training state, bundled files, presets
+and their handles, ``.tflite`` reading, native libraries' stderr lines.
 """

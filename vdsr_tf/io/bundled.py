@@ -1,12 +1,16 @@
-"""The files shipped in the package: pretrained weights, their metadata and
-their LiteRT conversion. Imports nothing beyond the standard library, so the
-light (LiteRT-only) install can read them too.
+"""The files shipped in the package: the ``"bundled"`` preset
+(``vdsr_tf/presets/bundled``: pretrained weights, their metadata and model
+card, and their LiteRT conversions; ``vdsr_tf.io.presets``). Imports nothing
+beyond the standard library, so the light (LiteRT-only) install can read them
+too.
 """
 
 import json
 import os
 
-_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights")
+from vdsr_tf.io.presets import BUNDLED, METADATA, WEIGHTS
+
+_WEIGHTS = BUNDLED
 
 
 # The LiteRT models converted from the bundled weights, by precision: fp32
@@ -17,7 +21,7 @@ BUNDLED_TFLITE = {"fp32": "vdsr.fp32.tflite", "int8": "vdsr.mixed_int8.tflite"}
 
 def bundled_weights_path():
     """Path of the pretrained weights shipped in the package (may not exist)."""
-    return os.path.join(_WEIGHTS, "vdsr.weights.h5")
+    return os.path.join(_WEIGHTS, WEIGHTS)
 
 
 def bundled_tflite_path(precision="fp32"):
@@ -39,7 +43,7 @@ def bundled_weights_info():
     """Metadata of the bundled weights, or None when none are bundled.
 
     Returns:
-        The dict of ``weights/vdsr.weights.json``: ``version``, ``date``,
+        The dict of the bundled preset's ``metadata.json``: ``version``, ``date``,
         ``sha256``, ``architecture``, ``recipe``, ``patches_seen``,
         ``scores`` (``{set: {"x2": {"psnr", "ssim"}, ...}}``, from
         ``vdsr-eval``), ``label``, ``tflite`` (``{precision: {...}}``: each
@@ -49,7 +53,7 @@ def bundled_weights_info():
         Keras fp32's, what ``precision="auto"`` bounds; see
         ``vdsr_tf.inference.precision``) and more.
     """
-    path = os.path.join(_WEIGHTS, "vdsr.weights.json")
+    path = os.path.join(_WEIGHTS, METADATA)
     if not os.path.exists(path):
         return None
     with open(path) as f:

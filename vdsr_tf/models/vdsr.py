@@ -8,12 +8,22 @@ image. Its ``train_step`` clips every gradient value to ``theta / lr`` before
 the optimizer update (``vdsr_tf.models.clipping``), on the TensorFlow and on the JAX
 backend.
 
+Its files: ``VDSR.from_preset`` / ``load_source`` read a preset or weights file
+(``vdsr_tf.io.presets`` resolves the handle), ``save_to_preset`` writes a preset
+folder.
+
 This module imports without TensorFlow (it is used on a JAX-only GPU machine).
 """
+
+import datetime
+import json
+import os
 
 import keras
 from keras import ops
 
+from vdsr_tf.io import presets
+from vdsr_tf.io.atomic import atomic_directory, atomic_write_text
 from vdsr_tf.models.clipping import CLIP_MODES, clip_by_lr
 
 _PACKAGE = "vdsr_tf"
@@ -60,6 +70,48 @@ class VDSR(keras.Model):
         config["clip_theta"] = self.clip_theta
         config["clip_mode"] = self.clip_mode
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """The model of a ``get_config`` (the functional graph, as ``.keras``
+        files hold it), or of ``build_vdsr``'s arguments (as a preset's
+        ``config.json`` holds them)."""
+        if "layers" in config:
+            return super().from_config(config, custom_objects)
+        try:
+            return build_vdsr(**config)
+        except TypeError as e:  # an argument build_vdsr does not take
+            raise ValueError(f"Not arguments of build_vdsr: {e}") from None
+
+    # -- presets -------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, handle="bundled"):
+        """The model a preset handle names, weights loaded and checked.
+
+        Args:
+            handle: a preset name (``"bundled"``: the weights shipped in the
+                package), a preset folder, a ``.keras`` or ``.weights.h5``
+                file, ``"hf://owner/name"`` or ``"kaggle://owner/model/keras/variation"``
+                (``vdsr_tf.io.presets.resolve``).
+
+        Raises:
+            FileNotFoundError, ValueError, ImportError, OSError: one line each:
+                a missing file, a folder that is not a preset or a config of
+                another model, a sha256 mismatch, a hub client not installed,
+                a hub that cannot be reached.
+        Example:
+
+        ```python
+        model = vdsr_tf.VDSR.from_preset("bundled")
+        ```
+        """
+        return load_source(presets.resolve(handle))
+
+    def save_to_preset(self, folder, metadata=None, overwrite=False):
+        """Writes this network as a preset folder (``config.json``,
+        ``model.weights.h5``, ``metadata.json``, ``README.md``); see
+        ``save_to_preset``. Returns ``folder``."""
+        return save_to_preset(self, folder, metadata=metadata, overwrite=overwrite)
 
     # -- the adaptive clip --------------------------------------------------
     def _clip(self, grads, lr):
@@ -260,6 +312,47 @@ def architecture(model):
     return {"depth": len(convs), "filters": convs[0].filters, "residual": residual}
 
 
+def build_args(model):
+    """Every ``build_vdsr`` argument of a VDSR network, read from its layers,
+    so that ``build_vdsr(**build_args(model))`` builds the same network.
+
+    Raises:
+        ValueError: for a model without VDSR's 3x3 convolutions.
+    """
+    arch = architecture(model)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    regularizer = convs[0].kernel_regularizer
+    policy = convs[0].dtype_policy.name
+    zeros = keras.initializers.Zeros
+    return {
+        **arch,
+        "clip_theta": getattr(model, "clip_theta", None),
+        "clip_mode": getattr(model, "clip_mode", "value"),
+        # L2(l2=weight_decay / 2): doubling is exact in binary floating point.
+        "weight_decay": 2 * float(regularizer.l2) if regularizer is not None else 0.0,
+        "kernel_initializer": _initializer_name(convs[0].kernel_initializer),
+        "zero_init_residual": isinstance(convs[-1].kernel_initializer, zeros)
+        and not isinstance(convs[0].kernel_initializer, zeros),
+        "compute_dtype": None if policy == "float32" else policy,
+        "name": model.name,
+    }
+
+
+def _initializer_name(initializer):
+    """A Keras initializer as its string name ("he_normal") when that names
+    the same configuration, else its serialized dict."""
+    import re
+
+    config = keras.initializers.serialize(initializer)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", config["class_name"]).lower()
+    try:
+        if keras.initializers.serialize(keras.initializers.get(name)) == config:
+            return name
+    except ValueError:  # not a built-in name
+        pass
+    return config
+
+
 def compute_copy(model, compute_dtype):
     """An inference copy of a VDSR model, its convolutions computing in
     ``compute_dtype`` (e.g. ``"mixed_bfloat16"``) with the same float32 weights.
@@ -279,6 +372,139 @@ def compute_copy(model, compute_dtype):
     return copy
 
 
+def float32_copy(model):
+    """``model`` itself when it computes in float32, else its float32 copy
+    (``compute_copy``): what inference and export run."""
+    if all(l.dtype_policy.name == "float32" for l in model.layers if l.weights):
+        return model
+    return compute_copy(model, "float32")
+
+
 def flops_per_pixel(depth=20, filters=64):
     """Multiply-adds x 2 per output pixel of the network (1.33 MFLOP default)."""
     return 2 * 9 * (filters + (depth - 2) * filters * filters + filters)
+
+
+# -- presets and weights files --------------------------------------------------
+# The network's files live here, beside the class whose ``from_preset`` and
+# ``save_to_preset`` use them; ``vdsr_tf.models.loading.load_pretrained`` is
+# ``load_source(resolve(handle))`` too.
+def load_weights(model, path, described=None):
+    """``model.load_weights(path)`` with one clear error for a file that is not
+    weights of ``model``'s architecture (``described``: how to name it;
+    default: its depth and width).
+
+    Raises:
+        ValueError: naming the file, the architecture and the loader's reason.
+    """
+    try:
+        model.load_weights(path)
+    except Exception as e:  # h5py/keras raise several types for a bad file
+        if described is None:
+            try:
+                arch = architecture(model)
+                described = f"depth {arch['depth']}, {arch['filters']} filters"
+            except ValueError:  # not a VDSR network: name it instead
+                described = model.name
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} does not hold weights of {described}: {first}") from None
+
+
+def load_source(source):
+    """The Keras model of a resolved ``vdsr_tf.io.presets.Source``."""
+    if source.kind == "keras":
+        try:
+            return keras.saving.load_model(source.path)
+        except (ValueError, TypeError, KeyError, OSError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise presets.PresetError(f"{source.handle} is not a VDSR model: {first}") from None
+    config = dict(source.config or {})
+    try:
+        model = build_vdsr(**config)
+    except TypeError as e:  # an argument build_vdsr does not take
+        raise presets.PresetError(
+            f"{source.handle}: {presets.CONFIG} has an argument build_vdsr does not take ({e})"
+        ) from None
+    load_weights(
+        model,
+        source.weights,
+        None if config else "the default 20 x 64 network (no config.json beside it)",
+    )
+    return model
+
+
+def save_to_preset(model, folder, metadata=None, overwrite=False):
+    """Writes a VDSR network as a preset folder, in one atomic step.
+
+    ``config.json`` holds every ``build_vdsr`` argument (read from the
+    model's layers), ``model.weights.h5`` the weights, ``metadata.json``
+    ``metadata`` plus the format, the versions of vdsr-tf and Keras, the
+    parameter count, the date and the weights' sha256, and ``README.md`` the
+    model card (``vdsr_tf.io.presets.model_card``).
+
+    Args:
+        model: a network ``build_vdsr`` builds (any depth and width).
+        folder: the preset folder to write.
+        metadata: what you know of the weights, e.g. ``recipe``,
+            ``patches_seen``, ``scores`` (``vdsr-eval --json``'s sets),
+            ``training_data``, ``terms``, ``license``, ``version``,
+            ``description``. A ``tflite`` entry is dropped (the variants
+            belong to the files: ``vdsr-export --format=preset --tflite``).
+        overwrite: replace an existing ``folder``.
+
+    Raises:
+        ValueError: for a network ``build_vdsr`` does not build.
+        FileExistsError: if ``folder`` exists and not ``overwrite``.
+
+    Example:
+
+    ```python
+    model.save_to_preset("my-vdsr", metadata={"recipe": "fine-tuned on my photos"})
+    vdsr_tf.Upscaler.from_preset("my-vdsr")
+    ```
+    """
+    with atomic_directory(os.fspath(folder), overwrite=overwrite) as tmp:
+        write_preset(model, tmp, metadata)
+    return os.fspath(folder)
+
+
+def write_preset(model, folder, metadata=None):
+    """``save_to_preset``'s files, written into an existing ``folder``.
+
+    Returns:
+        The metadata written.
+    """
+    import vdsr_tf
+
+    args = build_args(model)
+    shapes = [tuple(w.shape) for w in build_vdsr(**args).weights]
+    if shapes != [tuple(w.shape) for w in model.weights]:
+        raise ValueError(f"{model.name} is not a network build_vdsr builds; save it as .keras")
+    meta = {k: v for k, v in (metadata or {}).items() if k != "tflite"}
+    weights = os.path.join(folder, presets.WEIGHTS)
+    model.save_weights(weights)
+    meta.update(
+        format=presets.FORMAT,
+        sha256=presets.file_sha256(weights),
+        architecture={k: args[k] for k in ("depth", "filters", "residual")},
+        parameter_count=int(model.count_params()),
+        vdsr_tf_version=vdsr_tf.__version__,
+        keras_version=keras.__version__,
+        date_saved=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    write_preset_files(folder, args, meta)
+    return meta
+
+
+def write_preset_files(folder, args, metadata):
+    """Writes a preset's ``config.json``, ``metadata.json`` and ``README.md``
+    (the weights are the caller's)."""
+    config = {
+        "module": presets.MODULE,
+        "class_name": presets.CLASS_NAME,
+        "config": args,
+        "registered_name": presets.REGISTERED_NAME,
+    }
+    atomic_write_text(os.path.join(folder, presets.CONFIG), json.dumps(config, indent=2) + "\n")
+    atomic_write_text(os.path.join(folder, presets.METADATA), json.dumps(metadata, indent=2) + "\n")
+    atomic_write_text(os.path.join(folder, presets.CARD), presets.model_card(metadata, args))

@@ -49,9 +49,9 @@ from vdsr_tf.io.checkpoint import (
     restore,
     weights_digest,
 )
-from vdsr_tf.models.loading import load_weights, weights_file
+from vdsr_tf.io.presets import resolve
 from vdsr_tf.models.losses import get_loss
-from vdsr_tf.models.vdsr import build_vdsr
+from vdsr_tf.models.vdsr import build_vdsr, load_source, load_weights
 from vdsr_tf.training.callbacks import (
     CheckpointCallback,
     Preempted,
@@ -261,35 +261,44 @@ def _training_planes(sources):
 
 
 def load_initial_weights(model, init_from):
-    """Loads ``init_from`` (state file, ``.weights.h5`` or "bundled") into ``model``.
+    """Loads ``init_from`` into ``model``: a state file (``checkpoint.npz``,
+    the release job's ``state.npz``) or any weights handle
+    (``vdsr_tf.io.presets``: "bundled", a preset folder or name, a
+    ``.weights.h5`` or ``.keras`` file, ``hf://``, ``kaggle://``).
 
     Returns:
         The patches the source had seen (0 when unknown).
 
     Raises:
-        FileNotFoundError, ValueError: a missing file, or weights of another
-            architecture (named).
+        FileNotFoundError, ValueError, ImportError, OSError: a missing file,
+            weights of another architecture (named), a bad preset, a hub
+            that cannot give the files; prefixed with ``init_from:``.
     """
+    if os.fspath(init_from).endswith(".npz"):
+        if not os.path.isfile(init_from):
+            raise FileNotFoundError(f"init_from: No such state file: {init_from}")
+        meta, weights, _ = read_state(init_from)
+        try:
+            restore(model, weights)
+        except ValueError as e:
+            raise ValueError(f"init_from: {init_from}: {e}") from None
+        return int(meta.get("patches_total", 0))
     try:
-        init_from = weights_file(init_from)
-        if init_from.endswith(".weights.h5"):
-            load_weights(model, init_from)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"init_from: {e}") from None
-    except ValueError as e:
-        raise ValueError(f"init_from: {e}") from None
-    if init_from.endswith(".weights.h5"):
-        meta_path = init_from[: -len(".weights.h5")] + ".weights.json"
-        if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                return int(json.load(f).get("patches_seen", 0))
-        return 0
-    meta, weights, _ = read_state(init_from)
-    try:
-        restore(model, weights)
-    except ValueError as e:
-        raise ValueError(f"init_from: {init_from}: {e}") from None
-    return int(meta.get("patches_total", 0))
+        source = resolve(init_from)
+        if source.kind == "keras":
+            load_weights_from(model, load_source(source))
+        else:
+            load_weights(model, source.weights)
+    except (OSError, ValueError, ImportError) as e:
+        raise type(e)(f"init_from: {e}") from None
+    return int((source.metadata or {}).get("patches_seen", 0))
+
+
+def load_weights_from(model, other):
+    """``other``'s weights into ``model`` (same architecture, else ValueError)."""
+    if [w.shape for w in other.weights] != [w.shape for w in model.weights]:
+        raise ValueError(f"{other.name} is not a network of the run's architecture")
+    model.set_weights(other.get_weights())
 
 
 def _train(
@@ -357,7 +366,7 @@ def _train(
     else:
         if init_from:
             patches_before = load_initial_weights(model, init_from)
-            meta["init_from"] = os.path.basename(str(init_from))
+            meta["init_from"] = str(init_from)
             logging.info(
                 "New run from the weights of %s (%d patches seen).", init_from, patches_before
             )
