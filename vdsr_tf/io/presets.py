@@ -153,16 +153,22 @@ def preset_names():
     return sorted(_REGISTRY)
 
 
+def _registered(handle):
+    """The handle a preset name stands for (a name may name another; a
+    cycle stops after as many steps as there are names), else ``handle``."""
+    for _ in range(len(_REGISTRY) + 1):
+        if handle not in _REGISTRY:
+            break
+        handle = _REGISTRY[handle]
+    return handle
+
+
 def is_bundled(handle):
     """Whether ``handle`` names the bundled weights (None does), without
     reading any file."""
     if handle is None:
         return True
-    handle = os.fspath(handle)
-    for _ in range(len(_REGISTRY) + 1):
-        if handle not in _REGISTRY:
-            break
-        handle = _REGISTRY[handle]
+    handle = _registered(os.fspath(handle))
     if "://" in handle:
         return False
     path = os.path.realpath(handle)
@@ -185,11 +191,7 @@ def resolve(handle=None):
         HubError (an OSError): a hub that cannot give the files.
     """
     given = "bundled" if handle is None else os.fspath(handle)
-    handle = given
-    for _ in range(len(_REGISTRY) + 1):  # a registered name may name another
-        if handle not in _REGISTRY:
-            break
-        handle = _REGISTRY[handle]
+    handle = _registered(given)
     scheme, sep, rest = handle.partition("://")
     if sep:
         if scheme not in _SCHEMES:
