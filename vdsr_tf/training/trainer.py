@@ -49,7 +49,7 @@ from vdsr_tf.io.checkpoint import (
     restore,
     weights_digest,
 )
-from vdsr_tf.io.presets import resolve
+from vdsr_tf.io.presets import LOAD_ERRORS, resolve
 from vdsr_tf.models.losses import get_loss
 from vdsr_tf.models.vdsr import build_vdsr, load_source, load_weights
 from vdsr_tf.training.callbacks import (
@@ -285,20 +285,13 @@ def load_initial_weights(model, init_from):
         return int(meta.get("patches_total", 0))
     try:
         source = resolve(init_from)
-        if source.kind == "keras":
-            load_weights_from(model, load_source(source))
+        if source.kind == "keras":  # a whole model: its arrays, checked as a state's
+            restore(model, load_source(source).get_weights())
         else:
             load_weights(model, source.weights)
-    except (OSError, ValueError, ImportError) as e:
+    except LOAD_ERRORS as e:
         raise type(e)(f"init_from: {e}") from None
     return int((source.metadata or {}).get("patches_seen", 0))
-
-
-def load_weights_from(model, other):
-    """``other``'s weights into ``model`` (same architecture, else ValueError)."""
-    if [w.shape for w in other.weights] != [w.shape for w in model.weights]:
-        raise ValueError(f"{other.name} is not a network of the run's architecture")
-    model.set_weights(other.get_weights())
 
 
 def _train(
