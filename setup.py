@@ -5,12 +5,13 @@ Two distributions are built from this repository:
 * ``pip install .`` (``vdsr-tf``): the whole package: training, evaluation,
   export, ``vdsr-upscale`` on Keras or LiteRT. Extras: ``beam`` (Apache Beam
   batch upscaling), ``litert`` (the LiteRT runner), ``hub`` (``hf://`` and
-  ``kaggle://`` weights handles), ``test``.
+  ``kaggle://`` weights handles), ``video`` (videos, through PyAV), ``test``.
 * ``VDSR_TF_DIST=lite pip install .`` (``vdsr-tf-lite``): ``vdsr-upscale``
   on LiteRT with the bundled ``.tflite`` model, for devices and edge boxes:
   numpy, Pillow, absl-py and ai-edge-litert; no TensorFlow, no Keras. It
   holds only the rooms that path imports, and installs the same
-  ``vdsr_tf`` package name, so use one distribution per environment.
+  ``vdsr_tf`` package name, so use one distribution per environment. Extra:
+  ``video``.
 
 The version bounds are the ones CI tests (BUILD.md, "Install").
 """
@@ -31,6 +32,8 @@ if os.environ.get("VDSR_TF_DIST", "full") not in ("full", "lite"):
 LITE_ROOMS = ["ops", "io", "inference", "cli"]
 SAMPLES = ["samples/*/*.png", "samples/*/*/*.png"]
 BUNDLED = "presets/bundled"  # the bundled weights' preset folder
+# Videos: PyAV's wheels carry FFmpeg (libx264, libx265, libvpx, SVT-AV1, Opus).
+VIDEO = ["av>=18.1,<19"]
 
 
 class BuildPy(build_py):
@@ -49,7 +52,7 @@ if LITE:
     NAME, PACKAGES = "vdsr-tf-lite", ["vdsr_tf"] + [f"vdsr_tf.{room}" for room in LITE_ROOMS]
     PACKAGE_DATA = {"vdsr_tf": [f"{BUNDLED}/*.tflite", f"{BUNDLED}/*.json"] + SAMPLES}
     INSTALL_REQUIRES = ["numpy", "pillow", "absl-py", "ai-edge-litert>=2.3"]
-    EXTRAS = {}
+    EXTRAS = {"video": VIDEO}
     SCRIPTS = ["vdsr-upscale=vdsr_tf.cli.upscale:run_cli"]
     SUMMARY = "VDSR super-resolution on LiteRT, without TensorFlow or Keras"
 else:
@@ -79,6 +82,7 @@ else:
     EXTRAS = {
         "beam": BEAM,
         "hub": HUB,
+        "video": VIDEO,
         "litert": ["ai-edge-litert>=2.3"],
         "serving": [],  # kept for old install lines: tensorflow-serving-api is a dependency
         "test": [
@@ -92,7 +96,8 @@ else:
             "ruff==0.17.6",
         ]
         + BEAM
-        + HUB,
+        + HUB
+        + VIDEO,
     }
     SCRIPTS = [
         "vdsr-train=vdsr_tf.cli.train:run",

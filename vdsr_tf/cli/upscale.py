@@ -1,6 +1,8 @@
-"""vdsr-upscale: super-resolve image files of any size.
+"""vdsr-upscale: super-resolve image and video files of any size.
 
     vdsr-upscale photo.jpg --scale=2 --output=photo_x2.jpg
+    vdsr-upscale clip.mp4 --scale=2          # writes clip_x2.mp4 beside it
+    vdsr-upscale clip.mkv --scale=2 --video_codec=hevc --crf=22 --output=big.mkv
     vdsr-upscale photos/ more.png --scale=3.5 --output=out/ [--format=png]
     vdsr-upscale photos/ --recursive --scale=2 --output=out/ --report=run.json
     vdsr-upscale photos/ --scale=2 --output=photos/ --suffix=_x2   # beside the inputs
@@ -17,7 +19,16 @@ per machine and cached); --precision=fp32 is exact.
 Photos are read as a viewer shows them (EXIF orientation, colour profile) and
 written with their EXIF (--strip drops it) and a matching profile; animated
 GIF, WebP and PNG keep every frame. Each output keeps its input's format
-unless --format; --quality and --compression set the encoder.
+unless --format; --quality and --compression set the encoder. Without
+--output, one input file is written beside itself as NAME_x2.EXT.
+
+Videos (.mp4, .m4v, .mov, .mkv, .webm, .avi; needs pip install
+'vdsr-tf[video]') go frame by frame through the same path as images and keep
+their container, timestamps, rotation, colour tags, and audio and subtitle
+streams (copied, not re-encoded); --video_codec and --crf set the encoder,
+sizes are rounded down to even numbers. A corrupt frame or a truncated file
+fails the video unless --on_corrupt=skip. A stopped video leaves no file;
+the same command starts it over.
 
 A bad file gets a one-line error and the batch goes on. Outputs are written
 atomically (never half a file). An output that exists is kept, not redone
@@ -45,14 +56,19 @@ from absl import flags
 from vdsr_tf import cli
 from vdsr_tf.cli import CliError, batch, entry_point
 from vdsr_tf.cli import flags as shared
-from vdsr_tf.inference.batch import EXISTING, Progress, plan
+from vdsr_tf.inference.batch import EXISTING, Progress, default_output, plan
 from vdsr_tf.io.presets import LOAD_ERRORS
+from vdsr_tf.io.video import is_video
 from vdsr_tf.ops.tiling import check_scale_size
 
 FLAGS = flags.FLAGS
 PROG = "vdsr-upscale"
 shared.define_resize_flags()
-flags.DEFINE_string("output", None, "Output file (one input) or folder.")
+flags.DEFINE_string(
+    "output",
+    None,
+    "Output file (one input) or folder; default for one input file: NAME_x2.EXT beside it.",
+)
 shared.define_output_flags()
 flags.DEFINE_boolean(
     "recursive",
@@ -155,7 +171,39 @@ flags.DEFINE_boolean(
     "metadata (version, training, scores, sha256) and the path the other "
     "flags would run the network on, then exit.",
 )
-flags.DEFINE_boolean("progress", None, "Show a progress bar (default: when stderr is a terminal).")
+flags.DEFINE_boolean(
+    "progress",
+    None,
+    "Show a progress bar: tiles of an image, frames, fps and ETA of a video "
+    "(default: when stderr is a terminal).",
+)
+flags.DEFINE_string(
+    "video_codec",
+    None,
+    "Videos: encode with h264, hevc, vp9, av1, ffv1 (lossless) or prores "
+    "(default: the input's codec where it is one of these, else h264; vp9 for .webm).",
+)
+flags.DEFINE_integer(
+    "crf",
+    None,
+    "Videos: the encoder's constant quality, lower is better (default: "
+    "h264 18, hevc 20, vp9 24, av1 28; h264 and hevc take 0-51, vp9 and av1 0-63).",
+    lower_bound=0,
+    upper_bound=63,
+)
+flags.DEFINE_enum(
+    "on_corrupt",
+    "fail",
+    ["fail", "skip"],
+    "Videos: a corrupt frame or a truncated file fails the video (fail), or "
+    "such frames are dropped and counted in a note (skip).",
+)
+flags.DEFINE_integer(
+    "video_batch",
+    None,
+    "Videos: frames per network call (default: 8 with Keras on a GPU, else 1).",
+    lower_bound=1,
+)
 
 
 def version_text():
@@ -257,6 +305,14 @@ def main(argv):
         raise CliError(str(e))
     if "-" in inputs or output == "-":
         return _stdio(inputs, output, scale, size, existing, backend, weights)
+    if output is None and len(inputs) == 1 and os.path.isfile(inputs[0]):
+        output = default_output(inputs[0], scale, size)
+    video = dict(
+        codec=FLAGS.video_codec,
+        crf=FLAGS.crf,
+        on_corrupt=FLAGS.on_corrupt,
+        batch=FLAGS.video_batch,
+    )
     try:
         work = plan(
             inputs,
@@ -268,6 +324,7 @@ def main(argv):
             FLAGS.compression,
             FLAGS.report,
             existing,
+            video,
         )
     except ValueError as e:  # BatchError included
         raise CliError(str(e))
@@ -293,6 +350,7 @@ def main(argv):
             quality=FLAGS.quality,
             compression=FLAGS.compression,
             strip=FLAGS.strip,
+            video=video,
         )
 
 
@@ -314,6 +372,8 @@ def _stdio(inputs, output, scale, size, existing, backend, weights):
     src = inputs[0]
     if output is None:
         raise CliError("--output is required (- for standard output)")
+    if is_video(src) or is_video(output):
+        raise CliError("videos are read and written as files, not - (standard input or output)")
     if output == "-" and sys.stdout.isatty():
         raise CliError("--output=- writes an image to standard output, which is a terminal")
     if output != "-" and os.path.isdir(output):

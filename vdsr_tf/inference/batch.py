@@ -31,6 +31,7 @@ from vdsr_tf.io.images import (
     format_for,
     quiet_decoders,
 )
+from vdsr_tf.io.video import CONTAINERS, VIDEO_EXTENSIONS, encoder_for, is_video, load_av
 from vdsr_tf.ops.tiling import check_scale_size
 
 # How messages name the encoder settings (the command's flags, as elsewhere here).
@@ -78,7 +79,7 @@ def _folder_images(folder, recursive, exclude):
             dirs[:] = []
         for name in sorted(names):
             path = os.path.join(root, name)
-            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path):
+            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS) and os.path.isfile(path):
                 images.append(os.path.normpath(os.path.join(rel, name)))
             else:
                 skipped.append(path)
@@ -109,7 +110,7 @@ def collect_inputs(paths, recursive=False, output=None):
                     if not recursive and any(p.endswith(os.sep) for p in passed)
                     else ""
                 )
-                raise BatchError(f"no image files in folder {path}{hint}")
+                raise BatchError(f"no image or video files in folder {path}{hint}")
             jobs += [(os.path.join(path, name), name) for name in found]
             skipped += passed
         elif os.path.exists(path):
@@ -146,9 +147,9 @@ def output_paths(jobs, output, to_folder, fmt=None, suffix=""):
 
 
 def _destinations(jobs, output, to_folder, fmt, suffix):
-    def renamed(name):
+    def renamed(name):  # --format is for images: a video keeps its container
         stem, ext = os.path.splitext(name)
-        return stem + suffix + ("." + fmt if fmt else ext)
+        return stem + suffix + ("." + fmt if fmt and not is_video(name) else ext)
 
     if to_folder:
         return [os.path.join(output, renamed(name)) for _, name in jobs]
@@ -175,6 +176,7 @@ def plan(
     compression=None,
     report=None,
     existing="skip",
+    video=None,
 ):
     """The files of a batch and their destinations, checked; writes nothing
     (``run`` makes the output folders as it writes into them).
@@ -195,9 +197,11 @@ def plan(
         quality, compression: checked against the formats the outputs will have.
         report: the JSON report's path, checked (``check_report_path``).
         existing: as ``run``.
+        video: as ``run``; a ``codec`` and ``crf`` are checked here.
 
     Raises:
-        BatchError: for anything that cannot make the batch, before any work.
+        BatchError: for anything that cannot make the batch, before any work,
+            PyAV missing for a video included.
     """
     if existing not in EXISTING:
         raise BatchError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
@@ -207,7 +211,7 @@ def plan(
         raise BatchError("--output is required")
     output = os.fspath(output)
     if fmt is not None and "." + fmt not in FORMATS:
-        raise BatchError(f"unknown format {fmt!r}; use one of {_extensions()}")
+        raise BatchError(f"unknown format {fmt!r}; use one of {_extensions(FORMATS)}")
     if os.sep in suffix or (os.altsep and os.altsep in suffix) or suffix in (".", ".."):
         raise BatchError(f"--suffix {suffix!r} must be part of a file name, not a path")
     jobs, skipped, folder_given = collect_inputs(inputs, recursive, output)
@@ -230,6 +234,7 @@ def plan(
     skipped += both
     jobs = [(src, name) for src, name in jobs if os.path.realpath(src) not in earlier]
     destinations = output_paths(jobs, output, to_folder, fmt, suffix)
+    _check_videos(jobs, destinations, video or {})
     known = {
         FORMATS[e] for e in (os.path.splitext(d)[1].lower() for d in destinations) if e in FORMATS
     }
@@ -247,12 +252,42 @@ def plan(
     return Plan([src for src, _ in jobs], destinations, skipped)
 
 
+def _check_videos(jobs, destinations, video):
+    """Refuses a video written as an image or the reverse, a video without
+    PyAV, and an unknown ``--video_codec`` or a CRF it does not take."""
+    videos = 0
+    for (src, _), dst in zip(jobs, destinations, strict=True):
+        if is_video(src) != is_video(dst):
+            what = "a video" if is_video(src) else "an image"
+            raise BatchError(f"{src} is {what}: its output {dst} must be {what} file too")
+        videos += is_video(src)
+    if not videos:
+        return
+    try:
+        load_av()
+        if video.get("codec"):
+            encoder_for(video["codec"], video.get("crf"), None, "matroska")
+    except (ImportError, ValueError) as e:
+        raise BatchError(str(e)) from None
+
+
+def default_output(path, scale=None, size=None):
+    """Where ``vdsr-upscale FILE`` without ``--output`` writes: beside the
+    input, ``NAME_x2.EXT`` (``_x2.5``; ``_1920x1080`` for a size (H, W))."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    tag = f"{size[1]}x{size[0]}" if size else f"x{scale:g}"
+    return f"{stem}_{tag}{ext}"
+
+
 def _same(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _extensions():
-    return ", ".join(sorted(FORMATS))
+_EXTENSIONS = set(FORMATS) | set(CONTAINERS)  # what an output file may end in
+
+
+def _extensions(names=_EXTENSIONS):
+    return ", ".join(sorted(names))
 
 
 def _check_output(output, to_folder, folder_given, fmt):
@@ -260,7 +295,7 @@ def _check_output(output, to_folder, folder_given, fmt):
     if to_folder:
         if os.path.exists(output) and not os.path.isdir(output):
             raise BatchError(f"--output {output} is a file, but several inputs need a folder")
-        if os.path.splitext(output)[1].lower() in FORMATS and not os.path.isdir(output):
+        if os.path.splitext(output)[1].lower() in _EXTENSIONS and not os.path.isdir(output):
             raise BatchError(
                 f"--output {output} looks like a file name, but "
                 f"{'a folder' if folder_given else 'several inputs'} need an output "
@@ -272,7 +307,8 @@ def _check_output(output, to_folder, folder_given, fmt):
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise BatchError(f"output folder {folder} does not exist")
-    if not fmt and os.path.splitext(output)[1].lower() not in FORMATS:
+    ext = os.path.splitext(output)[1].lower()
+    if not fmt and ext not in _EXTENSIONS:
         raise BatchError(f"--output {output}: unsupported extension; use one of {_extensions()}")
 
 
@@ -298,24 +334,45 @@ def check_report_path(path, destinations=(), made=None, jobs=()):
 
 
 class Progress:
-    """A one-line progress bar on stderr: files done, and tiles of the current file."""
+    """A one-line progress bar on stderr: files done, and the tiles of the
+    current image, or the frames of the current video (with fps and ETA)."""
 
     def __init__(self, total_files, enabled):
         self.total, self.enabled, self.done, self.name = total_files, enabled, 0, ""
+        self.video, self.tile = None, (0, 1)
 
     def start(self, name):
-        self.name = name
+        self.name, self.video, self.started = name, None, time.monotonic()
         self.tiles(0, 1)
 
     def tiles(self, done, total):
+        self.tile = (done, total)
+        self._draw()
+
+    def frames(self, done, total):
+        """A video's ``done`` frames of ``total`` (None: not known)."""
+        self.video = (done, total)
+        self._draw()
+
+    def _draw(self):
         if not self.enabled:
             return
+        done, total = self.tile
+        text = f"tile {done}/{total}"
+        if self.video is not None:
+            frames, count = self.video
+            fps = frames / max(time.monotonic() - self.started, 1e-9)
+            left = (count - frames) / fps if count and fps else None
+            eta = "?" if left is None else _clock(left)
+            text = f"frame {frames}/{count or '?'} {fps:.2f} fps ETA {eta}" + (
+                f" tile {done}/{total}" if total > 1 else ""
+            )
+            done, total = frames, count or 0
         width = 24
-        filled = int(width * done / max(total, 1))
+        filled = int(width * min(done / max(total, 1), 1))
         bar = "#" * filled + "." * (width - filled)
         sys.stderr.write(
-            f"\r[{bar}] file {self.done + 1}/{self.total} "
-            f"tile {done}/{total} {self.name[-40:]}\x1b[K"
+            f"\r[{bar}] file {self.done + 1}/{self.total} {text} {self.name[-40:]}\x1b[K"
         )
         sys.stderr.flush()
 
@@ -326,11 +383,19 @@ class Progress:
             sys.stderr.flush()
 
 
-def upscale_one(upscaler, src, dst, scale, size, fmt=None, overwrite=False, **encoding):
+def _clock(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def upscale_one(upscaler, src, dst, scale, size, fmt=None, overwrite=False, video=None, **encoding):
     """One file, as the CLI does it: ``(in size, out size, frames, notes)``.
 
     Args:
-        fmt: an extension ("png") or None (``dst``'s own).
+        fmt: an extension ("png") or None (``dst``'s own); not for videos.
+        video: for a video, ``Upscaler.upscale_video``'s options (``codec``,
+            ``crf``, ``on_corrupt``, ``batch``, ``progress``).
         **encoding: ``quality``, ``compression``, ``strip``
             (``Upscaler.upscale_file``); a setting ``dst``'s format does
             not take is left out (a batch of mixed formats).
@@ -340,6 +405,10 @@ def upscale_one(upscaler, src, dst, scale, size, fmt=None, overwrite=False, **en
             no later file could be written either (disk full, read-only).
     """
     try:
+        if is_video(src):
+            return upscaler.upscale_video(
+                src, dst, scale=scale, size=size, overwrite=overwrite, **(video or {})
+            )
         fmt = FORMATS["." + fmt] if fmt else format_for(dst)
         if fmt not in TAKES_QUALITY:
             encoding.pop("quality", None)
@@ -348,7 +417,7 @@ def upscale_one(upscaler, src, dst, scale, size, fmt=None, overwrite=False, **en
         return upscaler.upscale_file(
             src, dst, scale=scale, size=size, fmt=fmt, overwrite=overwrite, **encoding
         )
-    except (ImageError, FileExistsError, ValueError) as e:
+    except (ImageError, FileExistsError, ValueError, ImportError) as e:
         raise FileError(str(e)) from None
     except OSError as e:  # the reading side reports ImageError: this is the write
         raise FileError(
@@ -456,6 +525,7 @@ def run(
     report=None,
     on_file=None,
     progress=None,
+    video=None,
 ):
     """Upscales ``files`` into ``destinations``, one record per file.
 
@@ -478,6 +548,8 @@ def run(
             when the batch ends, however it ends.
         on_file: ``on_file(record)`` after each file.
         progress: a ``Progress`` or None.
+        video: the videos' options, ``Upscaler.upscale_video``'s ``codec``,
+            ``crf``, ``on_corrupt`` and ``batch`` (a dict; None: defaults).
 
     Returns:
         A ``BatchResult``.
@@ -501,6 +573,7 @@ def run(
         network=upscaler.describe(),
         tile=upscaler.tile,
         ensemble=upscaler.ensemble,
+        video=dict(video) if video else None,
     )
     result = BatchResult((files, destinations), skipped, options)
     progress = progress or Progress(len(files), False)
@@ -518,7 +591,7 @@ def run(
     try:
         with quiet_decoders():  # C decoders' messages go into the error lines
             for record in result.files:
-                _one(upscaler, record, scale, size, fmt, existing, encoding, progress)
+                _one(upscaler, record, scale, size, fmt, existing, encoding, progress, video)
                 if on_file is not None:
                     on_file(record)
                 if record.get("fatal"):
@@ -563,7 +636,7 @@ class _signals_held:
         return False
 
 
-def _one(upscaler, record, scale, size, fmt, existing, encoding, progress):
+def _one(upscaler, record, scale, size, fmt, existing, encoding, progress, video):
     """Fills one file's record: upscaled, kept, or failed."""
     src, dst = record["input"], record["output"]
     record["input_bytes"] = _size(src)
@@ -583,7 +656,15 @@ def _one(upscaler, record, scale, size, fmt, existing, encoding, progress):
                 e.errno in _FATAL_WRITE,
             ) from None
         in_size, out_size, frames, notes = upscale_one(
-            upscaler, src, dst, scale, size, fmt, existing == "overwrite", **encoding
+            upscaler,
+            src,
+            dst,
+            scale,
+            size,
+            fmt,
+            existing == "overwrite",
+            dict(video or {}, progress=progress.frames),
+            **encoding,
         )
         record.update(
             status=WRITTEN,
@@ -622,6 +703,7 @@ def upscale_files(
     report=None,
     on_file=None,
     progress=None,
+    video=None,
 ):
     """``plan`` then ``run``: ``Upscaler.upscale_files``. (``vdsr-upscale``
     calls the two itself, making its upscaler in between.)"""
@@ -629,7 +711,9 @@ def upscale_files(
         check_scale_size(scale, size)
     except ValueError as e:
         raise BatchError(str(e)) from None
-    batch = plan(inputs, output, recursive, fmt, suffix, quality, compression, report, existing)
+    batch = plan(
+        inputs, output, recursive, fmt, suffix, quality, compression, report, existing, video
+    )
     return run(
         upscaler,
         batch.files,
@@ -645,4 +729,5 @@ def upscale_files(
         report,
         on_file,
         progress,
+        video,
     )

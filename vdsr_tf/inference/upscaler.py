@@ -218,14 +218,18 @@ class Upscaler:
 
     # -- the Y plane --------------------------------------------------------
     def _run(self, y):
-        """The model (and ensemble) on one float32 (h, w) array."""
+        """The model (and ensemble) on one float32 (h, w) plane, or on a batch
+        (N, h, w) of them in one network call per flip/rotation."""
+        x = y[..., None] if y.ndim == 3 else y[None, :, :, None]
         if not self.ensemble:
-            return self._forward(y[None, :, :, None])[0, :, :, 0]
-        acc = np.zeros(y.shape, np.float64)
-        for k in range(8):
-            t = np.ascontiguousarray(dihedral(y[:, :, None], k))
-            acc += undo_dihedral(self._forward(t[None])[0], k)[:, :, 0]
-        return (acc / 8).astype(np.float32)
+            out = self._forward(x)
+        else:
+            acc = np.zeros(x.shape, np.float64)
+            for k in range(8):
+                t = np.ascontiguousarray(dihedral(x, k))
+                acc += undo_dihedral(self._forward(t), k)
+            out = (acc / 8).astype(np.float32)
+        return out[..., 0] if y.ndim == 3 else out[0, :, :, 0]
 
     def _plan(self, height, width):
         """``tiling.tiles``' plan for an output of (height, width); for a
@@ -243,22 +247,20 @@ class Upscaler:
             grown.append((box, (top, left, bottom, right)))
         return grown
 
-    def _tiled(self, height, width, channels, make_tile):
-        """Assembles ``make_tile(tile, src)`` over the plan, reporting progress."""
+    def _tiled(self, height, width, channels, make_tiles):
+        """Assembles images from ``make_tiles(tile, src)`` (a list: the tile
+        of each image) over the plan, reporting progress."""
         plan = self._plan(height, width)
-        out = None
+        outs = None
         for i, (box, window) in enumerate(plan):
-            part = make_tile(box, window)
-            if out is None:
-                out = np.empty((height, width, channels), part.dtype)
-            out[slices(box)] = part
+            parts = make_tiles(box, window)
+            if outs is None:
+                outs = [np.empty((height, width, channels), part.dtype) for part in parts]
+            for out, part in zip(outs, parts, strict=True):
+                out[slices(box)] = part
             if self.progress:
                 self.progress(i + 1, len(plan))
-        return out
-
-    def _network(self, plane):
-        """float32 (h, w, 1) bicubic plane -> (h, w, 1) SR plane."""
-        return self._run(np.ascontiguousarray(plane[:, :, 0]))[:, :, None]
+        return outs
 
     def predict_y(self, y):
         """Refines a bicubic-upscaled Y plane with the model, tile by tile.
@@ -276,9 +278,11 @@ class Upscaler:
 
         def make_tile(box, src):
             pred = self._run(np.ascontiguousarray(y[src[0] : src[2], src[1] : src[3]]))
-            return pred[box[0] - src[0] : box[2] - src[0], box[1] - src[1] : box[3] - src[1], None]
+            return [
+                pred[box[0] - src[0] : box[2] - src[0], box[1] - src[1] : box[3] - src[1], None]
+            ]
 
-        return self._tiled(h, w, 1, make_tile)[:, :, 0]
+        return self._tiled(h, w, 1, make_tile)[0][:, :, 0]
 
     # -- whole images -------------------------------------------------------
     def upscale_array(self, image, scale=None, size=None):
@@ -299,44 +303,62 @@ class Upscaler:
             ValueError: for another dtype or layout, floats outside [0, 1]
                 or not finite, or an output over ``max_pixels``.
         """
-        image = np.asarray(image)
+        return self.upscale_arrays([image], scale, size)[0]
+
+    def upscale_arrays(self, images, scale=None, size=None):
+        """``upscale_array`` of several images of one shape and dtype (the
+        frames of a video), the network running on all of them at once: one
+        call per tile (and per flip of the ensemble) on an (N, h, w, 1)
+        batch. Each result equals ``upscale_array``'s to the float rounding
+        of a batched convolution (bit for bit on LiteRT, which runs a batch
+        plane by plane).
+
+        Raises:
+            ValueError: as ``upscale_array``, or images of different shapes
+                or dtypes.
+        """
+        images = [np.asarray(image) for image in images]
+        if not images:
+            return []
+        image = images[0]
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4)):
             raise ValueError(f"Expected (h, w) or (h, w, 1|2|3|4), got shape {image.shape}")
         if min(image.shape[:2]) < 1:
             raise ValueError(f"Empty image of shape {image.shape}")
+        if any(other.shape != image.shape or other.dtype != image.dtype for other in images):
+            raise ValueError("upscale_arrays takes images of one shape and dtype")
         peak = _peak(image)
+        for other in images[1:]:
+            _peak(other)  # floats: finite, in [0, 1]
         out_hw = output_size(image.shape[:2], scale, size)
         if out_hw[0] * out_hw[1] > self.max_pixels:
             raise ValueError(
                 f"the output, {out_hw[1]}x{out_hw[0]}, exceeds the pixel limit of "
                 f"{self.max_pixels:,}"
             )
-        full = image if image.ndim == 3 else image[:, :, None]
-        channels = full.shape[-1]
+        full = [other if other.ndim == 3 else other[:, :, None] for other in images]
+        channels = full[0].shape[-1]
         if self._forward is None:
-            out = self._bicubic(full, channels, out_hw, peak)
+            outs = [self._bicubic(one, channels, out_hw, peak) for one in full]
         else:
-            net, rest = pipeline.split(full, channels, np, peak)
-            out = self._tiled(
-                out_hw[0],
-                out_hw[1],
-                channels,
-                lambda box, src: pipeline.upscale_tile(
-                    net,
-                    rest,
-                    channels,
-                    out_hw,
-                    box,
-                    src,
-                    self._network,
-                    np,
-                    to_uint8=image.dtype == np.uint8,
-                ),
-            )
+            planes = [pipeline.split(one, channels, np, peak) for one in full]
+            to_uint8 = image.dtype == np.uint8
+
+            def make_tiles(box, src):
+                windows = [pipeline.network_window(net, out_hw, src, np) for net, _ in planes]
+                srs = self._run(np.stack([w[:, :, 0] for w in windows]))
+                return [
+                    pipeline.finish_tile(
+                        sr[:, :, None], rest, channels, out_hw, box, src, np, to_uint8=to_uint8
+                    )
+                    for sr, (_, rest) in zip(srs, planes, strict=True)
+                ]
+
+            outs = self._tiled(out_hw[0], out_hw[1], channels, make_tiles)
         if image.dtype == np.uint16:
-            out = np.round(out * np.float32(65535)).astype(np.uint16)
-        out = out.astype(image.dtype, copy=False)
-        return out if image.ndim == 3 else out[:, :, 0]
+            outs = [np.round(out * np.float32(65535)).astype(np.uint16) for out in outs]
+        outs = [out.astype(image.dtype, copy=False) for out in outs]
+        return outs if image.ndim == 3 else [out[:, :, 0] for out in outs]
 
     @staticmethod
     def _bicubic(full, channels, out_hw, peak):
@@ -453,7 +475,8 @@ class Upscaler:
         return frames[0].size, out[0].size, len(out), notes
 
     def upscale_files(self, inputs, output, scale=None, size=None, **options):
-        """Super-resolves files and folders into a file or folder: ``vdsr-upscale``.
+        """Super-resolves image and video files and folders into a file or
+        folder: ``vdsr-upscale``.
 
         The command's batch, with the same options and the same code
         (``vdsr_tf.inference.batch``): a file that fails is recorded and the
@@ -469,8 +492,11 @@ class Upscaler:
                 (added to each output's name), ``existing`` ("skip",
                 "overwrite" or "fail"), ``quality``, ``compression``,
                 ``strip`` (as ``upscale_file``), ``report`` (a JSON file
-                path, written atomically, also when the batch stops) and
-                ``on_file`` (called with each file's record as it is done).
+                path, written atomically, also when the batch stops),
+                ``on_file`` (called with each file's record as it is done)
+                and ``video`` (a dict of ``upscale_video``'s ``codec``,
+                ``crf``, ``on_corrupt`` and ``batch`` for the videos among
+                the inputs, which keep their container whatever ``fmt``).
 
         Returns:
             A ``vdsr_tf.inference.batch.BatchResult``: ``.files`` (a record
@@ -486,6 +512,68 @@ class Upscaler:
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         return batch.upscale_files(self, inputs, output, scale=scale, size=size, **options)
+
+    def upscale_video(
+        self,
+        src,
+        dst,
+        scale=None,
+        size=None,
+        codec=None,
+        crf=None,
+        overwrite=False,
+        on_corrupt="fail",
+        batch=None,
+        progress=None,
+    ):
+        """Super-resolves a video file into another, frame by frame
+        (``vdsr_tf.inference.video``; needs PyAV: ``pip install "vdsr-tf[video]"``).
+
+        Each frame goes through ``upscale_arrays``, as an image would. The
+        output keeps the input's container (``dst``'s extension may name
+        another), its timestamps (variable frame rate included), rotation,
+        colour tags, and its audio and subtitle streams, copied without
+        re-encoding. It is written to a temporary file renamed at the end:
+        a stop leaves no file, and a rerun starts over.
+
+        Args:
+            src, dst: file paths; ``dst`` ends in .mp4, .m4v, .mov, .mkv,
+                .webm or .avi.
+            scale, size: as ``upscale``; ``size`` is (H, W) as a player
+                shows the video (its rotation applied). The output is
+                rounded down to even sizes, which the encoders need (a note
+                says so).
+            codec: "h264", "hevc", "vp9", "av1", "ffv1" or "prores"; None:
+                the input's own where it is one of these, else H.264 (VP9
+                for .webm).
+            crf: the encoder's constant quality, lower is better (default:
+                h264 18, hevc 20, vp9 24, av1 28).
+            overwrite: replace an existing ``dst``.
+            on_corrupt: "fail" (the default: a corrupt frame or a truncated
+                file is an error) or "skip" (such frames are dropped and
+                counted in a note; the others keep their timestamps).
+            batch: frames per network call (default 8 with Keras on a GPU,
+                else 1).
+            progress: a callable ``progress(frames_done, frames_total)``
+                (``frames_total`` from the header, or None).
+
+        Returns:
+            ``(input (w, h), output (w, h), frames, notes)``.
+
+        Raises:
+            vdsr_tf.io.video.VideoError: an unreadable, corrupt or
+                truncated video, or an output over ``max_pixels``.
+            FileExistsError: ``dst`` exists and not ``overwrite``.
+            ValueError: an unknown codec, a CRF out of range, or a container
+                that cannot hold the streams.
+            ImportError: PyAV is not installed.
+            OSError: ``dst`` cannot be written (nothing is left behind).
+        """
+        from vdsr_tf.inference.video import upscale_video
+
+        return upscale_video(
+            self, src, dst, scale, size, codec, crf, overwrite, on_corrupt, batch, progress
+        )
 
     def _upscale_frames(self, src, scale, size, fmt):
         """``(input frames, output frames, meta, notes)`` of a file path or

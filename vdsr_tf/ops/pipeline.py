@@ -8,9 +8,11 @@ namespace ``xp`` (numpy, or the ``tf.experimental.numpy``-like namespace of
    plane (grey, or MATLAB Y of RGB) and the planes that are only enlarged
    (Cb, Cr, alpha).
 2. ``upscale_tile``: for one tile of the output, MATLAB-bicubic enlarge the
-   network's plane over the tile plus its context, run the network, keep the
-   tile; enlarge the other planes over the tile; back to the image's colour
-   space and to uint8 (or float in [0, 1]).
+   network's plane over the tile plus its context (``network_window``), run
+   the network, keep the tile; enlarge the other planes over the tile; back
+   to the image's colour space and to uint8 (or float in [0, 1])
+   (``finish_tile``). A caller that runs the network on several images'
+   windows at once (video frames) calls the two halves itself.
 3. The caller assembles the tiles (a Python loop in ``vdsr_tf.Upscaler``, a
    ``tf.while_loop`` in the SavedModel), both over ``vdsr_tf.ops.tiling.tiles``'
    plan.
@@ -79,7 +81,8 @@ def merge(sr, rest, channels, xp, to_uint8=True):
 
 
 def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None, to_uint8=True):
-    """One output tile of the super-resolved image.
+    """One output tile of the super-resolved image: ``network_window``, the
+    network, then ``finish_tile``.
 
     Args:
         net, rest: ``split``'s planes of the input image.
@@ -96,12 +99,25 @@ def upscale_tile(net, rest, channels, out_hw, tile, src, network, xp, cond=None,
     Returns:
         uint8 (or float32) (bottom - top, right - left, channels).
     """
-    top, left, bottom, right = tile
+    sr = network(network_window(net, out_hw, src, xp, cond))
+    return finish_tile(sr, rest, channels, out_hw, tile, src, xp, cond, to_uint8)
+
+
+def network_window(net, out_hw, src, xp, cond=None):
+    """The network's input for one tile: ``net`` MATLAB-bicubic enlarged over
+    the window ``src`` = ``(top, left, bottom, right)`` in output pixels;
+    float32 (bottom - top, right - left, 1)."""
     s_top, s_left, s_bottom, s_right = src
-    up = enlarge_window(
+    return enlarge_window(
         net, out_hw, (s_top, s_bottom - s_top), (s_left, s_right - s_left), xp, cond
     )
-    sr = network(up)[top - s_top : bottom - s_top, left - s_left : right - s_left]
+
+
+def finish_tile(sr, rest, channels, out_hw, tile, src, xp, cond=None, to_uint8=True):
+    """The network's output over the window ``src`` -> the image's ``tile``:
+    cropped, with the other planes enlarged over the tile and merged."""
+    top, left, bottom, right = tile
+    sr = sr[top - src[0] : bottom - src[0], left - src[1] : right - src[1]]
     if rest is not None:
         rest = enlarge_window(rest, out_hw, (top, bottom - top), (left, right - left), xp, cond)
     return merge(sr, rest, channels, xp, to_uint8)
