@@ -332,14 +332,28 @@ def test_bad_codec_options_are_one_line_errors(tmp_path, bicubic):
     for options, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
             bicubic.upscale_video(clip, tmp_path / "out.mp4", scale=2, **options)
+    # without --video_codec, a codec the output container cannot hold gives way to its default
+    assert bicubic.upscale_video(clip, tmp_path / "out.webm", scale=2)[2] == 2
+    assert read(tmp_path / "out.webm")["codec"] == "vp9"
     # a container that cannot hold a copied stream (Opus in AVI) or the codec is refused
     webm = make_clip(tmp_path / "o.webm", frames=2, size=(32, 32), audio="libopus",
                      codec="libvpx-vp9")  # fmt: skip
     with pytest.raises(ValueError, match=r"the avi container cannot hold stream #1 \(audio, opus"):
         bicubic.upscale_video(webm, tmp_path / "out.avi", scale=2)
     with pytest.raises(ValueError, match=r"the webm container cannot hold h264 video"):
-        bicubic.upscale_video(webm, tmp_path / "out.webm", scale=2, codec="h264")
-    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "o.webm"]
+        bicubic.upscale_video(webm, tmp_path / "h264.webm", scale=2, codec="h264")
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "o.webm", "out.webm"]
+
+
+def test_encoder_errors_are_one_line_and_a_full_disk_stays_an_os_error():
+    from vdsr_tf.io.video import _encoding
+
+    with pytest.raises(VideoError, match=r"^FFmpeg cannot write the video \(Generic error"):
+        with _encoding(av):
+            raise av.error.ExternalError(-542398533, "Generic error in an external library")
+    with pytest.raises(OSError) as raised, _encoding(av):
+        av.error.err_check(-28)  # ENOSPC
+    assert raised.value.errno == 28 and not isinstance(raised.value, VideoError)
 
 
 # -- damaged files -----------------------------------------------------------
@@ -503,18 +517,32 @@ def test_ctrl_c_leaves_no_file_and_a_rerun_starts_over(tmp_path):
 
 
 @pytest.mark.slow(reason="vdsr-upscale subprocesses")
-def test_command_line_errors(tmp_path):
+def test_command_line_errors_and_defaults(tmp_path):
     make_clip(tmp_path / "clip.mp4", frames=2, size=(32, 24), audio=None)
-    hidden = (
-        "import sys; sys.modules['av'] = None; sys.argv = ['vdsr-upscale', 'clip.mp4', "
-        "'--scale=2']; from vdsr_tf.cli.upscale import run_cli; run_cli()"
+    (tmp_path / "mixed").mkdir()
+    make_clip(tmp_path / "mixed" / "clip.mp4", frames=2, size=(32, 24), audio=None)
+    Image.open(BUTTERFLY).resize((32, 24)).save(tmp_path / "mixed" / "photo.png")
+
+    def without_av(*args):
+        code = (
+            f"import sys; sys.modules['av'] = None; sys.argv = ['vdsr-upscale', *{list(args)}]; "
+            "from vdsr_tf.cli.upscale import run_cli; run_cli()"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=REPO),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    run = without_av("clip.mp4", "--scale=2")
+    assert run.returncode == 2
+    assert run.stderr == "vdsr-upscale: error: videos need PyAV: pip install 'vdsr-tf[video]'\n"
+    # a folder's videos are passed over, saying why; its photos are done
+    run = without_av("mixed", "--scale=2", "--weights=bicubic", "--output=mixed_x2/")
+    assert run.returncode == 0, run.stderr
+    assert os.listdir(tmp_path / "mixed_x2") == ["photo.png"]
+    assert (
+        "1 skipped (mixed/clip.mp4; videos need PyAV: pip install 'vdsr-tf[video]')" in run.stderr
     )
-    no_av = subprocess.run(
-        [sys.executable, "-c", hidden], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=REPO),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert no_av.returncode == 2
-    assert no_av.stderr == "vdsr-upscale: error: videos need PyAV: pip install 'vdsr-tf[video]'\n"
     for args, message in [
         (["--video_codec=mpeg2"], "unknown --video_codec 'mpeg2'"),
         (
@@ -526,4 +554,12 @@ def test_command_line_errors(tmp_path):
         run = cli("clip.mp4", "--scale=2", "--weights=bicubic", *args, cwd=tmp_path)
         assert run.returncode == 2 and message in run.stderr, run.stderr
         assert len(run.stderr.splitlines()) == 1, run.stderr
-    assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
+    # without --output: beside the input, --format and --suffix applied (photos too)
+    for args, name in [
+        (["clip.mp4", "--format=jpg"], "clip_x2.mp4"),
+        (["mixed/photo.png", "--format=jpg"], "mixed/photo_x2.jpg"),
+        (["mixed/photo.png", "--suffix=_big"], "mixed/photo_big.png"),
+    ]:
+        run = cli(*args, "--scale=2", "--weights=bicubic", cwd=tmp_path)
+        assert run.returncode == 0 and f"-> {name} " in run.stdout, run.stderr
+    assert Image.open(tmp_path / "mixed" / "photo_x2.jpg").format == "JPEG"

@@ -87,8 +87,8 @@ def summary(result):
     skipped = result.skipped
     if skipped:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        hint = "; --recursive enters subfolders" if any(p.endswith(os.sep) for p in skipped) else ""
-        text += f", {len(skipped)} skipped ({shown}{hint})"
+        hint = batch.skipped_hint(skipped)
+        text += f", {len(skipped)} skipped ({shown}{'; ' + hint if hint else ''})"
     return f"{text}, {result.seconds:.1f} s"
 
 

@@ -20,7 +20,8 @@ Photos are read as a viewer shows them (EXIF orientation, colour profile) and
 written with their EXIF (--strip drops it) and a matching profile; animated
 GIF, WebP and PNG keep every frame. Each output keeps its input's format
 unless --format; --quality and --compression set the encoder. Without
---output, one input file is written beside itself as NAME_x2.EXT.
+--output, one input file is written beside itself as NAME_x2.EXT (or NAME
+and --suffix).
 
 Videos (.mp4, .m4v, .mov, .mkv, .webm, .avi; needs pip install
 'vdsr-tf[video]') go frame by frame through the same path as images and keep
@@ -305,8 +306,9 @@ def main(argv):
         raise CliError(str(e))
     if "-" in inputs or output == "-":
         return _stdio(inputs, output, scale, size, existing, backend, weights)
+    suffix = FLAGS.suffix
     if output is None and len(inputs) == 1 and os.path.isfile(inputs[0]):
-        output = default_output(inputs[0], scale, size)
+        output, suffix = default_output(inputs[0], scale, size, FLAGS.format, suffix), ""
     video = dict(
         codec=FLAGS.video_codec,
         crf=FLAGS.crf,
@@ -319,7 +321,7 @@ def main(argv):
             output,
             FLAGS.recursive,
             FLAGS.format,
-            FLAGS.suffix,
+            suffix,
             FLAGS.quality,
             FLAGS.compression,
             FLAGS.report,

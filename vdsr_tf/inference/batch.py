@@ -31,7 +31,15 @@ from vdsr_tf.io.images import (
     format_for,
     quiet_decoders,
 )
-from vdsr_tf.io.video import CONTAINERS, VIDEO_EXTENSIONS, encoder_for, is_video, load_av
+from vdsr_tf.io.video import (
+    CONTAINERS,
+    INSTALL,
+    VIDEO_EXTENSIONS,
+    available,
+    encoder_for,
+    is_video,
+    load_av,
+)
 from vdsr_tf.ops.tiling import check_scale_size
 
 # How messages name the encoder settings (the command's flags, as elsewhere here).
@@ -67,9 +75,11 @@ class Stopped(KeyboardInterrupt):
         self.signum = int(signum)
 
 
-def _folder_images(folder, recursive, exclude):
-    """``(images, skipped)`` under ``folder``: image paths relative to it, and
-    the files (and, without ``recursive``, subfolders) passed over."""
+def _folder_images(folder, recursive, exclude, extensions):
+    """``(images, skipped)`` under ``folder``: the paths relative to it of
+    the files with ``extensions`` (images, and videos where PyAV is
+    installed), and the files (and, without ``recursive``, subfolders)
+    passed over."""
     images, skipped = [], []
     for root, dirs, names in os.walk(folder):
         rel = os.path.relpath(root, folder)
@@ -79,7 +89,7 @@ def _folder_images(folder, recursive, exclude):
             dirs[:] = []
         for name in sorted(names):
             path = os.path.join(root, name)
-            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS) and os.path.isfile(path):
+            if name.lower().endswith(extensions) and os.path.isfile(path):
                 images.append(os.path.normpath(os.path.join(rel, name)))
             else:
                 skipped.append(path)
@@ -99,17 +109,17 @@ def collect_inputs(paths, recursive=False, output=None):
     """
     jobs, skipped, folder_given = [], [], False
     exclude = os.path.realpath(output) if output else None
+    extensions = None
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
             folder_given = True
-            found, passed = _folder_images(path, recursive, exclude)
+            if extensions is None:  # videos in folders only where they can be read
+                extensions = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if available() else ())
+            found, passed = _folder_images(path, recursive, exclude, extensions)
             if not found:
-                hint = (
-                    " (--recursive enters subfolders)"
-                    if not recursive and any(p.endswith(os.sep) for p in passed)
-                    else ""
-                )
+                hint = skipped_hint(passed)
+                hint = f" ({hint})" if hint else ""
                 raise BatchError(f"no image or video files in folder {path}{hint}")
             jobs += [(os.path.join(path, name), name) for name in found]
             skipped += passed
@@ -118,6 +128,17 @@ def collect_inputs(paths, recursive=False, output=None):
         else:
             raise BatchError(f"input not found: {path}")
     return jobs, skipped, folder_given
+
+
+def skipped_hint(skipped):
+    """What would have taken skipped paths: --recursive for subfolders, PyAV
+    for videos ("" if neither)."""
+    hints = []
+    if any(p.endswith(os.sep) for p in skipped):
+        hints.append("--recursive enters subfolders")
+    if any(is_video(p) for p in skipped) and not available():
+        hints.append(f"videos need PyAV: {INSTALL}")
+    return "; ".join(hints)
 
 
 def output_paths(jobs, output, to_folder, fmt=None, suffix=""):
@@ -271,12 +292,14 @@ def _check_videos(jobs, destinations, video):
         raise BatchError(str(e)) from None
 
 
-def default_output(path, scale=None, size=None):
+def default_output(path, scale=None, size=None, fmt=None, suffix=""):
     """Where ``vdsr-upscale FILE`` without ``--output`` writes: beside the
-    input, ``NAME_x2.EXT`` (``_x2.5``; ``_1920x1080`` for a size (H, W))."""
+    input, ``NAME`` + ``suffix`` (default ``_x2``, ``_x2.5``, or
+    ``_1920x1080`` for a size (H, W)) + the extension (``fmt``'s for an
+    image, else the input's)."""
     stem, ext = os.path.splitext(os.fspath(path))
-    tag = f"{size[1]}x{size[0]}" if size else f"x{scale:g}"
-    return f"{stem}_{tag}{ext}"
+    suffix = suffix or (f"_{size[1]}x{size[0]}" if size else f"_x{scale:g}")
+    return stem + suffix + ("." + fmt if fmt and not is_video(path) else ext)
 
 
 def _same(a, b):

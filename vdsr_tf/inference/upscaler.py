@@ -530,8 +530,9 @@ class Upscaler:
         (``vdsr_tf.inference.video``; needs PyAV: ``pip install "vdsr-tf[video]"``).
 
         Each frame goes through ``upscale_arrays``, as an image would. The
-        output keeps the input's container (``dst``'s extension may name
-        another), its timestamps (variable frame rate included), rotation,
+        output is in the container ``dst``'s extension names (on the command
+        line, the input's), with the input's timestamps (variable frame
+        rate included), rotation,
         colour tags, and its audio and subtitle streams, copied without
         re-encoding. It is written to a temporary file renamed at the end:
         a stop leaves no file, and a rerun starts over.
@@ -544,8 +545,8 @@ class Upscaler:
                 rounded down to even sizes, which the encoders need (a note
                 says so).
             codec: "h264", "hevc", "vp9", "av1", "ffv1" or "prores"; None:
-                the input's own where it is one of these, else H.264 (VP9
-                for .webm).
+                the input's own where it is one of these and ``dst``'s
+                container holds it, else H.264 (VP9 for .webm).
             crf: the encoder's constant quality, lower is better (default:
                 h264 18, hevc 20, vp9 24, av1 28).
             overwrite: replace an existing ``dst``.

@@ -109,7 +109,7 @@ def upscale_video(
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     reader = VideoReader(src, on_corrupt)
     try:
-        stored, shown, notes = _output_size(reader, scale, size, upscaler.max_pixels)
+        stored, shown, notes = _sizes(reader, scale, size, upscaler.max_pixels)
         with atomic_path(dst, suffix=ext) as tmp:
             writer = VideoWriter(tmp, CONTAINERS[ext], reader, stored, codec, crf)
             try:
@@ -123,35 +123,30 @@ def upscale_video(
         notes.append(
             f"{reader.skipped} corrupt or missing frame{'s' * (reader.skipped > 1)} skipped"
         )
-    turned = reader.rotation % 180 == 90
-    w, h = (reader.height, reader.width) if turned else (reader.width, reader.height)
-    return (w, h), shown, reader.decoded, notes
+    return shown[0], shown[1], reader.decoded, notes
 
 
-def _output_size(reader, scale, size, max_pixels):
-    """``(stored (H, W), shown (W, H), notes)``: the encoded frame size
-    (even), and as a player shows it; ``size`` is (H, W) as shown (a phone
-    video's rotation applied)."""
+def _sizes(reader, scale, size, max_pixels):
+    """``(stored, (input (w, h), output (w, h)), notes)``: the encoded frame
+    size (H, W), even; the sizes as a player shows them, the rotation
+    applied, as ``size`` (H, W) is given."""
     turned = reader.rotation % 180 == 90
+
+    def shown(hw):  # (H, W) stored -> (w, h) shown
+        return (hw[0], hw[1]) if turned else (hw[1], hw[0])
+
     if size is not None and turned:
         size = (size[1], size[0])
     want = output_size((reader.height, reader.width), scale, size)
     stored = encodable_size(*want)
-
-    def shown(hw):
-        return (hw[0], hw[1]) if turned else (hw[1], hw[0])
-
     notes = []
     if stored != want:
-        notes.append(
-            "%dx%d rounded to %dx%d: the encoder takes even sizes" % (shown(want) + shown(stored))
-        )
+        (w, h), (even_w, even_h) = shown(want), shown(stored)
+        notes.append(f"{w}x{h} rounded to {even_w}x{even_h}: the encoder takes even sizes")
     if stored[0] * stored[1] > max_pixels:
-        raise VideoError(
-            "frames of %dx%d would exceed the pixel limit of %s"
-            % (shown(stored) + (f"{max_pixels:,}",))
-        )
-    return stored, shown(stored), notes
+        w, h = shown(stored)
+        raise VideoError(f"frames of {w}x{h} would exceed the pixel limit of {max_pixels:,}")
+    return stored, (shown((reader.height, reader.width)), shown(stored)), notes
 
 
 def _upscaled(upscaler, items, size):
@@ -174,7 +169,10 @@ def _run(upscaler, reader, writer, size, batch, progress):
 
     def encode():
         while (item := upscaled.get()) is not _END:
-            writer.write(*item) if isinstance(item, Frame) else writer.copy(item)
+            if isinstance(item, Frame):
+                writer.write(*item)
+            else:
+                writer.copy(item)
         writer.close()
 
     stages = [_Stage(decode, stop), _Stage(encode, stop)]
@@ -201,8 +199,21 @@ def _run(upscaler, reader, writer, size, batch, progress):
         pass  # a stage failed: its error is raised below
     finally:
         stop.set()
-        for stage in stages:
-            stage.join()
+        _join(stages)
     for stage in stages:
         if stage.error is not None:
             raise stage.error
+
+
+def _join(stages):
+    """Waits for every stage to end, even through a second Ctrl-C (raised
+    after): closing the files under a running encoder could crash."""
+    interrupted = None
+    for stage in stages:
+        while stage.is_alive():
+            try:
+                stage.join()
+            except KeyboardInterrupt as e:
+                interrupted = e
+    if interrupted is not None:
+        raise interrupted

@@ -101,16 +101,26 @@ def load_av():
     return av
 
 
-def encoder_for(codec, crf, input_codec, container):
+def available():
+    """Whether PyAV can be imported (``load_av`` would succeed)."""
+    try:
+        load_av()
+    except ImportError:
+        return False
+    return True
+
+
+def encoder_for(codec, crf, input_codec, container, held=None):
     """``(name, encoder, options)`` for ``--video_codec`` / ``--crf``.
 
     Args:
         codec: a name of ``ENCODERS`` (or an alias, or an encoder's own
-            name), or None: the input's codec when it is one of those and a
-            modern one, else H.264 (VP9 in WebM).
+            name), or None: the input's codec when it is one of those and
+            the output container holds it, else H.264 (VP9 in WebM).
         crf: the quality (lower is better) or None: the codec's default.
         input_codec: the input stream's codec name ("h264", "mpeg4", ...).
         container: the output's FFmpeg format name ("mp4", "webm", ...).
+        held: the codec names the output container holds (None: any).
 
     Raises:
         ValueError: an unknown codec, one this FFmpeg has no encoder for, or
@@ -118,7 +128,8 @@ def encoder_for(codec, crf, input_codec, container):
     """
     av = load_av()
     if codec is None:
-        name = input_codec if input_codec in _KEPT else _CONTAINER_DEFAULT.get(container, "h264")
+        kept = input_codec in _KEPT and (held is None or input_codec in held)
+        name = input_codec if kept else _CONTAINER_DEFAULT.get(container, "h264")
     else:
         name = ALIASES.get(codec.lower(), codec.lower())
         if name not in ENCODERS:
@@ -131,6 +142,8 @@ def encoder_for(codec, crf, input_codec, container):
     except av.codec.codec.UnknownCodecError:
         raise ValueError(f"this FFmpeg (PyAV {av.__version__}) has no {encoder} encoder") from None
     options = dict(_OPTIONS.get(encoder, {}))
+    if encoder == "libsvtav1":  # SVT-AV1 prints its settings to stderr unless told not to
+        os.environ.setdefault("SVT_LOG", "1")  # errors only (it reads this at each encoder's start)
     if crf is not None and default is None:
         raise ValueError(
             f"--crf is for {', '.join(n for n, e in ENCODERS.items() if e[1])}, not {name}"
@@ -202,7 +215,7 @@ class VideoReader:
             self.decoded = self.skipped = 0
             self.matrix = self.colour = None
             self.rotation = 0
-            self._last = None
+            self._last, self._packets = None, 0
             self._items = self._demux()
             self._ahead = []
             for item in self._items:  # up to the first frame: its side data describes the stream
@@ -263,6 +276,7 @@ class VideoReader:
                     if packet.size:
                         yield Packet(packet, index)
                 elif packet.stream is self.stream:
+                    self._packets += bool(packet.size)
                     yield from self._decode(packet)
         except self.av.FFmpegError as e:
             raise VideoError(
@@ -277,12 +291,13 @@ class VideoReader:
             )
 
     def _missing(self):
-        """Frames the file announces but did not give: its frame count (MP4,
-        MOV), or the time between the last frame and the stream's duration
-        tag (Matroska, WebM)."""
+        """Frames the file announces but does not hold: its frame count (MP4,
+        MOV) against the packets read (not the frames decoded: an edit list
+        discards some), or the time between the last frame and the stream's
+        duration tag (Matroska, WebM)."""
         stream = self.stream
         if stream.frames:
-            return stream.frames - self.decoded - self.skipped
+            return stream.frames - self._packets
         tag = {k.lower(): v for k, v in stream.metadata.items()}.get("duration", "")
         match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", tag.strip())
         if not match or self._last is None:
@@ -356,6 +371,18 @@ class VideoReader:
         self.container.close()
 
 
+@contextlib.contextmanager
+def _encoding(av):
+    """FFmpeg's errors while writing as one line (``VideoError``); those of
+    the file system (a full disk) stay ``OSError``."""
+    try:
+        yield
+    except av.FFmpegError as e:
+        if isinstance(e, OSError):
+            raise
+        raise VideoError(f"FFmpeg cannot write the video ({_reason(e)})") from None
+
+
 def _pixel_format(av, encoder, reader):
     """The input's pixel format where the encoder takes it (the full-range
     ``yuvj`` ones as their tagged ``yuv`` twins), else 4:2:0 of its depth."""
@@ -387,18 +414,19 @@ class VideoWriter:
 
     def __init__(self, path, container, reader, size, codec=None, crf=None):
         av = load_av()
-        self.name, encoder, options = encoder_for(codec, crf, reader.codec, container)
         self.reader = reader
         self.out = av.open(os.fspath(path), "w", format=container)
         try:
-            self._add_streams(av, container, encoder, options, size)
+            with _encoding(av):
+                self._add_streams(av, container, codec, crf, size)
         except BaseException:
             self.out.close()
             raise
 
-    def _add_streams(self, av, container, encoder, options, size):
+    def _add_streams(self, av, container, codec, crf, size):
         out, reader = self.out, self.reader
         held = out.supported_codecs
+        self.name, encoder, options = encoder_for(codec, crf, reader.codec, container, held)
         if self.name not in held:
             raise ValueError(
                 f"the {container} container cannot hold {self.name} video (--video_codec)"
@@ -445,17 +473,20 @@ class VideoWriter:
             interpolation="BICUBIC",
         )
         frame.pts, frame.time_base = pts, self.reader.stream.time_base
-        self.out.mux(self.video.encode(frame))
+        with _encoding(av):
+            self.out.mux(self.video.encode(frame))
 
     def copy(self, item):
         """Writes a ``Packet`` of a copied stream as it is."""
         item.packet.stream = self.copies[item.index]
-        self.out.mux(item.packet)
+        with _encoding(self.reader.av):
+            self.out.mux(item.packet)
 
     def close(self):
         """Flushes the encoder and writes the container's trailer."""
-        self.out.mux(self.video.encode(None))
-        self.out.close()
+        with _encoding(self.reader.av):
+            self.out.mux(self.video.encode(None))
+            self.out.close()
 
     def abort(self):
         """Closes without flushing (the file is discarded)."""
