@@ -16,10 +16,11 @@ say), and goes back with the same, so the network sees what a player shows
 and the round trip itself changes nothing but the encoder's loss. 8-bit
 formats give uint8 RGB(A), deeper ones (10-bit HEVC, ...) uint16.
 
-Errors about the input are one line (``VideoError``, a ValueError): a file
-FFmpeg cannot open, no video stream, a corrupt frame (``on_corrupt="fail"``,
-the default; ``"skip"`` drops it and counts it), frames the header announced
-that are missing (a truncated file).
+Errors are one line (``VideoError``, a ValueError): a file FFmpeg cannot
+open, no video stream, a corrupt frame (``on_corrupt="fail"``, the default;
+``"skip"`` drops it and counts it), frames the header announced that are
+missing (a truncated file), an encoder that fails. A full disk stays an
+``OSError``.
 
 Nothing here imports PyAV at module level: the extensions and ``is_video``
 serve the batch planner without it, and ``load_av`` says what to install.
@@ -69,8 +70,8 @@ _OPTIONS = {
     "libsvtav1": {"preset": "8", "svtav1-params": "enable-stat-report=0"},
 }
 
-# Codec names whose family a video keeps by default; others get the container's default.
-_KEPT = {"h264", "hevc", "vp9", "av1", "ffv1", "prores"}
+# Without --video_codec a video keeps its codec where it is one of ENCODERS' (and
+# the container holds it); others get the container's default.
 _CONTAINER_DEFAULT = {"webm": "vp9"}  # every other container: h264
 
 # The streams copied from the input besides the main video stream.
@@ -84,7 +85,7 @@ Packet = collections.namedtuple("Packet", "packet index")  # a packet to copy, i
 
 
 class VideoError(ValueError):
-    """A video file that cannot be read or is damaged (one line)."""
+    """A video that cannot be read, is damaged, or cannot be encoded (one line)."""
 
 
 def is_video(path):
@@ -128,7 +129,7 @@ def encoder_for(codec, crf, input_codec, container, held=None):
     """
     av = load_av()
     if codec is None:
-        kept = input_codec in _KEPT and (held is None or input_codec in held)
+        kept = input_codec in ENCODERS and (held is None or input_codec in held)
         name = input_codec if kept else _CONTAINER_DEFAULT.get(container, "h264")
     else:
         name = ALIASES.get(codec.lower(), codec.lower())
