@@ -310,8 +310,7 @@ class Upscaler:
         frames of a video), the network running on all of them at once: one
         call per tile (and per flip of the ensemble) on an (N, h, w, 1)
         batch. Each result equals ``upscale_array``'s to the float rounding
-        of a batched convolution (bit for bit on LiteRT, which runs a batch
-        plane by plane).
+        of a batched convolution (within one uint8 level: tests/test_video.py).
 
         Raises:
             ValueError: as ``upscale_array``, or images of different shapes
