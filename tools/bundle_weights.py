@@ -71,13 +71,9 @@ def mean_psnr(scores):
 def bundle_tflite(model, info, folder):
     """Writes the fp32 and mixed_int8 ``.tflite`` files of ``model`` into the
     preset ``folder`` and records them in ``info["tflite"]``."""
-    from vdsr_tf.data.degradation import load_y_planes
-    from vdsr_tf.export.preset import add_tflite
+    from vdsr_tf.export.preset import add_tflite, calibration_set
 
-    planes = load_y_planes(FLAGS.calibration_data)
-    calibration = f"{len(planes)} images: " + ", ".join(
-        os.path.basename(os.path.normpath(p)) for p in FLAGS.calibration_data
-    )
+    planes, calibration = calibration_set(FLAGS.calibration_data)
     for record in add_tflite(folder, model, info, planes, calibration).values():
         print(f"Bundled {record['file']} ({record['quantization']}, {record['bytes']:,} bytes)")
 

@@ -163,14 +163,12 @@ def _calibration():
     exporter's default, the bundled samples)."""
     if not FLAGS.calibration_data:
         return None, None
-    from vdsr_tf.data.degradation import load_y_planes
+    from vdsr_tf.export.preset import calibration_set
 
     try:
-        planes = load_y_planes(FLAGS.calibration_data)
+        return calibration_set(FLAGS.calibration_data)
     except FileNotFoundError as e:
         raise CliError(str(e))
-    names = ", ".join(os.path.basename(os.path.normpath(p)) for p in FLAGS.calibration_data)
-    return planes, f"{len(planes)} images: {names}"
 
 
 def _preset():

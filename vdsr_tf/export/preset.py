@@ -95,6 +95,21 @@ def scores_from_eval(results):
     return scores, {k: v for k, v in paper.items() if v}
 
 
+def calibration_set(sources):
+    """``(planes, description)`` of an int8 calibration set: the Y planes of
+    ``sources`` (image files and folders) and what ``add_tflite`` records,
+    "N images: T91, BSD200".
+
+    Raises:
+        FileNotFoundError: a source that does not exist.
+    """
+    from vdsr_tf.data.degradation import load_y_planes
+
+    planes = load_y_planes(sources)
+    names = ", ".join(os.path.basename(os.path.normpath(p)) for p in sources)
+    return planes, f"{len(planes)} images: {names}"
+
+
 def add_tflite(folder, model, metadata, representative_planes=None, calibration=None):
     """Writes the LiteRT variants of ``model`` into a preset ``folder``
     (``vdsr.fp32.tflite``, ``vdsr.mixed_int8.tflite``) and records them in
