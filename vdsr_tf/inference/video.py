@@ -85,20 +85,11 @@ class _Stage(threading.Thread):
 
 
 def upscale_video(
-    upscaler,
-    src,
-    dst,
-    scale=None,
-    size=None,
-    codec=None,
-    crf=None,
-    overwrite=False,
-    on_corrupt="fail",
-    batch=None,
-    progress=None,
+    upscaler, src, dst, scale, size, codec, crf, overwrite, on_corrupt, batch, progress
 ):
-    """``Upscaler.upscale_video``: see there. Returns ``(input (w, h),
-    output (w, h), frames, notes)``, sizes as a player shows them."""
+    """``Upscaler.upscale_video``, which holds the defaults and the docs.
+    Returns ``(input (w, h), output (w, h), frames, notes)``, sizes as a
+    player shows them."""
     ext = os.path.splitext(os.fspath(dst))[1].lower()
     if not is_video(dst):
         raise ValueError(f"{dst}: a video output needs one of {', '.join(CONTAINERS)}")
