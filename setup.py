@@ -5,7 +5,8 @@ Two distributions are built from this repository:
 * ``pip install .`` (``vdsr-tf``): the whole package: training, evaluation,
   export, ``vdsr-upscale`` on Keras or LiteRT. Extras: ``beam`` (Apache Beam
   batch upscaling), ``litert`` (the LiteRT runner), ``hub`` (``hf://`` and
-  ``kaggle://`` weights handles), ``video`` (videos, through PyAV), ``test``.
+  ``kaggle://`` weights handles), ``video`` (videos, through PyAV), ``app``
+  (``vdsr-app``, the local web page, on Gradio), ``test``.
 * ``VDSR_TF_DIST=lite pip install .`` (``vdsr-tf-lite``): ``vdsr-upscale``
   on LiteRT with the bundled ``.tflite`` model, for devices and edge boxes:
   numpy, Pillow, absl-py and ai-edge-litert; no TensorFlow, no Keras. It
@@ -34,6 +35,8 @@ SAMPLES = ["samples/*/*.png", "samples/*/*/*.png"]
 BUNDLED = "presets/bundled"  # the bundled weights' preset folder
 # Videos: PyAV's wheels carry FFmpeg (libx264, libx265, libvpx, SVT-AV1, Opus).
 VIDEO = ["av>=18.1,<19"]
+# The local web page (vdsr-app), on Gradio.
+APP = ["gradio>=6.31,<7"]
 
 
 class BuildPy(build_py):
@@ -83,6 +86,7 @@ else:
         "beam": BEAM,
         "hub": HUB,
         "video": VIDEO,
+        "app": APP,
         "litert": ["ai-edge-litert>=2.3"],
         "serving": [],  # kept for old install lines: tensorflow-serving-api is a dependency
         "test": [
@@ -94,10 +98,12 @@ else:
             "ipykernel",
             "matplotlib",
             "ruff==0.17.6",
+            "selenium>=4.30,<5",  # the browser test drives Debian's chromium
         ]
         + BEAM
         + HUB
-        + VIDEO,
+        + VIDEO
+        + APP,
     }
     SCRIPTS = [
         "vdsr-train=vdsr_tf.cli.train:run",
@@ -105,6 +111,7 @@ else:
         "vdsr-upscale=vdsr_tf.cli.upscale:run_cli",
         "vdsr-upscale-beam=vdsr_tf.cli.upscale_beam:run",
         "vdsr-export=vdsr_tf.cli.export:run",
+        "vdsr-app=vdsr_tf.cli.app:run_cli",
     ]
     SUMMARY = "VDSR super-resolution (Kim et al., CVPR 2016) in Keras 3 / TensorFlow"
 

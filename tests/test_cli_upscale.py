@@ -106,7 +106,7 @@ def test_recursive_folder_with_animation_and_exif(tmp_path, weights):
         assert jpg.getexif().get(0x0112, 1) == 1
 
 
-COMMANDS = ["upscale", "upscale_beam", "train", "eval", "export"]
+COMMANDS = ["upscale", "upscale_beam", "train", "eval", "export", "app"]
 
 
 def _command(name, *args):
@@ -153,6 +153,14 @@ def test_help_lists_the_commands_own_flags(name):
         ],
         "eval": ["--benchmark_dir", "--sets", "--weights", "--precision"],
         "export": ["--format", "--output", "--quantization"],
+        "app": [
+            "--host",
+            "--port",
+            "--share, --noshare",
+            "--weights",
+            "--max_pixels",
+            "--precision",
+        ],
     }[name]
     for flag in ("--help", "-h"):
         proc = _command(name, flag)
@@ -169,6 +177,7 @@ def test_help_lists_the_commands_own_flags(name):
         ("eval", "--ensemble=perhaps"),
         ("export", "--version=v1"),
         ("upscale", "--sclae=2"),
+        ("app", "--port=-1"),
     ],
 )
 def test_malformed_flags_are_one_line_usage_errors(name, flag):

@@ -23,6 +23,7 @@ ROOMS = (
     "export",
     "inference",
     "training",
+    "app",
     "cli",
 )
 
