@@ -65,8 +65,9 @@ def _run(image, clients, concurrency, folder):
         stderr=open(log, "w"),
     )
     try:
+        end = time.monotonic() + 600
         while "serving http" not in open(log).read():
-            if proc.poll() is not None:
+            if proc.poll() is not None or time.monotonic() > end:
                 raise SystemExit(open(log).read())
             time.sleep(0.5)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=folder)

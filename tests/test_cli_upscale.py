@@ -178,6 +178,7 @@ def test_help_lists_the_commands_own_flags(name):
         ("export", "--version=v1"),
         ("upscale", "--sclae=2"),
         ("app", "--port=-1"),
+        ("app", "--max_file_size=lots"),
     ],
 )
 def test_malformed_flags_are_one_line_usage_errors(name, flag):

@@ -2,7 +2,7 @@
 
 ``Jobs`` holds what lives as long as the server: one ``Upscaler`` per
 precision, made on first use and then shared by every request (the model
-loads once per process, and an ``Upscaler`` serves many threads), the MATLAB
+loads once per process and precision, and an ``Upscaler`` serves many threads), the MATLAB
 bicubic baseline the page compares with, and a private temporary folder.
 ``Jobs.run`` upscales one uploaded file through ``Upscaler.upscale_file``,
 the path ``vdsr-upscale`` takes: the same header check against the pixel
@@ -85,7 +85,7 @@ class Jobs:
         folder: where uploads and results live (default: a new temporary
             folder, removed by ``close``).
         keep_s: seconds a request's results stay for download; older ones
-            are removed as new requests come.
+            are removed as new requests come (``sweep``).
     """
 
     def __init__(
@@ -101,16 +101,17 @@ class Jobs:
         self.weights = weights
         self.options = dict(tile=tile, max_pixels=max_pixels)
         self.threads = threads
-        self.max_pixels = max_pixels
         self._upscalers = dict(upscalers or {})
         self.precisions = list(self._upscalers) or offered_precisions(weights)
+        # One lock per precision: loading one (a conversion, auto's timing)
+        # does not hold up requests for another.
+        self._locks = {precision: threading.Lock() for precision in self.precisions}
         self.bicubic = Upscaler("bicubic", **self.options)
         self._own_folder = folder is None
         self.folder = folder or tempfile.mkdtemp(prefix="vdsr-app-")
         self.results = os.path.join(self.folder, "results")
         os.makedirs(self.results, exist_ok=True)
         self.keep_s = keep_s
-        self._lock = threading.Lock()
 
     def upscaler(self, precision="auto"):
         """The shared ``Upscaler`` of ``precision``, loaded on first use.
@@ -122,7 +123,7 @@ class Jobs:
             raise ValueError(
                 f"precision {precision!r} is not offered here; choose {', '.join(self.precisions)}"
             )
-        with self._lock:
+        with self._locks[precision]:
             if precision not in self._upscalers:
                 try:
                     self._upscalers[precision] = Upscaler(
@@ -170,8 +171,12 @@ class Jobs:
             raise ImageError(
                 "a video: upscale it with the command line, vdsr-upscale FILE --scale=2"
             )
+        if fmt and f".{str(fmt).lower()}" not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose {', '.join(EXTENSIONS.values())}")
         fmt = FORMATS[f".{fmt.lower()}"] if fmt else _format_of(src, name)
-        upscaler = copy.copy(self.upscaler(precision))  # shares the loaded network
+        # A shallow copy shares the loaded network (an Upscaler keeps no
+        # per-call state); the ensemble and the progress are this request's.
+        upscaler = copy.copy(self.upscaler(precision))
         upscaler.ensemble, upscaler.progress = bool(ensemble), progress
         self.sweep()
         folder = tempfile.mkdtemp(dir=self.results)
@@ -206,6 +211,12 @@ class Jobs:
         """Removes the temporary folder this ``Jobs`` made."""
         if self._own_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def one_line(error):
+    """An exception's message on one line (an OSError's ``strerror``)."""
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return " ".join(text.split()) or type(error).__name__
 
 
 def _format_of(path, name):

@@ -13,9 +13,10 @@ folder from the environment, so ``build`` points ``GRADIO_TEMP_DIR`` at the
 ``Jobs`` folder: one page per process.
 """
 
+import math
 import os
 
-from vdsr_tf.app.jobs import EXTENSIONS
+from vdsr_tf.app.jobs import EXTENSIONS, one_line
 from vdsr_tf.io.images import IMAGE_EXTENSIONS, sample_images_dir
 
 PRECISION_LABELS = {
@@ -42,7 +43,7 @@ def request(mode, factor=None, width=None, height=None):
     if mode in ("2", "3", "4"):
         return float(mode), None
     if mode == "factor":
-        if factor is None or not factor > 1:
+        if factor is None or not 1 < factor < math.inf:
             raise ValueError(f"the factor must be a number > 1, got {factor}")
         return float(factor), None
     if mode == "size":
@@ -53,24 +54,16 @@ def request(mode, factor=None, width=None, height=None):
 
 
 def _html(text):
-    """``text`` safe in the page's HTML: no tag can start; ``>`` and quotes
-    stay as they are for API clients, where they are harmless in HTML."""
+    """``text`` (a file name, an error) safe in the page's HTML: no tag can
+    start. ``>`` and quotes, harmless there, stay as they are."""
     return text.replace("&", "&amp;").replace("<", "&lt;")
-
-
-def _line(error):
-    """An exception as one line of text."""
-    text = " ".join(
-        str(error.strerror if isinstance(error, OSError) and error.strerror else error).split()
-    )
-    return text or type(error).__name__
 
 
 def build(jobs, examples=True, precision="auto"):
     """The page (a ``gr.Blocks``) around ``jobs``; ``precision`` is the
     default choice. Its API: ``/upscale`` (files, mode, factor, width,
-    height, precision, ensemble, fmt) -> (slider, compare, downloads,
-    status, results)."""
+    height, precision, ensemble, fmt) -> ((bicubic, result) of the first
+    file, the "compare" choices, the downloads, the result text)."""
     os.environ["GRADIO_TEMP_DIR"] = jobs.folder  # uploads land in the Jobs folder
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
@@ -109,7 +102,7 @@ def build(jobs, examples=True, precision="auto"):
                     )
                 )
             except (ValueError, OSError) as e:
-                failed.append(f"{name}: {_line(e)}")
+                failed.append(f"{name}: {one_line(e)}")
         if not done:
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
             raise fail(failed[0] + more)
@@ -123,27 +116,25 @@ def build(jobs, examples=True, precision="auto"):
         ]
         lines += [f"**failed**: {_html(line)}" for line in failed]
         lines.append(f"network: {_html(jobs.upscaler(precision).describe())}")
-        shown = [(r.name, r.before, r.after) for r in done]
-        names = [r.name for r in done]
+        shown = [(r.before, r.after) for r in done]
         return (
-            (done[0].before, done[0].after),
-            gr.update(choices=names, value=names[0], visible=len(done) > 1),
+            shown[0],
+            gr.update(
+                choices=[(r.name, i) for i, r in enumerate(done)], value=0, visible=len(done) > 1
+            ),
             [r.output for r in done],
             "\n\n".join(lines),
             shown,
         )
 
-    def compare(name, shown):
-        for one, before, after in shown or []:
-            if one == name:
-                return before, after
-        return None
+    def compare(index, shown):  # by position: two uploads may have one name
+        return shown[index] if shown and index is not None and index < len(shown) else None
 
     def show_fields(mode):
         return gr.update(visible=mode == "factor"), gr.update(visible=mode == "size")
 
     with gr.Blocks(
-        title="vdsr-tf", analytics_enabled=False, delete_cache=(jobs.keep_s, jobs.keep_s)
+        title="vdsr-tf", analytics_enabled=False, delete_cache=(600, jobs.keep_s)
     ) as page:
         gr.Markdown(
             "## vdsr-tf: super-resolution (VDSR)\n"

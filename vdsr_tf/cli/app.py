@@ -9,8 +9,8 @@ exact size), the ensemble and the precision, compare each result with
 bicubic (a slider; the mouse wheel zooms), and download it as vdsr-upscale
 writes it: same pixels, EXIF and colour profile kept. Requests queue: at
 most --concurrency run at once, at most --queue_size wait. Uploads and
-results live in a temporary folder, removed when the app stops (Ctrl-C) and
-after an hour while it runs.
+results live in a temporary folder: removed about an hour after they are
+made, and all of it when the app stops (Ctrl-C).
 
 There is no authentication: keep the app on 127.0.0.1 (the default), or
 put it behind a proxy that has one. --share makes a public gradio.live link
@@ -21,6 +21,7 @@ import contextlib
 import importlib.util
 import io
 import logging
+import re
 import signal
 import sys
 import time
@@ -36,7 +37,11 @@ FLAGS = flags.FLAGS
 PROG = "vdsr-app"
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
 flags.DEFINE_integer(
-    "port", 7860, "Port to listen on (0: the first free one from 7860).", lower_bound=0
+    "port",
+    7860,
+    "Port to listen on (0: the first free one from 7860).",
+    lower_bound=0,
+    upper_bound=65535,
 )
 flags.DEFINE_boolean(
     "share", False, "Also serve through a public gradio.live link (needs the internet; no login)."
@@ -58,7 +63,14 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "queue_size", 16, "Requests that may wait; more are told the queue is full.", lower_bound=1
 )
-flags.DEFINE_string("max_file_size", "100mb", "The largest upload (e.g. 20mb, 1gb).")
+flags.DEFINE_string(
+    "max_file_size", "100mb", "The largest upload: a whole number and b, kb, mb or gb."
+)
+flags.register_validator(
+    "max_file_size",
+    lambda value: re.fullmatch(r"\d+\s*[kmgt]?b", value.strip().lower()) is not None,
+    "--max_file_size must be a whole number and a unit, like 20mb or 1gb",
+)
 flags.DEFINE_boolean("open", False, "Open the page in the default browser.")
 flags.DEFINE_boolean("verbose", False, "Show TensorFlow's and Gradio's own log lines (also -v).")
 
@@ -72,9 +84,13 @@ def main(argv):
     if not FLAGS.verbose:  # the Gradio client's request lines
         logging.getLogger("httpx").setLevel(logging.WARNING)
     from vdsr_tf.app.jobs import Jobs
+    from vdsr_tf.app.jobs import one_line as _line
     from vdsr_tf.app.page import launch
 
-    jobs = Jobs(FLAGS.weights, FLAGS.tile, FLAGS.max_pixels, FLAGS.threads)
+    try:
+        jobs = Jobs(FLAGS.weights, FLAGS.tile, FLAGS.max_pixels, FLAGS.threads)
+    except (OSError, ValueError) as e:
+        raise CliError(_line(e))
     page = None
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
@@ -85,24 +101,28 @@ def main(argv):
         try:
             page = launch(
                 jobs,
-                FLAGS.host,
-                FLAGS.port or None,
-                FLAGS.share,
-                FLAGS.examples,
-                FLAGS.precision,
-                FLAGS.concurrency,
-                FLAGS.queue_size,
-                FLAGS.max_file_size,
-                FLAGS.open,
+                host=FLAGS.host,
+                port=FLAGS.port or None,
+                share=FLAGS.share,
+                examples=FLAGS.examples,
+                precision=FLAGS.precision,
+                concurrency=FLAGS.concurrency,
+                queue_size=FLAGS.queue_size,
+                max_file_size=FLAGS.max_file_size,
+                open_browser=FLAGS.open,
                 quiet=not FLAGS.verbose,
             )
-        except (OSError, ValueError) as e:  # a port in use, a bad size
-            raise CliError(" ".join(str(e).split()))
+        except (OSError, ValueError) as e:  # a port in use
+            raise CliError(_line(e))
         print(f"{PROG}: network: {upscaler.describe()}", file=sys.stderr)
         if FLAGS.host not in ("127.0.0.1", "localhost", "::1") or FLAGS.share:
             print(
                 f"{PROG}: warning: anyone who can reach this address can use the app (no login)",
                 file=sys.stderr,
+            )
+        if FLAGS.share and not page.share_url:
+            print(
+                f"{PROG}: warning: no share link (-v shows why); serving locally", file=sys.stderr
             )
         urls = [page.local_url] + ([page.share_url] if page.share_url else [])
         print(f"{PROG}: serving {' and '.join(urls)} (Ctrl-C stops)", file=sys.stderr, flush=True)
