@@ -336,6 +336,8 @@ def test_fifty_photos_stopped_part_way_then_finished(tmp_path, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job ignores SIGINT, and a child inherits that: restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = [proc.stdout.readline() for _ in range(5)]  # five files written
     proc.send_signal(sig)
