@@ -171,9 +171,13 @@ class Jobs:
             raise ImageError(
                 "a video: upscale it with the command line, vdsr-upscale FILE --scale=2"
             )
-        if fmt and f".{str(fmt).lower()}" not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; choose {', '.join(EXTENSIONS.values())}")
-        fmt = FORMATS[f".{fmt.lower()}"] if fmt else _format_of(src, name)
+        if fmt:
+            extension = f".{str(fmt).lower()}"
+            if extension not in FORMATS:
+                raise ValueError(f"unknown format {fmt!r}; choose {', '.join(EXTENSIONS.values())}")
+            fmt = FORMATS[extension]
+        else:
+            fmt = _format_of(src, name)
         # A shallow copy shares the loaded network (an Upscaler keeps no
         # per-call state); the ensemble and the progress are this request's.
         upscaler = copy.copy(self.upscaler(precision))

@@ -13,11 +13,11 @@ folder from the environment, so ``build`` points ``GRADIO_TEMP_DIR`` at the
 ``Jobs`` folder: one page per process.
 """
 
-import math
 import os
 
 from vdsr_tf.app.jobs import EXTENSIONS, one_line
 from vdsr_tf.io.images import IMAGE_EXTENSIONS, sample_images_dir
+from vdsr_tf.ops.tiling import check_scale_size
 
 PRECISION_LABELS = {
     "auto": "auto: the fastest path within 0.05 dB of fp32",
@@ -26,9 +26,7 @@ PRECISION_LABELS = {
     "bf16": "bf16",
 }
 SCALES = [("×2", "2"), ("×3", "3"), ("×4", "4"), ("other factor", "factor"), ("exact size", "size")]
-FORMAT_CHOICES = [("as the input", "input")] + [
-    (ext, ext) for ext in dict.fromkeys(EXTENSIONS.values())
-]
+FORMAT_CHOICES = [("as the input", "input")] + [(ext, ext) for ext in EXTENSIONS.values()]
 # Pixels stay square when the comparison is zoomed in (the browser's default smooths them).
 CSS = "#vdsr-slider img { image-rendering: pixelated; }"
 EXAMPLES = [("X3", "butterfly.png", "3"), ("X2", "bird.png", "2"), ("X4", "butterfly.png", "4")]
@@ -43,8 +41,9 @@ def request(mode, factor=None, width=None, height=None):
     if mode in ("2", "3", "4"):
         return float(mode), None
     if mode == "factor":
-        if factor is None or not 1 < factor < math.inf:
-            raise ValueError(f"the factor must be a number > 1, got {factor}")
+        if factor is None:  # an empty field
+            raise ValueError("give the factor (a number > 1)")
+        check_scale_size(factor, None, names=("the factor", "the size"))  # > 1, finite
         return float(factor), None
     if mode == "size":
         if not width or not height or width < 1 or height < 1:
