@@ -8,9 +8,10 @@ between GPU leases.
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,26 +19,37 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _documented_command():
+    """The dry run's command line as BUILD.md writes it (DIR and PY to fill in)."""
+    with open(os.path.join(REPO, "BUILD.md"), encoding="utf-8") as f:
+        found = re.findall(
+            r"`(tools/train_release\.sh --dry_run [^`]*--output_dir=DIR[^`]*)`", f.read()
+        )
+    assert len(found) == 1, f"BUILD.md should give the dry run's command once: {found}"
+    return found[0]
+
+
 def _dry_run(out, env, *extra):
-    start = time.monotonic()
+    words = [
+        w.replace("DIR", str(out)).replace("PY", sys.executable)
+        for w in shlex.split(_documented_command())
+    ]
     proc = subprocess.run(
-        [
-            "bash",
-            os.path.join(REPO, "tools", "train_release.sh"),
-            f"--output_dir={out}",
-            "--dry_run",
-            "--budget_s=30",
-            f"--python={sys.executable}",
-            "--steps_per_call=5",  # the loop is unrolled on the CPU: compile time grows with K
-            *extra,
-        ],
+        ["bash", os.path.join(REPO, words[0]), *words[1:], *extra],
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=300,  # a hang guard; the job's own budget is what the test checks
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return time.monotonic() - start
+    return json.loads((out / "log.json").read_text())
+
+
+def test_documented_dry_run_fills_in_its_placeholders():
+    words = shlex.split(_documented_command())
+    assert words[0] == "tools/train_release.sh" and "--dry_run" in words
+    assert any(w == "--output_dir=DIR" for w in words) and any(w == "--python=PY" for w in words)
+    assert not any(w.startswith("--budget_s") for w in words)  # the dry run's default budget
 
 
 @pytest.mark.slow(reason="runs the release training chain twice")
@@ -45,9 +57,11 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
     from vdsr_tf.io.checkpoint import read_state
 
     first, second = tmp_path / "one", tmp_path / "two"
-    seconds = _dry_run(first, no_tf_env)
-    seconds += _dry_run(second, no_tf_env, f"--state={first / 'state.npz'}")
-    assert seconds < 180
+    logs = [_dry_run(first, no_tf_env)]
+    logs.append(_dry_run(second, no_tf_env, f"--state={first / 'state.npz'}"))
+    # As written, the dry run keeps its own short budget (not the GPU job's 540 s)
+    # and the CPU's short jitted loop.
+    assert all(log["budget_s"] == 30 and log["steps_per_call"] == 5 for log in logs)
     for out in (first, second):
         files = sorted(os.listdir(out))
         assert {"vdsr.weights.h5", "state.npz", "scores.json", "log.json", "job.log"} <= set(files)
@@ -63,3 +77,25 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
     assert meta2["patches_total"] > meta1["patches_total"] > 0
     assert len(meta2["runs"]) == 2 and opt2 is None
     assert any(not np.array_equal(a, b) for a, b in zip(w1, w2))  # trained further
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--budget_s=0", "--budget_s must be > 0, not 0"),
+        ("--steps_per_call=0", "--steps_per_call must be >= 1, not 0"),
+        ("--state=no/such/state.npz", "--state: no such file: no/such/state.npz"),
+    ],
+)
+def test_bad_flags_are_one_line(tmp_path, no_tf_env, flag, message):
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "tools", "train_release.sh"), f"--output_dir={tmp_path}"]
+        + ["--dry_run", f"--python={sys.executable}", flag],
+        env=no_tf_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout.strip().splitlines() == [f"train_release.sh: error: {message}"]
+    assert not (tmp_path / "state.npz").exists()

@@ -18,9 +18,10 @@ KERAS_BACKEND=jax). It
    state with the chain's counters), ``scores.json``, ``log.json``,
    ``history.csv``, ``config.json`` (and ``job.log`` from the shell script).
 
-``--dry_run``: a 3-layer, 8-filter network, 24 x 24 patches, a short budget,
-the bundled sample images for training and scoring: every stage, on CPU, in
-well under 3 minutes. The test suite runs it.
+``--dry_run``: a 3-layer, 8-filter network, 24 x 24 patches, a 30 s budget
+(unless ``--budget_s`` says otherwise), the bundled sample images for training
+and scoring: every stage, on CPU, in well under 3 minutes. The test suite runs
+it as BUILD.md writes it.
 """
 
 import datetime
@@ -29,18 +30,21 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from vdsr_tf import cli  # noqa: E402  (no TensorFlow, no Keras)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Flat output folder.")
 flags.DEFINE_float(
     "budget_s",
-    540,
+    None,
     "Seconds for the whole job, counted from "
-    "$VDSR_JOB_START (set by train_release.sh before the install).",
+    "$VDSR_JOB_START (set by train_release.sh before the install); "
+    "default 540, 30 for --dry_run.",
 )
 flags.DEFINE_string(
     "state",
@@ -66,7 +70,12 @@ flags.DEFINE_float(
     "Patches/s assumed until measured (sets the "
     "warm-up length; the cycle's end is fitted to the measured rate).",
 )
-flags.DEFINE_integer("steps_per_call", 200, "Train steps per jitted call.")
+flags.DEFINE_integer(
+    "steps_per_call",
+    None,
+    "Train steps per jitted call (default 200; 5 for --dry_run: on the CPU the "
+    "loop is unrolled and its compile time grows with the count).",
+)
 flags.DEFINE_integer("pool_workers", None, "Processes that build the device pool.")
 flags.DEFINE_boolean("dry_run", False, "Tiny network, short budget, bundled samples.")
 flags.DEFINE_multi_string(
@@ -123,12 +132,13 @@ def _scores(model, bench, dry_run):
     return out
 
 
+@cli.entry_point("train_release.sh")
 def main(argv):
     del argv
     start = float(os.environ.get("VDSR_JOB_START", time.time()))
     t_main = time.time()
     if not FLAGS.output_dir:
-        raise app.UsageError("--output_dir is required")
+        raise cli.CliError("--output_dir is required")
     import jax
     import keras
     import numpy as np
@@ -143,7 +153,7 @@ def main(argv):
     from vdsr_tf.training.trainer import train
 
     if keras.backend.backend() != "jax":
-        raise app.UsageError("run with KERAS_BACKEND=jax (train_release.sh sets it)")
+        raise cli.CliError("run with KERAS_BACKEND=jax (train_release.sh sets it)")
     out = FLAGS.output_dir
     os.makedirs(out, exist_ok=True)
     dry = FLAGS.dry_run
@@ -159,24 +169,30 @@ def main(argv):
             prior.get("patches_total", 0) / 1e6,
         )
     elif state_path not in ("none", DEFAULT_STATE):
-        raise app.UsageError(f"--state: no such file: {state_path}")
+        raise cli.CliError(f"--state: no such file: {state_path}")
     cycle = int(prior.get("cycles", 0)) + 1
 
     sources = FLAGS.data or (os.path.join(sample_images_dir(), "HR") if dry else None)
     if not sources:
-        raise app.UsageError("--data is required (the wheelhouse's train_y.npz)")
+        raise cli.CliError("--data is required (the wheelhouse's train_y.npz)")
     bench = FLAGS.bench
     if not dry and not bench:
-        raise app.UsageError("--bench is required (the wheelhouse's bench_y.npz)")
+        raise cli.CliError("--bench is required (the wheelhouse's bench_y.npz)")
 
+    budget = FLAGS.budget_s if FLAGS.budget_s is not None else (30 if dry else 540)
+    if budget <= 0:
+        raise cli.CliError(f"--budget_s must be > 0, not {budget:g}")
     reserve = FLAGS.eval_reserve_s if FLAGS.eval_reserve_s is not None else (8 if dry else 45)
-    deadline = time.monotonic() + FLAGS.budget_s - (time.time() - start) - reserve
+    deadline = time.monotonic() + budget - (time.time() - start) - reserve
     train_left = deadline - time.monotonic()
     rate = 200 if dry else FLAGS.rate_guess
     guess_cfg = _release_config(cycle, 1, dry)
     steps = int(rate * max(train_left - 60, 10) / guess_cfg.data.batch_size)
     cfg = _release_config(cycle, steps, dry)
-    k = min(FLAGS.steps_per_call, cfg.steps_per_epoch)
+    per_call = FLAGS.steps_per_call if FLAGS.steps_per_call is not None else (5 if dry else 200)
+    if per_call < 1:
+        raise cli.CliError(f"--steps_per_call must be >= 1, not {per_call}")
+    k = min(per_call, cfg.steps_per_epoch)
     run_dir = out
     for name in ("checkpoint.npz", "config.json", "history.csv"):
         if os.path.exists(os.path.join(run_dir, name)):
@@ -278,7 +294,7 @@ def main(argv):
         "eval_seconds": round(eval_s, 1),
         "startup_seconds": round(t_main - start, 1),
         "wall_seconds": round(time.time() - start, 1),
-        "budget_s": FLAGS.budget_s,
+        "budget_s": budget,
         "peak_lr": cfg.optim.learning_rate,
         "scores_psnr": {k2: v["psnr"] for k2, v in results.items()},
     }
@@ -288,4 +304,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "train_release.sh", __name__, __doc__)
