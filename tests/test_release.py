@@ -78,6 +78,25 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
     assert len(meta2["runs"]) == 2 and opt2 is None
     assert any(not np.array_equal(a, b) for a, b in zip(w1, w2))  # trained further
 
+    # --score_only scores a state again with the job's own scorer: the same numbers.
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "tools", "train_release.sh"), f"--output_dir={again}"]
+        + ["--dry_run", "--score_only", f"--python={sys.executable}"]
+        + [f"--state={second / 'state.npz'}"],
+        env=no_tf_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(os.listdir(again)) == ["job.log", "scores.json"]  # nothing trained
+    rescored = json.loads((again / "scores.json").read_text())
+    scored = json.loads((second / "scores.json").read_text())
+    assert sorted(rescored) == sorted(scored)
+    for cell, v in scored.items():
+        assert rescored[cell]["psnr"] == pytest.approx(v["psnr"], abs=2e-3), cell
+
 
 @pytest.mark.parametrize(
     "flag, message",
@@ -85,6 +104,8 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
         ("--budget_s=0", "--budget_s must be > 0, not 0"),
         ("--steps_per_call=0", "--steps_per_call must be >= 1, not 0"),
         ("--state=no/such/state.npz", "--state: no such file: no/such/state.npz"),
+        ("--score_only", "--score_only needs a --state file, not none"),
+        ("--bench=no/such.npz", "--bench: no such file: no/such.npz"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, no_tf_env, flag, message):

@@ -18,6 +18,10 @@ KERAS_BACKEND=jax). It
    state with the chain's counters), ``scores.json``, ``log.json``,
    ``history.csv``, ``config.json`` (and ``job.log`` from the shell script).
 
+``--score_only``: step 3 alone, for ``--state``'s weights (a run whose
+scoring failed, or a cycle scored again to compare like with like): writes
+``scores.json`` and trains nothing.
+
 ``--dry_run``: a 3-layer, 8-filter network, 24 x 24 patches, a 30 s budget
 (unless ``--budget_s`` says otherwise), the bundled sample images for training
 and scoring: every stage, on CPU, in well under 3 minutes. The test suite runs
@@ -78,6 +82,11 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("pool_workers", None, "Processes that build the device pool.")
 flags.DEFINE_boolean("dry_run", False, "Tiny network, short budget, bundled samples.")
+flags.DEFINE_boolean(
+    "score_only",
+    False,
+    "Only score --state's weights (the job's quick check) into OUTPUT_DIR/scores.json.",
+)
 flags.DEFINE_multi_string(
     "set",
     [],
@@ -112,6 +121,58 @@ def _release_config(cycle, steps, dry_run):
     return C.override(C.get_preset("release"), **updates)
 
 
+def _write_scores(model, bench, dry_run, out):
+    """Scores ``model`` in float32 and writes ``out/scores.json``; a failure is
+    logged and recorded there (a finished run keeps its weights, state and log).
+
+    Returns:
+        ``(results, seconds)``.
+    """
+    from vdsr_tf.io.atomic import atomic_write_text
+
+    t_eval = time.time()
+    try:
+        scores = _scores(model, bench, dry_run)
+    except Exception as e:
+        logging.exception("Scoring failed")
+        scores = {
+            "error": {"psnr": float("nan"), "ssim": float("nan"), "n": 0, "message": str(e)[:500]}
+        }
+    results = {
+        k: {"psnr": round(v["psnr"], 4), "ssim": round(v["ssim"], 5), "n": v["n"]}
+        for k, v in scores.items()
+    }
+    atomic_write_text(os.path.join(out, "scores.json"), json.dumps(results, indent=2))
+    return results, time.time() - t_eval
+
+
+def _score_only(state_path, bench, dry_run, out):
+    from vdsr_tf.io import checkpoint
+    from vdsr_tf.models.vdsr import build_vdsr
+
+    try:
+        meta, weights, _ = checkpoint.read_state(state_path)
+        model = build_vdsr(
+            depth=meta["config"]["model"]["depth"], filters=meta["config"]["model"]["filters"]
+        )
+        model.set_weights(weights)
+    except (KeyError, ValueError) as e:
+        raise cli.CliError(f"--state: {state_path} has no weights of a VDSR model: {e}") from None
+    os.makedirs(out, exist_ok=True)
+    results, seconds = _write_scores(model, bench, dry_run, out)
+    print(
+        json.dumps(
+            {
+                "state": state_path,
+                "cycles": meta.get("cycles"),
+                "eval_seconds": round(seconds, 1),
+                "scores_psnr": {k: v["psnr"] for k, v in results.items()},
+            }
+        )
+    )
+    return 0 if "error" not in results else 1
+
+
 def _scores(model, bench, dry_run):
     import numpy as np
 
@@ -139,6 +200,30 @@ def main(argv):
     t_main = time.time()
     if not FLAGS.output_dir:
         raise cli.CliError("--output_dir is required")
+    # The flags first, before the (slow) imports: a bad one costs nothing.
+    out = FLAGS.output_dir
+    dry = FLAGS.dry_run
+    state_path = FLAGS.state or ("none" if dry else DEFAULT_STATE)
+    bench = FLAGS.bench
+    if not dry and not bench:
+        raise cli.CliError("--bench is required (the wheelhouse's bench_y.npz)")
+    if bench and not os.path.isfile(bench):  # found now, not after the training
+        raise cli.CliError(f"--bench: no such file: {bench}")
+    if FLAGS.score_only:
+        if state_path == "none" or not os.path.isfile(state_path):
+            raise cli.CliError(f"--score_only needs a --state file, not {state_path}")
+    else:
+        if state_path not in ("none", DEFAULT_STATE) and not os.path.exists(state_path):
+            raise cli.CliError(f"--state: no such file: {state_path}")
+        if not (FLAGS.data or dry):
+            raise cli.CliError("--data is required (the wheelhouse's train_y.npz)")
+    budget = FLAGS.budget_s if FLAGS.budget_s is not None else (30 if dry else 540)
+    if budget <= 0:
+        raise cli.CliError(f"--budget_s must be > 0, not {budget:g}")
+    per_call = FLAGS.steps_per_call if FLAGS.steps_per_call is not None else (5 if dry else 200)
+    if per_call < 1:
+        raise cli.CliError(f"--steps_per_call must be >= 1, not {per_call}")
+
     import jax
     import keras
     import numpy as np
@@ -154,10 +239,9 @@ def main(argv):
 
     if keras.backend.backend() != "jax":
         raise cli.CliError("run with KERAS_BACKEND=jax (train_release.sh sets it)")
-    out = FLAGS.output_dir
+    if FLAGS.score_only:
+        return _score_only(state_path, bench, dry, out)
     os.makedirs(out, exist_ok=True)
-    dry = FLAGS.dry_run
-    state_path = FLAGS.state or ("none" if dry else DEFAULT_STATE)
     prior = {"cycles": 0, "patches_total": 0, "runs": []}
     if state_path != "none" and os.path.exists(state_path):
         prior, _, _ = checkpoint.read_state(state_path)
@@ -168,20 +252,9 @@ def main(argv):
             prior.get("cycles", 0),
             prior.get("patches_total", 0) / 1e6,
         )
-    elif state_path not in ("none", DEFAULT_STATE):
-        raise cli.CliError(f"--state: no such file: {state_path}")
     cycle = int(prior.get("cycles", 0)) + 1
 
-    sources = FLAGS.data or (os.path.join(sample_images_dir(), "HR") if dry else None)
-    if not sources:
-        raise cli.CliError("--data is required (the wheelhouse's train_y.npz)")
-    bench = FLAGS.bench
-    if not dry and not bench:
-        raise cli.CliError("--bench is required (the wheelhouse's bench_y.npz)")
-
-    budget = FLAGS.budget_s if FLAGS.budget_s is not None else (30 if dry else 540)
-    if budget <= 0:
-        raise cli.CliError(f"--budget_s must be > 0, not {budget:g}")
+    sources = FLAGS.data or os.path.join(sample_images_dir(), "HR")
     reserve = FLAGS.eval_reserve_s if FLAGS.eval_reserve_s is not None else (8 if dry else 45)
     deadline = time.monotonic() + budget - (time.time() - start) - reserve
     train_left = deadline - time.monotonic()
@@ -189,9 +262,6 @@ def main(argv):
     guess_cfg = _release_config(cycle, 1, dry)
     steps = int(rate * max(train_left - 60, 10) / guess_cfg.data.batch_size)
     cfg = _release_config(cycle, steps, dry)
-    per_call = FLAGS.steps_per_call if FLAGS.steps_per_call is not None else (5 if dry else 200)
-    if per_call < 1:
-        raise cli.CliError(f"--steps_per_call must be >= 1, not {per_call}")
     k = min(per_call, cfg.steps_per_epoch)
     run_dir = out
     for name in ("checkpoint.npz", "config.json", "history.csv"):
@@ -258,20 +328,7 @@ def main(argv):
     # Scored in float32 (training computed in bf16).
     scorer = build_vdsr(depth=cfg.model.depth, filters=cfg.model.filters)
     scorer.set_weights(model.get_weights())
-    t_eval = time.time()
-    try:
-        scores = _scores(scorer, bench, dry)
-    except Exception as e:  # keep the weights, state and log of a finished run
-        logging.exception("Scoring failed")
-        scores = {
-            "error": {"psnr": float("nan"), "ssim": float("nan"), "n": 0, "message": str(e)[:500]}
-        }
-    eval_s = time.time() - t_eval
-    results = {
-        k2: {"psnr": round(v["psnr"], 4), "ssim": round(v["ssim"], 5), "n": v["n"]}
-        for k2, v in scores.items()
-    }
-    atomic_write_text(os.path.join(out, "scores.json"), json.dumps(results, indent=2))
+    results, eval_s = _write_scores(scorer, bench, dry, out)
 
     log = {
         "device": run["device"],
