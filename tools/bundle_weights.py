@@ -19,7 +19,8 @@ checked on Set5) with their sha256 under ``"tflite"``, and every inference
 path's Set5 PSNR change against Keras fp32 under ``"set5_psnr_change"``
 (LiteRT fp32, Keras bf16, LiteRT int8: what ``precision="auto"`` bounds;
 bf16 needs a CPU with AVX512-BF16 or AMX-BF16). Add the CHANGELOG.md entry
-and the BUILD.md training-history row by hand.
+and the BUILD.md training-history row by hand, and the cycle's point to the
+chain's history with ``tools/chain_chart.py --add`` (bundled or not).
 """
 
 import datetime
