@@ -138,6 +138,14 @@ def main(argv):
         "upscale": {},
     }
     flop = flops_per_pixel() * size * size
+
+    def save():
+        # After every row: a run cut short by a time limit keeps what it measured.
+        if FLAGS.json:
+            from vdsr_tf.io.atomic import atomic_write_text
+
+            atomic_write_text(FLAGS.json, json.dumps(result, indent=2))
+
     print(
         f"device: {name} ({jax.default_backend()}), jax {jax.__version__}, "
         f"keras {keras.__version__}, {result['date']}"
@@ -154,6 +162,7 @@ def main(argv):
             "compile_s": compile_s,
         }
         print(f"| {p} | {row['ms']:.2f} | {row['tflops']:.1f} | {compile_s:.1f} |", flush=True)
+        save()
     print(
         f"\n| Upscaler, {width} x {height} RGB x2, uint8 to uint8 | tile | median s |\n"
         "|---|---|---|"
@@ -162,10 +171,7 @@ def main(argv):
         seconds = upscale_latency(width, height, tile, up_repeats)
         result["upscale"][str(tile)] = {"s": seconds}
         print(f"| Keras on JAX | {tile or 'whole image'} | {seconds:.3f} |", flush=True)
-    if FLAGS.json:
-        from vdsr_tf.io.atomic import atomic_write_text
-
-        atomic_write_text(FLAGS.json, json.dumps(result, indent=2))
+        save()
 
 
 if __name__ == "__main__":

@@ -128,48 +128,48 @@ def main(argv):
         "|---|---|---|---|---|---|---|"
     )
     rows = []
+
+    def record(engine, batch, k, rate, setup, pool):
+        # Each row is printed and written as soon as it is measured: a run cut
+        # short by a time limit keeps the rows it finished.
+        row = {
+            "engine": engine,
+            "batch": batch,
+            "k": k,
+            "patches_per_s": rate,
+            "eq41_per_s": rate * p * p / 41**2,
+            "tflops": rate * flop / 1e12,
+            "setup_s": setup,
+            "pool_s": pool.build_seconds,
+        }
+        rows.append(row)
+        print(
+            f"| {engine} | {batch} | {k if engine == 'fast' else '-'} | {rate:,.1f} | "
+            f"{row['eq41_per_s']:,.1f} | {row['tflops']:.3f} | {setup:.1f} |",
+            flush=True,
+        )
+        if FLAGS.json:
+            from vdsr_tf.io.atomic import atomic_write_text
+
+            summary = {
+                "device": str(getattr(device, "device_kind", device)),
+                "date": datetime.date.today().isoformat(),
+                "depth": FLAGS.depth,
+                "filters": FLAGS.filters,
+                "patch_size": p,
+                "mixed_precision": FLAGS.mixed_precision,
+                "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
+                "rows": rows,
+            }
+            atomic_write_text(FLAGS.json, json.dumps(summary, indent=2))
+
     for batch in (int(b) for b in FLAGS.batch_sizes):
         cfg = _config(batch)
         pool = jax_engine.DevicePool(planes, cfg.data, workers=FLAGS.pool_workers)
-        measured = [("fit", 1) + _fit_row(cfg, planes)] if "fit" in FLAGS.engines else []
+        if "fit" in FLAGS.engines:
+            record("fit", batch, 1, *_fit_row(cfg, planes), pool)
         for k in (int(v) for v in FLAGS.steps_per_call) if "fast" in FLAGS.engines else ():
-            measured.append(("fast", k) + _fast_row(cfg, pool, k))
-        for engine, k, rate, setup in measured:
-            row = {
-                "engine": engine,
-                "batch": batch,
-                "k": k,
-                "patches_per_s": rate,
-                "eq41_per_s": rate * p * p / 41**2,
-                "tflops": rate * flop / 1e12,
-                "setup_s": setup,
-                "pool_s": pool.build_seconds,
-            }
-            rows.append(row)
-            print(
-                f"| {engine} | {batch} | {k if engine == 'fast' else '-'} | {rate:,.1f} | "
-                f"{row['eq41_per_s']:,.1f} | {row['tflops']:.3f} | {setup:.1f} |",
-                flush=True,
-            )
-    if FLAGS.json:
-        from vdsr_tf.io.atomic import atomic_write_text
-
-        atomic_write_text(
-            FLAGS.json,
-            json.dumps(
-                {
-                    "device": str(getattr(device, "device_kind", device)),
-                    "date": datetime.date.today().isoformat(),
-                    "depth": FLAGS.depth,
-                    "filters": FLAGS.filters,
-                    "patch_size": p,
-                    "mixed_precision": FLAGS.mixed_precision,
-                    "tensorflow_loaded": sys.modules.get("tensorflow") is not None,
-                    "rows": rows,
-                },
-                indent=2,
-            ),
-        )
+            record("fast", batch, k, *_fast_row(cfg, pool, k), pool)
 
 
 if __name__ == "__main__":

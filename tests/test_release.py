@@ -2,8 +2,9 @@
 
 tools/train_release.sh --dry_run trains a tiny network on the bundled samples
 with the fast engine, scores it and writes the flat output folder. Two runs in
-a row show the chain's training state advancing, so the GPU job cannot rot
-between GPU leases.
+a row (the second as tools/lease.sh --call=1 runs it, with the latency part
+after it) show the chain's training state advancing, so the GPU job cannot
+rot between GPU leases.
 """
 
 import json
@@ -58,14 +59,31 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
 
     first, second = tmp_path / "one", tmp_path / "two"
     logs = [_dry_run(first, no_tf_env)]
-    logs.append(_dry_run(second, no_tf_env, f"--state={first / 'state.npz'}"))
+    # The second cycle as a lease's first call runs it: the job, then the latency part.
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "tools", "lease.sh"), "--call=1", "--dry_run"]
+        + [f"--output_dir={second}", f"--python={sys.executable}"]
+        + [f"--state={first / 'state.npz'}"],
+        env=no_tf_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs.append(json.loads((second / "log.json").read_text()))
+    latency = json.loads((second / "latency.json").read_text())
+    assert latency["tensorflow_loaded"] is False and set(latency["forward"]) >= {"bf16", "fp32"}
+    assert set(latency["upscale"]) == {"512", "None"}
+    assert "== latency" in (second / "job.log").read_text()  # appended to the job's log
     # As written, the dry run keeps its own short budget (not the GPU job's 540 s)
     # and the CPU's short jitted loop.
     assert all(log["budget_s"] == 30 and log["steps_per_call"] == 5 for log in logs)
     for out in (first, second):
         files = sorted(os.listdir(out))
         assert {"vdsr.weights.h5", "state.npz", "scores.json", "log.json", "job.log"} <= set(files)
-        assert len(files) <= 8 and all(os.path.isfile(out / f) for f in files)  # flat
+        # What the device tool brings back: at most 8 plain files, plainly named.
+        assert len(files) <= 8 and all(os.path.isfile(out / f) for f in files)
+        assert all(re.fullmatch(r"[A-Za-z0-9._-]+", f) for f in files)
         log = json.loads((out / "log.json").read_text())
         assert log["tensorflow_loaded"] is False and log["backend"] == "cpu"
         assert log["steps"] > 0 and log["patches_per_s"] > 0 and log["pool_seconds"] >= 0
