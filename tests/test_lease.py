@@ -48,7 +48,14 @@ def test_call_2_dry_run_measures_every_lever(tmp_path, no_tf_env):
     [
         (["--call=3"], "--call must be 1 or 2, not '3'"),
         (["--call=1"], "--wheelhouse is required on the device (tools/wheelhouse.sh)"),
-        (["--call=2", "--dry_run", "--state=x.npz"], "--state is for call 1 (the training cycle)"),
+        (
+            ["--call=2", "--dry_run", "--state=x.npz"],
+            "--state and --peak_lr are for call 1 (the cycle)",
+        ),
+        (
+            ["--call=2", "--dry_run", "--peak_lr=1e-4"],
+            "--state and --peak_lr are for call 1 (the cycle)",
+        ),
         (["--call=1", "--frobnicate"], "unknown argument --frobnicate"),
     ],
 )
@@ -58,3 +65,13 @@ def test_bad_arguments_are_one_line(tmp_path, args, message):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"lease.sh: error: {message}"]
     assert not out.exists()
+
+
+def test_a_flag_the_job_refuses_stops_call_1_before_the_latency_part(tmp_path, no_tf_env):
+    out = tmp_path / "out"
+    proc = _lease(no_tf_env, "--call=1", "--dry_run", f"--output_dir={out}", "--peak_lr=0")
+    assert proc.returncode == 2
+    assert proc.stdout.strip().splitlines() == [
+        "train_release.sh: error: --peak_lr must be > 0, not 0"
+    ]
+    assert sorted(os.listdir(out)) == ["job.log"]  # no latency.json: nothing ran

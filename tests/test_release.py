@@ -124,6 +124,7 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
         ("--state=no/such/state.npz", "--state: no such file: no/such/state.npz"),
         ("--score_only", "--score_only needs a --state file, not none"),
         ("--bench=no/such.npz", "--bench: no such file: no/such.npz"),
+        ("--peak_lr=-1e-4", "--peak_lr must be > 0, not -0.0001"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, no_tf_env, flag, message):

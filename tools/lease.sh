@@ -12,7 +12,8 @@
 #       the release job's setting, timed again as the baseline on the same card), then 64²
 #       at 256 x 200. Brings back levers_48.json, levers_64.json and lease.log.
 #
-# Options: --python=PATH (default python3), --state=FILE (call 1), --dry_run (tiny sizes on
+# Options: --python=PATH (default python3), --state=FILE and --peak_lr=X (call 1: the cycle's
+# start and peak learning rate, as tools/train_release.py takes them), --dry_run (tiny sizes on
 # CPU with the bundled samples; the test suite runs both calls so). Each part runs under its
 # own time limit, and the benchmarks write their JSON after every row, so a cut-short part
 # keeps what it measured. Exit status: the release job's for call 1 (the latency part only
@@ -20,7 +21,7 @@
 set -uo pipefail
 export VDSR_JOB_START="${VDSR_JOB_START:-$(date +%s.%N)}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
-py=python3 wheelhouse="" out="" call="" state="" dry=0
+py=python3 wheelhouse="" out="" call="" state="" peak_lr="" dry=0
 for arg in "$@"; do
   case "$arg" in
     --call=*) call="${arg#*=}" ;;
@@ -28,6 +29,7 @@ for arg in "$@"; do
     --wheelhouse=*) wheelhouse="${arg#*=}" ;;
     --output_dir=*) out="${arg#*=}" ;;
     --state=*) state="${arg#*=}" ;;
+    --peak_lr=*) peak_lr="${arg#*=}" ;;
     --dry_run) dry=1 ;;
     *) echo "lease.sh: error: unknown argument $arg" >&2; exit 2 ;;
   esac
@@ -35,7 +37,7 @@ done
 fail() { echo "lease.sh: error: $1" >&2; exit 2; }
 [ -n "$out" ] || fail "--output_dir is required"
 case "$call" in 1|2) ;; *) fail "--call must be 1 or 2, not '${call}'" ;; esac
-[ "$call" = 2 ] && [ -n "$state" ] && fail "--state is for call 1 (the training cycle)"
+[ "$call" = 2 ] && [ -n "$state$peak_lr" ] && fail "--state and --peak_lr are for call 1 (the cycle)"
 if [ -z "$wheelhouse" ] && [ "$dry" = 0 ]; then
   fail "--wheelhouse is required on the device (tools/wheelhouse.sh)"
 fi
@@ -44,6 +46,7 @@ mkdir -p "$out" || exit 2
 release=("--output_dir=$out" "--python=$py")
 [ -n "$wheelhouse" ] && release+=("--wheelhouse=$wheelhouse")
 [ -n "$state" ] && release+=("--state=$state")
+[ -n "$peak_lr" ] && release+=("--peak_lr=$peak_lr")
 data=()
 [ -n "$wheelhouse" ] && data=("--data=$wheelhouse/train_y.npz")
 if [ "$dry" = 1 ]; then
@@ -64,6 +67,7 @@ fi
 if [ "$call" = 1 ]; then
   bash "$here/tools/train_release.sh" "${release[@]}"
   rc=$?
+  [ "$rc" = 2 ] && exit 2  # a bad flag: the job said which, and nothing ran
   {
     echo "== latency (at most ${latency_s} s)"
     if use_wheelhouse "$py" "$here" "$wheelhouse"; then

@@ -103,7 +103,7 @@ def _release_config(cycle, steps, dry_run):
     from vdsr_tf import config as C
 
     updates = {"steps": max(steps, 1), "seed": cycle}
-    peak = FLAGS.peak_lr or (5e-4 if cycle == 1 else 3e-4)
+    peak = FLAGS.peak_lr if FLAGS.peak_lr is not None else (5e-4 if cycle == 1 else 3e-4)
     updates["optim.learning_rate"] = peak
     if dry_run:
         updates.update(
@@ -217,6 +217,8 @@ def main(argv):
             raise cli.CliError(f"--state: no such file: {state_path}")
         if not (FLAGS.data or dry):
             raise cli.CliError("--data is required (the wheelhouse's train_y.npz)")
+    if FLAGS.peak_lr is not None and not FLAGS.peak_lr > 0:
+        raise cli.CliError(f"--peak_lr must be > 0, not {FLAGS.peak_lr:g}")
     budget = FLAGS.budget_s if FLAGS.budget_s is not None else (30 if dry else 540)
     if budget <= 0:
         raise cli.CliError(f"--budget_s must be > 0, not {budget:g}")
