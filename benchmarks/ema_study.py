@@ -141,6 +141,11 @@ def _run(seed, cycle, sources, scorer, decays):
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
+    # A run without its result (stopped part way) starts afresh: a resumed one
+    # would average only the steps after the resume.
+    for name in ("checkpoint.npz", "config.json", "history.csv"):
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
     # The last cycle's final weights (its state file; the optimizer's state is not carried).
     prev = os.path.join(FLAGS.output_dir, f"seed{seed}_cycle{cycle - 1}", "checkpoint.npz")
     average = weight_average(decays, FLAGS.every)

@@ -135,6 +135,14 @@ def test_add_appends_the_runs_last_cycle_and_redraws(tmp_path):
         f"chain_chart: error: {eval_json} is not vdsr-eval --json of Set5/Set14/B100: 'B100'"
     ]
     assert (history.read_bytes(), chart.read_bytes()) == before
+    # A cycle that skips one: refused too.
+    gap = _fake_run(tmp_path / "run3", n + 3, [dict(run, cycle=n + 3)], quick)
+    proc = _tool(f"--add={gap}", f"--eval_json={eval_json}", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"chain_chart: error: cycle {n + 3} does not follow cycle {n + 1}"
+    ]
+    assert (history.read_bytes(), chart.read_bytes()) == before
 
 
 def test_check_reports_a_stale_chart(tmp_path):

@@ -75,3 +75,22 @@ def test_a_flag_the_job_refuses_stops_call_1_before_the_latency_part(tmp_path, n
         "train_release.sh: error: --peak_lr must be > 0, not 0"
     ]
     assert sorted(os.listdir(out)) == ["job.log"]  # no latency.json: nothing ran
+
+
+@pytest.mark.slow(reason="one tiny throughput row of the fast engine (about 8 s)")
+def test_a_part_that_stops_after_a_row_keeps_it(tmp_path, no_tf_env):
+    # The second batch size is refused after the first one's row is measured: the row
+    # is already in the JSON, as it would be when a time limit cuts the part short.
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "train_throughput.py")]
+        + ["--engines=fast", "--depth=3", "--filters=8", "--patch_size=16"]
+        + ["--batch_sizes=4,0", "--steps_per_call=1", "--seconds=0.2", f"--json={out}"],
+        env=dict(no_tf_env, KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and "data.batch_size must be >= 1" in proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["batch"], r["k"]) for r in rows] == [(4, 1)] and rows[0]["patches_per_s"] > 0

@@ -125,9 +125,18 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
         ("--score_only", "--score_only needs a --state file, not none"),
         ("--bench=no/such.npz", "--bench: no such file: no/such.npz"),
         ("--peak_lr=-1e-4", "--peak_lr must be > 0, not -0.0001"),
+        (
+            "--set=model.nope=3",
+            "--set: Unknown model key(s) ['nope']; valid keys: ['depth', "
+            "'filters', 'clip_theta', 'clip_mode', 'weight_decay', 'residual', 'zero_init_residual']",
+        ),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, no_tf_env, flag, message):
+    # Checked before the job imports JAX: with JAX unimportable the answer is the same line.
+    (tmp_path / "block_tf" / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['tensorflow'] = None\nsys.modules['jax'] = None\n"
+    )
     proc = subprocess.run(
         ["bash", os.path.join(REPO, "tools", "train_release.sh"), f"--output_dir={tmp_path}"]
         + ["--dry_run", f"--python={sys.executable}", flag],

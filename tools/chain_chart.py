@@ -216,6 +216,8 @@ def main(argv):
     history = read_history(FLAGS.history)
     if FLAGS.add:
         history["points"].append(new_point(FLAGS.add, FLAGS.eval_json, history))
+    if not history["points"]:
+        raise cli.CliError(f"{FLAGS.history} has no points yet: --add a run's cycle")
     svg = render(history)
     if FLAGS.check:
         try:

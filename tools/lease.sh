@@ -17,7 +17,8 @@
 # CPU with the bundled samples; the test suite runs both calls so). Each part runs under its
 # own time limit, and the benchmarks write their JSON after every row, so a cut-short part
 # keeps what it measured. Exit status: the release job's for call 1 (the latency part only
-# logs its failure); 1 if a part of call 2 failed or ran out of time.
+# logs its failure); for call 2, 1 if a part failed or ran out of time, 3 if the wheelhouse did
+# not install.
 set -uo pipefail
 export VDSR_JOB_START="${VDSR_JOB_START:-$(date +%s.%N)}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -73,6 +74,8 @@ if [ "$call" = 1 ]; then
     if use_wheelhouse "$py" "$here" "$wheelhouse"; then
       timeout "$latency_s" "$py" "$here/benchmarks/gpu_inference.py" "${latency[@]}" \
         --json="$out/latency.json" || echo "lease.sh: the latency part ended with status $?"
+    else
+      echo "lease.sh: the latency part was skipped: the wheelhouse did not install"
     fi
   } 2>&1 | tee -a "$out/job.log"
   exit "$rc"

@@ -140,6 +140,7 @@ def _write_scores(model, bench, dry_run, out):
         }
     results = {
         k: {"psnr": round(v["psnr"], 4), "ssim": round(v["ssim"], 5), "n": v["n"]}
+        | ({"message": v["message"]} if "message" in v else {})
         for k, v in scores.items()
     }
     atomic_write_text(os.path.join(out, "scores.json"), json.dumps(results, indent=2))
@@ -219,6 +220,10 @@ def main(argv):
             raise cli.CliError("--data is required (the wheelhouse's train_y.npz)")
     if FLAGS.peak_lr is not None and not FLAGS.peak_lr > 0:
         raise cli.CliError(f"--peak_lr must be > 0, not {FLAGS.peak_lr:g}")
+    try:  # --set's names and values (vdsr_tf.config is a light import)
+        _release_config(1, 1, dry)
+    except (ValueError, KeyError, TypeError) as e:
+        raise cli.CliError(f"--set: {e}") from None
     budget = FLAGS.budget_s if FLAGS.budget_s is not None else (30 if dry else 540)
     if budget <= 0:
         raise cli.CliError(f"--budget_s must be > 0, not {budget:g}")

@@ -21,6 +21,15 @@ if [ -z "$out" ]; then echo "train_release.sh: error: --output_dir is required" 
 mkdir -p "$out" || exit 2
 log="$out/job.log"
 . "$here/tools/wheelhouse_env.sh"
+# On the device (a wheelhouse), JAX's persistent compilation cache under $TMPDIR: a second
+# cycle on the same warm machine loads the train step the first compiled (BUILD.md, "A lease,
+# call by call"); JAX_COMPILATION_CACHE_DIR= (empty) turns it off. The benchmarks do not use
+# it: their compile times stay compile times.
+if [ -n "$wheelhouse" ]; then
+  export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR-${TMPDIR:-/tmp}/vdsr_jax_cache}"
+fi
+# XLA's and the GPU libraries' warnings and errors reach job.log (cli.run would silence them).
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
 {
   use_wheelhouse "$py" "$here" "$wheelhouse" || exit 3
   if [ -n "$wheelhouse" ]; then
