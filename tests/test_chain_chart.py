@@ -28,6 +28,13 @@ def _tool(*args):
     )
 
 
+def _refused(message, *args):
+    """``chain_chart.py ARGS`` answers one error line, exit 2."""
+    proc = _tool(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"chain_chart: error: {message}"]
+
+
 def _history():
     with open(os.path.join(RELEASE, "history.json")) as f:
         return json.load(f)["points"]
@@ -121,27 +128,30 @@ def test_add_appends_the_runs_last_cycle_and_redraws(tmp_path):
 
     # The same cycle twice, or scores that lack a cell: one line, nothing changed.
     before = history.read_bytes(), chart.read_bytes()
-    proc = _tool(f"--add={folder}", f"--eval_json={eval_json}", *args)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"chain_chart: error: cycle {n + 1} is in {history} already"
-    ]
+    _refused(
+        f"cycle {n + 1} is in {history} already",
+        f"--add={folder}",
+        f"--eval_json={eval_json}",
+        *args,
+    )
     del scores["B100"]
     eval_json.write_text(json.dumps(scores))
     other = _fake_run(tmp_path / "run2", n + 2, [dict(run, cycle=n + 2)], quick)
-    proc = _tool(f"--add={other}", f"--eval_json={eval_json}", *args)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"chain_chart: error: {eval_json} is not vdsr-eval --json of Set5/Set14/B100: 'B100'"
-    ]
+    _refused(
+        f"{eval_json} is not vdsr-eval --json of Set5/Set14/B100: 'B100'",
+        f"--add={other}",
+        f"--eval_json={eval_json}",
+        *args,
+    )
     assert (history.read_bytes(), chart.read_bytes()) == before
     # A cycle that skips one: refused too.
     gap = _fake_run(tmp_path / "run3", n + 3, [dict(run, cycle=n + 3)], quick)
-    proc = _tool(f"--add={gap}", f"--eval_json={eval_json}", *args)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"chain_chart: error: cycle {n + 3} does not follow cycle {n + 1}"
-    ]
+    _refused(
+        f"cycle {n + 3} does not follow cycle {n + 1}",
+        f"--add={gap}",
+        f"--eval_json={eval_json}",
+        *args,
+    )
     assert (history.read_bytes(), chart.read_bytes()) == before
 
 
@@ -159,9 +169,9 @@ def test_a_broken_history_is_one_line(tmp_path):
     points = _history()
     del points[0]["quick"]["B100"]
     history.write_text(json.dumps({"points": points}))
-    proc = _tool(f"--history={history}", f"--chart={tmp_path / 'chart.svg'}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"chain_chart: error: {history} is not a chain history: no 'B100'"
-    ]
+    _refused(
+        f"{history} is not a chain history: no 'B100'",
+        f"--history={history}",
+        f"--chart={tmp_path / 'chart.svg'}",
+    )
     assert not (tmp_path / "chart.svg").exists()

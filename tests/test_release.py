@@ -30,18 +30,23 @@ def _documented_command():
     return found[0]
 
 
+def _script(path, env, *args):
+    """Runs a repository shell script (``tools/...``) with ``args``."""
+    return subprocess.run(
+        ["bash", os.path.join(REPO, path), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # a hang guard; the job's own budget is what the tests check
+    )
+
+
 def _dry_run(out, env, *extra):
     words = [
         w.replace("DIR", str(out)).replace("PY", sys.executable)
         for w in shlex.split(_documented_command())
     ]
-    proc = subprocess.run(
-        ["bash", os.path.join(REPO, words[0]), *words[1:], *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a hang guard; the job's own budget is what the test checks
-    )
+    proc = _script(words[0], env, *words[1:], *extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "log.json").read_text())
 
@@ -60,14 +65,14 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
     first, second = tmp_path / "one", tmp_path / "two"
     logs = [_dry_run(first, no_tf_env)]
     # The second cycle as a lease's first call runs it: the job, then the latency part.
-    proc = subprocess.run(
-        ["bash", os.path.join(REPO, "tools", "lease.sh"), "--call=1", "--dry_run"]
-        + [f"--output_dir={second}", f"--python={sys.executable}"]
-        + [f"--state={first / 'state.npz'}"],
-        env=no_tf_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _script(
+        "tools/lease.sh",
+        no_tf_env,
+        "--call=1",
+        "--dry_run",
+        f"--output_dir={second}",
+        f"--python={sys.executable}",
+        f"--state={first / 'state.npz'}",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs.append(json.loads((second / "log.json").read_text()))
@@ -98,14 +103,14 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
 
     # --score_only scores a state again with the job's own scorer: the same numbers.
     again = tmp_path / "again"
-    proc = subprocess.run(
-        ["bash", os.path.join(REPO, "tools", "train_release.sh"), f"--output_dir={again}"]
-        + ["--dry_run", "--score_only", f"--python={sys.executable}"]
-        + [f"--state={second / 'state.npz'}"],
-        env=no_tf_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _script(
+        "tools/train_release.sh",
+        no_tf_env,
+        f"--output_dir={again}",
+        "--dry_run",
+        "--score_only",
+        f"--python={sys.executable}",
+        f"--state={second / 'state.npz'}",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(os.listdir(again)) == ["job.log", "scores.json"]  # nothing trained

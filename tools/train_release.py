@@ -156,7 +156,7 @@ def _score_only(state_path, bench, dry_run, out):
         model = build_vdsr(
             depth=meta["config"]["model"]["depth"], filters=meta["config"]["model"]["filters"]
         )
-        model.set_weights(weights)
+        checkpoint.restore(model, weights)
     except (KeyError, ValueError) as e:
         raise cli.CliError(f"--state: {state_path} has no weights of a VDSR model: {e}") from None
     os.makedirs(out, exist_ok=True)
