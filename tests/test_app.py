@@ -417,6 +417,7 @@ def _chromium(monkeypatch):
 def test_in_a_real_browser(server, tmp_path, monkeypatch):
     """Loads the page, sends a corrupt file (one line in the page), then the
     bundled butterfly at x3: a 255 x 255 result, the bytes vdsr-upscale writes."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -430,8 +431,15 @@ def test_in_a_real_browser(server, tmp_path, monkeypatch):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#vdsr-inputs td.filename"))
         driver.find_element(By.ID, "vdsr-go").click()
         toast = "[data-testid=toast-body]"
-        WebDriverWait(driver, REQUEST_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, toast))
-        message = driver.find_element(By.CSS_SELECTOR, toast).text.splitlines()
+
+        def toast_lines(d):  # the toast's visible lines, once it has any (it fades in)
+            found = d.find_elements(By.CSS_SELECTOR, toast)
+            return found and found[0].text.splitlines()
+
+        stale = (StaleElementReferenceException,)
+        message = WebDriverWait(driver, REQUEST_S, ignored_exceptions=stale).until(
+            toast_lines, "no error toast with text"
+        )
         assert message[-1].startswith("bad.png: corrupt or truncated image: "), message
         driver.find_element(By.CSS_SELECTOR, "[data-testid=toast-close]").click()
         wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, toast))
