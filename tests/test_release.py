@@ -82,7 +82,7 @@ def test_dry_run_twice_advances_the_chain(tmp_path, no_tf_env):
     assert "== latency" in (second / "job.log").read_text()  # appended to the job's log
     # As written, the dry run keeps its own short budget (not the GPU job's 540 s)
     # and the CPU's short jitted loop.
-    assert all(log["budget_s"] == 30 and log["steps_per_call"] == 5 for log in logs)
+    assert all(log["budget_s"] == 20 and log["steps_per_call"] == 5 for log in logs)
     for out in (first, second):
         files = sorted(os.listdir(out))
         assert {"vdsr.weights.h5", "state.npz", "scores.json", "log.json", "job.log"} <= set(files)

@@ -22,7 +22,7 @@ KERAS_BACKEND=jax). It
 scoring failed, or a cycle scored again to compare like with like): writes
 ``scores.json`` and trains nothing.
 
-``--dry_run``: a 3-layer, 8-filter network, 24 x 24 patches, a 30 s budget
+``--dry_run``: a 3-layer, 8-filter network, 24 x 24 patches, a 20 s budget
 (unless ``--budget_s`` says otherwise), the bundled sample images for training
 and scoring: every stage, on CPU, in well under 3 minutes. The test suite runs
 it as BUILD.md writes it.
@@ -48,7 +48,7 @@ flags.DEFINE_float(
     None,
     "Seconds for the whole job, counted from "
     "$VDSR_JOB_START (set by train_release.sh before the install); "
-    "default 540, 30 for --dry_run.",
+    "default 540, 20 for --dry_run.",
 )
 flags.DEFINE_string(
     "state",
@@ -61,7 +61,7 @@ flags.DEFINE_float(
     "eval_reserve_s",
     None,
     "Seconds kept for scoring and writing "
-    "(default 45: the H200 scored the nine cells in 21 s; 8 for --dry_run).",
+    "(default 45: the H200 scored the nine cells in 21 s; 4 for --dry_run).",
 )
 flags.DEFINE_float(
     "peak_lr",
@@ -224,7 +224,7 @@ def main(argv):
         _release_config(1, 1, dry)
     except (ValueError, KeyError, TypeError) as e:
         raise cli.CliError(f"--set: {e}") from None
-    budget = FLAGS.budget_s if FLAGS.budget_s is not None else (30 if dry else 540)
+    budget = FLAGS.budget_s if FLAGS.budget_s is not None else (20 if dry else 540)
     if budget <= 0:
         raise cli.CliError(f"--budget_s must be > 0, not {budget:g}")
     per_call = FLAGS.steps_per_call if FLAGS.steps_per_call is not None else (5 if dry else 200)
@@ -262,7 +262,7 @@ def main(argv):
     cycle = int(prior.get("cycles", 0)) + 1
 
     sources = FLAGS.data or os.path.join(sample_images_dir(), "HR")
-    reserve = FLAGS.eval_reserve_s if FLAGS.eval_reserve_s is not None else (8 if dry else 45)
+    reserve = FLAGS.eval_reserve_s if FLAGS.eval_reserve_s is not None else (4 if dry else 45)
     deadline = time.monotonic() + budget - (time.time() - start) - reserve
     train_left = deadline - time.monotonic()
     rate = 200 if dry else FLAGS.rate_guess
